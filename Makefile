@@ -1,0 +1,32 @@
+# Two commands for a fresh clone: `make run` and `make test` (see README).
+# Both create .venv themselves and are idempotent.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+REQS   := requirements.txt requirements-rag.txt requirements-dev.txt
+
+.PHONY: install run test lint bench-quick clean
+
+install: $(STAMP)
+
+$(STAMP): $(REQS) scripts/setup-system.sh
+	bash scripts/setup-system.sh
+	test -x $(PY) || python3 -m venv $(VENV)
+	# The CPU build of torch must come first: an unpinned torch pulls a multi-GB CUDA build.
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet $(addprefix -r ,$(REQS))
+	touch $(STAMP)
+
+run: install
+	$(PY) server.py $(ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

