@@ -1,0 +1,20 @@
+"""Long-term memory: ``MemoryStore`` (SQLite + FAISS + BM25, hybrid and time-aware recall)."""
+
+from agent.ids import InvalidIdError
+from agent.memory.facts import DUPLICATE_COSINE, SUPERSEDE_COSINE
+from agent.memory.recall import RecallParams
+from agent.memory.records import MemoryRecord, RecordStore, SQLiteRecordStore
+from agent.memory.store import MemoryNotFoundError, MemoryStore, validate_memory_id
+
+__all__ = [
+    "DUPLICATE_COSINE",
+    "SUPERSEDE_COSINE",
+    "InvalidIdError",
+    "MemoryNotFoundError",
+    "MemoryRecord",
+    "MemoryStore",
+    "RecallParams",
+    "RecordStore",
+    "SQLiteRecordStore",
+    "validate_memory_id",
+]

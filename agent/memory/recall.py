@@ -1,0 +1,118 @@
+"""Fusing the dense and lexical rankings, time windows, neighbouring turns and recency into one list."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from agent.memory.records import MemoryRecord, RecordStore
+from agent.memory.timewindow import TimeWindow
+
+
+@dataclass(frozen=True)
+class RecallParams:
+    """Knobs of hybrid recall (defaults chosen on ``bench/memory_recall.py``)."""
+
+    pool: int = 50
+    """Candidates taken from each ranking before fusion."""
+    rrf_k: float = 60.0
+    """Reciprocal rank fusion constant: 1 / (rrf_k + rank)."""
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    window_boost: float = 0.05
+    """Added to memories inside the query's time window (about 3x a top-1 RRF score: in-window wins)."""
+    window_scan: int = 5000
+    """At most this many memories of a time window are scored densely (newest first)."""
+    neighbour_hits: int = 3
+    """Neighbouring turns are looked up for this many top hits..."""
+    neighbour_factor: float = 0.5
+    """...and get this fraction of the hit's score (added to their own)."""
+    recency_weight: float = 1e-4
+    """Tie-break: up to this much for the newest candidate."""
+    time_words: frozenset[str] = field(
+        default_factory=lambda: frozenset(
+            [
+                "yesterday", "today", "tonight", "last", "week", "month", "year", "ago", "days",
+                "day", "past", "night", "morning",
+                "recently", "lately", "this",
+                "昨天", "昨晚",
+                "今天", "今晚", "前天", "上周", "本周",
+                "这周", "上个", "上个月", "本月", "这个",
+                "个月", "星期", "礼拜",
+                "最近", "之前", "以前", "天前", "几天", "前几天",
+            ]
+        )
+    )
+
+
+def _rrf(ranked: Sequence[tuple[int, float]], weight: float, k: float, into: dict[int, float]) -> None:
+    for rank, (seq, _score) in enumerate(ranked):
+        into[seq] = into.get(seq, 0.0) + weight / (k + rank + 1)
+
+
+def fuse(
+    records: RecordStore,
+    user_id: str,
+    *,
+    dense: Sequence[tuple[int, float]],
+    lexical: Sequence[tuple[int, float]],
+    window_ranked: Sequence[tuple[int, float]],
+    window: TimeWindow | None,
+    k: int,
+    params: RecallParams,
+    include_superseded: bool = False,
+    kinds: Sequence[str] | None = None,
+) -> list[MemoryRecord]:
+    """Rank the candidates from every source and return the best ``k`` records with their scores."""
+    p = params
+    scores: dict[int, float] = {}
+    _rrf(dense, p.dense_weight, p.rrf_k, scores)
+    _rrf(lexical, p.lexical_weight, p.rrf_k, scores)
+    # The window's own dense ranking brings in memories of that period that the global
+    # top-N missed; it counts as a second dense vote, not a third independent signal.
+    _rrf(window_ranked, p.dense_weight, p.rrf_k, scores)
+    if not scores:
+        return []
+    recs = {r.seq: r for r in records.get_by_seqs(user_id, list(scores))}
+
+    def usable(r: MemoryRecord | None) -> bool:
+        return (
+            r is not None
+            and (include_superseded or r.superseded_by is None)
+            and (not kinds or r.kind in kinds)
+        )
+
+    recs = {s: r for s, r in recs.items() if usable(r)}
+    if not recs:
+        return []
+    times = [r.created_at for r in recs.values()]
+    lo, span = min(times), max(max(times) - min(times), 1.0)
+    final: dict[int, float] = {}
+    for s, r in recs.items():
+        v = scores[s] + p.recency_weight * (r.created_at - lo) / span
+        if window is not None and window.contains(r.created_at):
+            v += p.window_boost
+        final[s] = v
+
+    # Neighbouring turns: the exchange just before/after a strong hit often holds the
+    # rest of the answer ("I saw the doctor" -> "she told me to take vitamin D").
+    top = sorted(final, key=final.__getitem__, reverse=True)[: p.neighbour_hits]
+    extra: dict[int, float] = {}
+    for s in top:
+        r = recs[s]
+        if r.kind != "turn" or not r.session_id:
+            continue
+        for n in records.session_neighbours(user_id, r.session_id, s):
+            extra[n] = max(extra.get(n, 0.0), p.neighbour_factor * (final[s] - p.recency_weight))
+    missing = [n for n in extra if n not in recs]
+    if missing:
+        for r in records.get_by_seqs(user_id, missing):
+            if usable(r):
+                recs[r.seq] = r
+                final[r.seq] = p.recency_weight * (r.created_at - lo) / span
+    for n, bonus in extra.items():
+        if n in final:
+            final[n] += bonus
+
+    best = sorted(final, key=lambda s: (final[s], recs[s].created_at), reverse=True)[:k]
+    return [replace(recs[s], score=round(final[s], 6)) for s in best]

@@ -1,0 +1,594 @@
+"""MemoryStore: Parley's long-term memory (SQLite records + per-user FAISS and BM25 indexes)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.embedding import Embedder, load_embedder
+from agent.ids import InvalidIdError, validate_user_id
+from agent.memory import facts
+from agent.memory.lexical import LexicalIndex, tokenize
+from agent.memory.recall import RecallParams, fuse
+from agent.memory.records import MemoryRecord, NewRow, RecordStore, SQLiteRecordStore
+from agent.memory.timewindow import find_time_window
+from agent.memory.vector_index import UserIndex, build_index, load_index, remove_files, save_index
+
+_MEMORY_ID = re.compile(r"^[0-9a-f]{32}$")
+_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_ITEM_FIELDS = frozenset(
+    {"text", "kind", "metadata", "created_at", "session_id", "supersedes", "auto_supersede"}
+)
+
+AUTOSAVE_MIN = 256
+"""Writes after which a user's index file is re-saved (or 10% of its size, whichever is larger)."""
+
+
+class MemoryNotFoundError(KeyError):
+    """No memory with this id for this user (it never existed, was deleted, or is someone else's)."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of its argument
+        return str(self.args[0]) if self.args else "memory not found"
+
+
+def validate_memory_id(memory_id: object) -> str:
+    """Return ``memory_id`` if it has the shape of a memory id (32 lower-case hex digits)."""
+    if not isinstance(memory_id, str) or not _MEMORY_ID.match(memory_id):
+        raise InvalidIdError(f"invalid memory id: expected 32 hex digits (got {str(memory_id)[:80]!r})")
+    return memory_id
+
+
+def _timestamp(value: float | int | datetime | None) -> float:
+    if value is None:
+        return time.time()
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"created_at must be epoch seconds or a datetime, not {type(value).__name__}")
+
+
+@dataclass
+class _Item:
+    text: str
+    kind: str
+    metadata: dict[str, Any]
+    created_at: float
+    session_id: str | None
+    supersedes: str | None = None
+    auto_supersede: bool = True
+
+
+@dataclass
+class _UserState:
+    index: UserIndex
+    lexical: LexicalIndex | None = None
+    sessions: set[str] = field(default_factory=set)
+
+
+class MemoryStore:
+    """Long-term memory of every user, in one directory.
+
+    Layout of ``path``: ``memory.sqlite3`` (the records, the source of truth) and
+    ``index/<user_id>.faiss`` + ``.json`` (each user's vector index and the
+    watermark it was saved at). Indexes are caches: missing, corrupt or stale ones
+    are repaired from SQLite on first use of that user.
+
+    Writes are durable when they return (SQLite WAL, ``synchronous=FULL``). The
+    index files are re-saved every ``AUTOSAVE_MIN`` writes (or 10% of the index)
+    and on :meth:`flush`/:meth:`close`; a crash in between costs only a catch-up on
+    the next start. All methods are thread-safe; embedding runs outside the store
+    lock so a slow ``add`` does not hold up searches. Open one ``MemoryStore`` per
+    directory per process.
+
+    Facts (``kind="fact"``) are de-duplicated and superseded as described in
+    :mod:`agent.memory.facts`. Search is hybrid: see :meth:`search`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path = "./data/memory",
+        embedder: Embedder | None = None,
+        records: RecordStore | None = None,
+        params: RecallParams | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.embedder = embedder if embedder is not None else load_embedder()
+        self.records: RecordStore = records if records is not None else SQLiteRecordStore(
+            self.path / "memory.sqlite3"
+        )
+        self.params = params or RecallParams()
+        self._lock = threading.RLock()
+        self._users: dict[str, _UserState] = {}
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._closed = False
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _index_path(self, user_id: str) -> Path:
+        return self.path / "index" / f"{user_id}.faiss"
+
+    def _watermark(self, user_id: str) -> dict[str, Any]:
+        return {
+            "count": self.records.count(user_id),
+            "max_seq": self.records.max_seq(user_id),
+            "model": self.embedder.name,
+            "dim": self.embedder.dim,
+        }
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vecs = np.asarray(self.embedder.encode(texts), dtype=np.float32)
+        # Rows are stored as float16; index the same rounded values so a rebuilt index is identical.
+        return vecs.astype(np.float16).astype(np.float32)
+
+    def _encode_query(self, query: str) -> np.ndarray:
+        with self._lock:
+            hit = self._query_cache.get(query)
+            if hit is not None:
+                self._query_cache.move_to_end(query)
+                return hit
+        vec = np.asarray(self.embedder.encode([query]), dtype=np.float32)[0]
+        with self._lock:
+            self._query_cache[query] = vec
+            if len(self._query_cache) > 512:
+                self._query_cache.popitem(last=False)
+        return vec
+
+    def _state(self, user_id: str) -> _UserState:
+        """The user's indexes, loaded (caught up or rebuilt) on first use. Caller holds the lock."""
+        st = self._users.get(user_id)
+        if st is None:
+            st = _UserState(index=self._load_vectors(user_id))
+            self._users[user_id] = st
+        return st
+
+    def _load_vectors(self, user_id: str) -> UserIndex:
+        path = self._index_path(user_id)
+        count = self.records.count(user_id)
+        loaded = load_index(path, self.embedder.dim)
+        ui: UserIndex | None = None
+        if loaded is not None:
+            ui, meta = loaded
+            if meta.get("model") != self.embedder.name:
+                ui = None
+            else:
+                for seqs, vecs, models in self.records.iter_vectors(user_id, after_seq=int(meta["max_seq"])):
+                    ui.add(seqs, self._check_vectors(user_id, seqs, vecs, models))
+                if ui.ntotal != count:  # rows deleted since the save: cannot patch, rebuild
+                    ui = None
+        if ui is None:
+            ui = self._rebuild_vectors(user_id)
+            ui.dirty = max(ui.dirty, 1)
+        if ui.dirty:
+            save_index(ui, path, self._watermark(user_id))
+        return ui
+
+    def _check_vectors(
+        self, user_id: str, seqs: np.ndarray, vecs: np.ndarray, models: list[str]
+    ) -> np.ndarray:
+        """Re-embed rows that were stored with another embedding model (and store the new vectors)."""
+        stale = [i for i, m in enumerate(models) if m != self.embedder.name]
+        if not stale and vecs.shape[1] == self.embedder.dim:
+            return vecs
+        stale = list(range(len(seqs))) if vecs.shape[1] != self.embedder.dim else stale
+        texts = self.records.texts_for(user_id, [int(seqs[i]) for i in stale])
+        new = self._encode([texts[int(seqs[i])] for i in stale])
+        out = np.zeros((len(seqs), self.embedder.dim), dtype=np.float32)
+        if vecs.shape[1] == self.embedder.dim:
+            out[:] = vecs
+        out[stale] = new
+        self.records.update_embeddings(user_id, [int(seqs[i]) for i in stale], new, self.embedder.name)
+        return out
+
+    def _rebuild_vectors(self, user_id: str) -> UserIndex:
+        all_seqs, all_vecs = [], []
+        for seqs, vecs, models in self.records.iter_vectors(user_id):
+            all_seqs.append(seqs)
+            all_vecs.append(self._check_vectors(user_id, seqs, vecs, models))
+        if not all_seqs:
+            return UserIndex(self.embedder.dim)
+        return build_index(self.embedder.dim, np.concatenate(all_seqs), np.vstack(all_vecs))
+
+    def _lexical(self, user_id: str, st: _UserState) -> LexicalIndex:
+        if st.lexical is None or st.lexical.needs_rebuild():
+            st.lexical = LexicalIndex.from_rows(self.records.iter_tokens(user_id))
+        return st.lexical
+
+    def _maybe_save(self, user_id: str, st: _UserState) -> None:
+        if st.index.dirty >= max(AUTOSAVE_MIN, st.index.ntotal // 10):
+            save_index(st.index, self._index_path(user_id), self._watermark(user_id))
+
+    def _get_or_raise(self, user_id: str, memory_id: str) -> MemoryRecord:
+        rec = self.records.get(user_id, validate_memory_id(memory_id))
+        if rec is None:
+            raise MemoryNotFoundError(f"no memory {memory_id!r} for user {user_id!r}")
+        return rec
+
+    @staticmethod
+    def _item(raw: str | dict[str, Any]) -> _Item:
+        d: dict[str, Any] = {"text": raw} if isinstance(raw, str) else dict(raw)
+        unknown = set(d) - _ITEM_FIELDS
+        if unknown:
+            raise ValueError(f"unknown memory fields: {sorted(unknown)}")
+        text = d.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("memory text must be a non-empty string")
+        kind = d.get("kind") or "turn"
+        if not isinstance(kind, str) or not _KIND.match(kind):
+            raise ValueError(f"invalid memory kind {kind!r}: use lower-case letters, digits and _")
+        metadata = dict(d.get("metadata") or {})
+        session_id = d.get("session_id") or metadata.get("session_id")
+        if session_id is not None:
+            session_id = str(session_id)
+            if len(session_id) > 128:
+                raise ValueError("session_id longer than 128 characters")
+            metadata["session_id"] = session_id
+        supersedes = d.get("supersedes")
+        if supersedes is not None:
+            validate_memory_id(supersedes)
+        return _Item(
+            text=text.strip(),
+            kind=kind,
+            metadata=metadata,
+            created_at=_timestamp(d.get("created_at")),
+            session_id=session_id,
+            supersedes=supersedes,
+            auto_supersede=bool(d.get("auto_supersede", True)),
+        )
+
+    # -- writes ------------------------------------------------------------------------------
+    def add(
+        self,
+        user_id: str,
+        text: str,
+        kind: str = "turn",
+        metadata: dict[str, Any] | None = None,
+        created_at: float | datetime | None = None,
+        *,
+        session_id: str | None = None,
+        supersedes: str | None = None,
+        auto_supersede: bool = True,
+    ) -> str:
+        """Store one memory and return its id (for a duplicate fact: the existing id).
+
+        ``session_id`` may also be given as ``metadata["session_id"]``. For facts,
+        ``supersedes`` names an older fact this one replaces; see :mod:`agent.memory.facts`.
+        The write is committed to SQLite before this returns.
+        """
+        item = {
+            "text": text,
+            "kind": kind,
+            "metadata": metadata,
+            "created_at": created_at,
+            "session_id": session_id,
+            "supersedes": supersedes,
+            "auto_supersede": auto_supersede,
+        }
+        return self.add_many(user_id, [item])[0]
+
+    def add_fact(self, user_id: str, text: str, **kwargs: Any) -> str:
+        """``add(user_id, text, kind="fact", ...)``: de-duplicated and superseding."""
+        return self.add(user_id, text, kind="fact", **kwargs)
+
+    def add_many(self, user_id: str, items: Iterable[str | dict[str, Any]]) -> list[str]:
+        """Store many memories with one batched embedding; returns their ids in order.
+
+        Items are strings (turns) or dicts with ``text`` and optionally ``kind``,
+        ``metadata``, ``created_at``, ``session_id``, ``supersedes``. Turns are
+        committed in one transaction; facts one by one (each may de-duplicate
+        against the ones before it).
+        """
+        validate_user_id(user_id)
+        parsed = [self._item(raw) for raw in items]
+        if not parsed:
+            return []
+        vecs = self._encode([it.text for it in parsed])  # outside the lock: the slow part
+        return self._write(user_id, parsed, vecs)
+
+    def _add_precomputed(
+        self, user_id: str, items: Sequence[str | dict[str, Any]], vectors: np.ndarray
+    ) -> list[str]:
+        """Bulk insert with vectors computed elsewhere (benchmarks, migrations). Skips fact policy."""
+        validate_user_id(user_id)
+        parsed = [self._item(raw) for raw in items]
+        vecs = np.asarray(vectors, dtype=np.float32)
+        if vecs.shape != (len(parsed), self.embedder.dim):
+            raise ValueError(f"vectors must have shape ({len(parsed)}, {self.embedder.dim})")
+        vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        vecs = vecs.astype(np.float16).astype(np.float32)
+        return self._write(user_id, parsed, vecs, fact_policy=False)
+
+    def _write(
+        self, user_id: str, items: list[_Item], vecs: np.ndarray, fact_policy: bool = True
+    ) -> list[str]:
+        ids: list[str | None] = [None] * len(items)
+        pending: list[int] = []
+        with self._lock:
+            st = self._state(user_id)
+            for i, it in enumerate(items):
+                if it.kind == "fact" and fact_policy:
+                    self._insert(user_id, st, items, vecs, pending, ids)
+                    pending = []
+                    ids[i] = self._add_fact_locked(user_id, st, it, vecs[i])
+                else:
+                    pending.append(i)
+            self._insert(user_id, st, items, vecs, pending, ids)
+            self._maybe_save(user_id, st)
+        return [i for i in ids if i is not None]
+
+    def _insert(
+        self,
+        user_id: str,
+        st: _UserState,
+        items: list[_Item],
+        vecs: np.ndarray,
+        which: list[int],
+        ids: list[str | None],
+    ) -> None:
+        if not which:
+            return
+        rows = []
+        for i in which:
+            it = items[i]
+            toks = tokenize(it.text)
+            rows.append(
+                NewRow(
+                    id=uuid.uuid4().hex,
+                    user_id=user_id,
+                    text=it.text,
+                    kind=it.kind,
+                    created_at=it.created_at,
+                    session_id=it.session_id,
+                    metadata=it.metadata,
+                    tokens=" ".join(toks),
+                    content_hash=facts.content_hash(it.text),
+                    embedding=vecs[i],
+                    embedding_model=self.embedder.name,
+                )
+            )
+        seqs = self.records.insert(rows)  # durable from here on
+        st.index.add(np.asarray(seqs, dtype=np.int64), vecs[which])
+        for row, seq, i in zip(rows, seqs, which, strict=True):
+            if st.lexical is not None:
+                st.lexical.add(seq, row.tokens.split())
+            ids[i] = row.id
+
+    def _add_fact_locked(self, user_id: str, st: _UserState, it: _Item, vec: np.ndarray) -> str:
+        if it.supersedes is not None:
+            self._get_or_raise(user_id, it.supersedes)
+        same = self.records.find_by_hash(user_id, "fact", facts.content_hash(it.text))
+        if same is not None and same.id != it.supersedes:
+            return same.id
+        decision = facts.FactDecision("new")
+        if it.supersedes is None:
+            scores, seqs = st.index.search(vec, 20)
+            by_seq = {r.seq: r for r in self.records.get_by_seqs(user_id, seqs.tolist())}
+            candidates = [
+                (by_seq[int(s)].id, by_seq[int(s)].text, float(c))
+                for c, s in zip(scores, seqs, strict=True)
+                if int(s) in by_seq and by_seq[int(s)].kind == "fact" and by_seq[int(s)].superseded_by is None
+            ]
+            decision = facts.decide(it.text, candidates, auto_supersede=it.auto_supersede)
+            if decision.action == "duplicate":
+                assert decision.other_id is not None
+                return decision.other_id
+        ids: list[str | None] = [None]
+        self._insert(user_id, st, [it], vec[None, :], [0], ids)
+        new_id = ids[0]
+        assert new_id is not None
+        old = it.supersedes or (decision.other_id if decision.action == "supersede" else None)
+        if old is not None:
+            self.records.mark_superseded(user_id, old, new_id)
+        return new_id
+
+    def delete(self, user_id: str, memory_id: str) -> None:
+        """Delete one memory for good (facts it had superseded become current again)."""
+        validate_user_id(user_id)
+        validate_memory_id(memory_id)
+        with self._lock:
+            st = self._state(user_id)
+            seq = self.records.delete(user_id, memory_id)
+            if seq is None:
+                raise MemoryNotFoundError(f"no memory {memory_id!r} for user {user_id!r}")
+            self.records.unmark_superseded_by(user_id, memory_id)
+            st.index.remove([seq])
+            if st.lexical is not None:
+                st.lexical.remove(seq)
+            self._maybe_save(user_id, st)
+
+    def clear(self, user_id: str) -> int:
+        """Delete all of a user's memories; returns how many there were."""
+        validate_user_id(user_id)
+        with self._lock:
+            n = self.records.clear(user_id)
+            self._users.pop(user_id, None)
+            remove_files(self._index_path(user_id))
+        return n
+
+    # -- reads -------------------------------------------------------------------------------
+    def get(self, user_id: str, memory_id: str) -> MemoryRecord:
+        """One memory of this user, or :class:`MemoryNotFoundError`."""
+        validate_user_id(user_id)
+        return self._get_or_raise(user_id, memory_id)
+
+    def list(
+        self, user_id: str, limit: int = 50, offset: int = 0, include_superseded: bool = True
+    ) -> list[MemoryRecord]:
+        """Newest first. Superseded facts are included (with ``superseded_by`` set) unless told not to."""
+        validate_user_id(user_id)
+        if limit < 0 or offset < 0:
+            raise ValueError("limit and offset must be >= 0")
+        return self.records.list(user_id, limit, offset, include_superseded)
+
+    def stats(self, user_id: str) -> dict[str, Any]:
+        """Counts by kind, superseded facts, time span, sessions, and the index kind and size."""
+        validate_user_id(user_id)
+        with self._lock:
+            out = self.records.stats(user_id)
+            st = self._state(user_id)
+            out["index"] = {
+                "type": "ivf" if st.index.is_ivf else "flat",
+                "vectors": st.index.ntotal,
+                "model": self.embedder.name,
+            }
+        return out
+
+    def users(self) -> list[str]:
+        """Every user id that has at least one memory."""
+        return self.records.users()
+
+    def search(
+        self,
+        user_id: str,
+        query: str,
+        k: int = 5,
+        *,
+        now: float | None = None,
+        tz: tzinfo | None = None,
+        mode: str = "hybrid",
+        include_superseded: bool = False,
+        kinds: Sequence[str] | None = None,
+    ) -> list[MemoryRecord]:
+        """The ``k`` memories most relevant to ``query``, best first (``.score`` = fused score).
+
+        ``mode="hybrid"`` (default) fuses dense (FAISS) and BM25 rankings with
+        reciprocal rank fusion, then applies time awareness (a time phrase in the
+        query such as "yesterday" / "上周" boosts memories inside that window and
+        adds the window's memories to the candidates; see
+        :mod:`agent.memory.timewindow`), pulls up the neighbouring turns of strong
+        hits in the same session, and breaks ties by recency. ``mode="dense"`` is
+        plain dense top-k (the benchmark baseline). ``now`` (epoch seconds) and
+        ``tz`` anchor the time phrases; they default to the current time and zone.
+        """
+        validate_user_id(user_id)
+        if mode not in ("hybrid", "dense"):
+            raise ValueError("mode must be 'hybrid' or 'dense'")
+        if not isinstance(query, str) or not query.strip() or k <= 0:
+            return []
+        qvec = self._encode_query(query)
+        p = self.params
+        now = time.time() if now is None else now
+        with self._lock:
+            st = self._state(user_id)
+            if st.index.ntotal == 0:
+                return []
+            pool = max(p.pool, 4 * k)
+            d_scores, d_seqs = st.index.search(qvec, pool)
+            if mode == "dense":
+                return self._dense_only(user_id, d_scores, d_seqs, k, include_superseded, kinds)
+            window = find_time_window(query, now, tz)
+            q_tokens = tokenize(query)
+            if window is not None:
+                q_tokens = [t for t in q_tokens if t not in p.time_words]
+            lexical = self._lexical(user_id, st).search(q_tokens, pool)
+            window_ranked: list[tuple[int, float]] = []
+            if window is not None:
+                wseqs = self.records.seqs_in_window(user_id, window.start, window.end, p.window_scan)
+                if wseqs:
+                    seqs_arr, vecs = self.records.vectors_for(user_id, wseqs)
+                    sims = vecs @ qvec
+                    order = np.argsort(-sims)[:pool]
+                    window_ranked = [(int(seqs_arr[i]), float(sims[i])) for i in order]
+            return fuse(
+                self.records,
+                user_id,
+                dense=list(zip(d_seqs.tolist(), d_scores.tolist(), strict=True)),
+                lexical=lexical,
+                window_ranked=window_ranked,
+                window=window,
+                k=k,
+                params=p,
+                include_superseded=include_superseded,
+                kinds=kinds,
+            )
+
+    def _dense_only(
+        self,
+        user_id: str,
+        scores: np.ndarray,
+        seqs: np.ndarray,
+        k: int,
+        include_superseded: bool,
+        kinds: Sequence[str] | None,
+    ) -> list[MemoryRecord]:
+        by_seq = {r.seq: r for r in self.records.get_by_seqs(user_id, seqs.tolist())}
+        out = []
+        for s, c in zip(seqs.tolist(), scores.tolist(), strict=True):
+            r = by_seq.get(s)
+            if r is None or (r.superseded_by and not include_superseded) or (kinds and r.kind not in kinds):
+                continue
+            out.append(_with_score(r, c))
+            if len(out) == k:
+                break
+        return out
+
+    # -- maintenance -------------------------------------------------------------------------
+    def check_consistency(self, user_id: str) -> dict[str, Any]:
+        """Compare the user's vector index with SQLite: ``{"ok", "missing", "extra"}`` (seq lists)."""
+        validate_user_id(user_id)
+        with self._lock:
+            st = self._state(user_id)
+            in_index = set(st.index.ids().tolist())
+            in_db = set(self.records.seqs(user_id))
+        return {
+            "ok": in_index == in_db and st.index.ntotal == len(in_db),
+            "missing": sorted(in_db - in_index),
+            "extra": sorted(in_index - in_db),
+        }
+
+    def rebuild(self, user_id: str) -> None:
+        """Rebuild the user's indexes from SQLite and save them."""
+        validate_user_id(user_id)
+        with self._lock:
+            ui = self._rebuild_vectors(user_id)
+            save_index(ui, self._index_path(user_id), self._watermark(user_id))
+            self._users[user_id] = _UserState(index=ui)
+
+    def flush(self) -> None:
+        """Save every index that changed since its last save."""
+        with self._lock:
+            for uid, st in self._users.items():
+                if st.index.dirty:
+                    save_index(st.index, self._index_path(uid), self._watermark(uid))
+
+    def close(self) -> None:
+        """Flush the indexes and close the database. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self.flush()
+            self.records.close()
+            self._closed = True
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- asyncio conveniences (run in a worker thread) -----------------------------------------
+    async def aadd(self, user_id: str, text: str, **kwargs: Any) -> str:
+        return await asyncio.to_thread(self.add, user_id, text, **kwargs)
+
+    async def aadd_many(self, user_id: str, items: Iterable[str | dict[str, Any]]) -> list[str]:
+        return await asyncio.to_thread(self.add_many, user_id, list(items))
+
+    async def asearch(self, user_id: str, query: str, k: int = 5, **kwargs: Any) -> list[MemoryRecord]:
+        return await asyncio.to_thread(self.search, user_id, query, k, **kwargs)
+
+
+def _with_score(r: MemoryRecord, score: float) -> MemoryRecord:
+    from dataclasses import replace
+
+    return replace(r, score=float(score))
