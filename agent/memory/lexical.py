@@ -35,7 +35,7 @@ STOPWORDS = frozenset(
         "no", "yes", "can", "could", "would", "should", "will", "shall", "may", "might", "must",
         "have", "has", "had", "just", "than", "then", "too", "very", "also", "any", "some", "all",
         "again", "ever", "s", "t", "d", "ll", "m", "re", "ve", "don", "doesn", "didn", "isn",
-        "what's", "tell", "said", "say", "says", "told", "ask", "asked", "remember", "recall",
+        "tell", "said", "say", "says", "told", "ask", "asked", "remember", "recall",
         "的", "了", "是", "我", "你", "他", "她", "它", "们", "我们",
         "你们", "在", "和", "与", "就", "都", "也", "还",
         "吗", "呢", "吧", "啊", "呀", "么", "什么", "这", "那", "这个",
@@ -47,18 +47,21 @@ STOPWORDS = frozenset(
 
 
 def tokenize(text: str, drop_stopwords: bool = True) -> list[str]:
-    """Lower-case word tokens; runs of Chinese characters are cut by jieba (search mode)."""
+    """Lower-case word tokens; runs of Chinese characters are cut by jieba (search mode).
+
+    English words lose a plural/third-person "s" (lives -> live, cats -> cat): crude,
+    but it needs no stemmer package and fixes the commonest lexical misses.
+    """
     out: list[str] = []
     for piece in _TOKEN.findall(text.lower()):
-        if _CJK.match(piece):
-            # Search mode also emits the sub-words of long words (e.g. 上海市 -> 上海, 海市, 上海市).
-            out.extend(w for w in jieba.cut_for_search(piece) if w.strip())
-        elif len(piece) > 3 and piece.endswith("s") and not piece.endswith("ss"):
-            out.append(piece[:-1])  # crude plural/3rd-person folding: lives -> live, cats -> cat
-        else:
-            out.append(piece)
-    if drop_stopwords:
-        out = [t for t in out if t not in STOPWORDS]
+        # jieba's search mode also emits the sub-words of long words (上海市 -> 上海, 海市, 上海市).
+        words = [w for w in jieba.cut_for_search(piece) if w.strip()] if _CJK.match(piece) else [piece]
+        for w in words:
+            if drop_stopwords and w in STOPWORDS:
+                continue
+            if len(w) > 3 and w.isascii() and w.endswith("s") and not w.endswith("ss"):
+                w = w[:-1]
+            out.append(w)
     return out
 
 

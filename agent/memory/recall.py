@@ -17,7 +17,10 @@ class RecallParams:
     """Candidates taken from each ranking before fusion."""
     rrf_k: float = 60.0
     """Reciprocal rank fusion constant: 1 / (rrf_k + rank)."""
-    dense_weight: float = 1.0
+    dense_weight: float = 2.0
+    """Weight of the dense ranking for mostly non-Chinese queries..."""
+    cjk_dense_weight: float = 1.0
+    """...and for Chinese ones: the default embedder (MiniLM) is English-only, so BM25 counts as much."""
     lexical_weight: float = 1.0
     window_boost: float = 0.05
     """Added to memories inside the query's time window (about 3x a top-1 RRF score: in-window wins)."""
@@ -25,7 +28,7 @@ class RecallParams:
     """At most this many memories of a time window are scored densely (newest first)."""
     neighbour_hits: int = 3
     """Neighbouring turns are looked up for this many top hits..."""
-    neighbour_factor: float = 0.5
+    neighbour_factor: float = 0.3
     """...and get this fraction of the hit's score (added to their own)."""
     recency_weight: float = 1e-4
     """Tie-break: up to this much for the newest candidate."""
@@ -62,15 +65,17 @@ def fuse(
     params: RecallParams,
     include_superseded: bool = False,
     kinds: Sequence[str] | None = None,
+    cjk_query: bool = False,
 ) -> list[MemoryRecord]:
     """Rank the candidates from every source and return the best ``k`` records with their scores."""
     p = params
+    dense_weight = p.cjk_dense_weight if cjk_query else p.dense_weight
     scores: dict[int, float] = {}
-    _rrf(dense, p.dense_weight, p.rrf_k, scores)
+    _rrf(dense, dense_weight, p.rrf_k, scores)
     _rrf(lexical, p.lexical_weight, p.rrf_k, scores)
     # The window's own dense ranking brings in memories of that period that the global
     # top-N missed; it counts as a second dense vote, not a third independent signal.
-    _rrf(window_ranked, p.dense_weight, p.rrf_k, scores)
+    _rrf(window_ranked, dense_weight, p.rrf_k, scores)
     if not scores:
         return []
     recs = {r.seq: r for r in records.get_by_seqs(user_id, list(scores))}
@@ -97,22 +102,25 @@ def fuse(
     # Neighbouring turns: the exchange just before/after a strong hit often holds the
     # rest of the answer ("I saw the doctor" -> "she told me to take vitamin D").
     top = sorted(final, key=final.__getitem__, reverse=True)[: p.neighbour_hits]
-    extra: dict[int, float] = {}
+    extra: dict[int, tuple[float, float]] = {}  # neighbour seq -> (bonus, score of the hit it came from)
     for s in top:
         r = recs[s]
         if r.kind != "turn" or not r.session_id:
             continue
         for n in records.session_neighbours(user_id, r.session_id, s):
-            extra[n] = max(extra.get(n, 0.0), p.neighbour_factor * (final[s] - p.recency_weight))
+            bonus = p.neighbour_factor * final[s]
+            if n not in extra or bonus > extra[n][0]:
+                extra[n] = (bonus, final[s])
     missing = [n for n in extra if n not in recs]
     if missing:
         for r in records.get_by_seqs(user_id, missing):
             if usable(r):
                 recs[r.seq] = r
                 final[r.seq] = p.recency_weight * (r.created_at - lo) / span
-    for n, bonus in extra.items():
-        if n in final:
-            final[n] += bonus
+    for n, (bonus, source) in extra.items():
+        if n in final and final[n] < source:
+            # Pulled up, but never above the hit that vouches for it.
+            final[n] = min(final[n] + bonus, source - 1e-6)
 
     best = sorted(final, key=lambda s: (final[s], recs[s].created_at), reverse=True)[:k]
     return [replace(recs[s], score=round(final[s], 6)) for s in best]

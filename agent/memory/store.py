@@ -511,6 +511,7 @@ class MemoryStore:
                 params=p,
                 include_superseded=include_superseded,
                 kinds=kinds,
+                cjk_query=_is_cjk(query),
             )
 
     def _dense_only(
@@ -586,6 +587,13 @@ class MemoryStore:
 
     async def asearch(self, user_id: str, query: str, k: int = 5, **kwargs: Any) -> list[MemoryRecord]:
         return await asyncio.to_thread(self.search, user_id, query, k, **kwargs)
+
+
+def _is_cjk(text: str) -> bool:
+    """True if at least a third of the letters are Chinese characters."""
+    cjk = sum(1 for c in text if "\u3400" <= c <= "\u9fff")
+    letters = sum(1 for c in text if c.isalpha())
+    return letters > 0 and cjk * 3 >= letters
 
 
 def _with_score(r: MemoryRecord, score: float) -> MemoryRecord:
