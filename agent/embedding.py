@@ -55,7 +55,7 @@ class SentenceTransformerEmbedder:
             raise FileNotFoundError(f"embedding model folder not found: {path}")
         self.name = name or path.name
         self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        dim = self._model.get_sentence_embedding_dimension()
+        dim = self._model.get_embedding_dimension()
         if dim is None:
             raise ValueError(f"cannot tell the embedding size of {path}")
         self.dim = int(dim)

@@ -1,0 +1,32 @@
+"""What the graph's nodes need at run time, passed as LangGraph's run-time context."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from langchain_core.language_models import BaseChatModel
+
+from agent.config import AgentConfig
+from agent.graph.router import LLMRouter, LocalRouter
+from agent.tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from agent.memory import MemoryStore
+    from agent.memory_writer import MemoryWriter, TurnRecord
+
+
+@dataclass(frozen=True)
+class GraphContext:
+    """Process-wide services, shared by every session's turns."""
+
+    config: AgentConfig
+    chat: BaseChatModel
+    registry: ToolRegistry
+    router: LocalRouter
+    llm_router: LLMRouter | None
+    memory: MemoryStore
+    remember: Callable[[TurnRecord], None]
+    """Queues a finished turn for the memory writer; returns at once."""
+    writer: MemoryWriter | None = None

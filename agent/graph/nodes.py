@@ -1,0 +1,154 @@
+"""The graph's nodes. Each does one step of a turn and records its own timing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import date
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
+from langgraph.config import get_stream_writer
+from langgraph.runtime import Runtime
+
+from agent.graph.context import GraphContext
+from agent.graph.prompts import (
+    APOLOGY,
+    LANGUAGE_NAMES,
+    MEMORY_BLOCK,
+    NOTE_BLOCK,
+    REFERENCE_BLOCK,
+    SYSTEM_PROMPT,
+)
+from agent.graph.state import TurnState
+from agent.memory_writer import TurnRecord
+from agent.tools.base import ToolContext
+from agent.tools.memory_recall import format_memories
+from agent.tools.registry import DIRECT_ROUTE
+
+log = logging.getLogger(__name__)
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 1)
+
+
+async def recall_memories(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
+    """Fetch the few memories relevant enough to put in every prompt."""
+    ctx, start = runtime.context, time.perf_counter()
+    try:
+        records = await asyncio.to_thread(
+            ctx.memory.search, state.user_id, state.query, ctx.config.memory_prompt_k
+        )
+    except Exception:  # memory must never cost the user an answer
+        log.exception("memory search failed")
+        records = []
+    relevant = [r for r in records if r.score >= ctx.config.memory_min_score]
+    lines = format_memories(relevant).splitlines() if relevant else []
+    return {"memories": lines, "metrics": {"memory": _ms_since(start)}}
+
+
+async def route(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
+    """Choose ``direct`` or a tool; ask the LLM only when the local router is unsure."""
+    ctx, start = runtime.context, time.perf_counter()
+    decision = await asyncio.to_thread(ctx.router.decide, state.query)
+    chosen, reason = decision.route, decision.reason
+    if not decision.confident and ctx.llm_router is not None:
+        llm_choice = await ctx.llm_router.decide(state.query)
+        if llm_choice is not None:
+            chosen, reason = llm_choice, f"LLM chose it; local router was {reason}"
+    get_stream_writer()({"event": "route", "route": chosen, "reason": reason})
+    return {"route": chosen, "route_reason": reason, "metrics": {"route": _ms_since(start)}}
+
+
+def next_step(state: TurnState) -> str:
+    """The edge out of ``route``: a tool's node, or straight to ``respond``."""
+    return "respond" if state.route == DIRECT_ROUTE else f"tool_{state.route}"
+
+
+def make_tool_node(tool_name: str):
+    """A node that runs one registered tool and hands its result to ``respond``."""
+
+    async def run_tool(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
+        ctx, start = runtime.context, time.perf_counter()
+        tool = ctx.registry.get(tool_name)
+        tool_ctx = ToolContext(state.user_id, state.session_id, state.language)
+        try:
+            result = await tool.run(state.query, tool_ctx)
+        except Exception as exc:  # a broken tool degrades to a direct answer
+            log.exception("tool %s failed", tool_name)
+            return {
+                "context_note": f"The {tool_name} tool failed ({type(exc).__name__}); answer without it.",
+                "metrics": {"retrieval": _ms_since(start)},
+            }
+        if result.sources:
+            get_stream_writer()({"event": "sources", "sources": [s.as_dict() for s in result.sources]})
+        return {
+            "context": result.text,
+            "context_note": result.note or "",
+            "instructions": tool.instructions,
+            "sources": result.sources,
+            "metrics": {"retrieval": _ms_since(start)},
+        }
+
+    run_tool.__name__ = f"run_{tool_name}"
+    return run_tool
+
+
+def build_prompt(state: TurnState, config_prompt: str | None, history_turns: int) -> list[AnyMessage]:
+    """System prompt + memories + reference + bounded history + the user's words."""
+    system = config_prompt or SYSTEM_PROMPT.format(
+        language_name=LANGUAGE_NAMES.get(state.language, "English"), today=date.today().isoformat()
+    )
+    parts = [system]
+    if state.memories:
+        parts.append(MEMORY_BLOCK.format(memories="\n".join(state.memories)))
+    if state.context:
+        parts.append(REFERENCE_BLOCK.format(instructions=state.instructions, context=state.context))
+    if state.context_note:
+        parts.append(NOTE_BLOCK.format(note=state.context_note))
+    history = list(state.messages)[-2 * history_turns :] if history_turns > 0 else []
+    return [SystemMessage("\n\n".join(parts)), *history, HumanMessage(state.query)]
+
+
+async def respond(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
+    """Stream the LLM's reply; tokens reach the caller through ``stream_mode="messages"``."""
+    ctx, start = runtime.context, time.perf_counter()
+    prompt = build_prompt(state, ctx.config.init_chat_prompt, ctx.config.history_turns)
+    pieces: list[str] = []
+    metrics: dict[str, float] = {}
+    error = ""
+    finished = False
+    try:
+        async for chunk in ctx.chat.astream(prompt):
+            if chunk.content and "llm_ttft" not in metrics:
+                metrics["llm_ttft"] = _ms_since(start)
+            pieces.append(str(chunk.content))
+            finished = finished or bool(chunk.response_metadata.get("finish_reason"))
+        if not finished:  # the server closed the stream without saying it was done
+            raise ConnectionError("stream ended before the reply was finished")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the user gets an apology, the session stays usable
+        error = f"LLM failed: {type(exc).__name__}"
+        log.warning("%s after %d chunks", error, len(pieces))
+        apology = APOLOGY.get(state.language, APOLOGY["en"])
+        apology = (" " if pieces else "") + apology
+        get_stream_writer()({"event": "delta", "delta": apology})
+        pieces.append(apology)
+    answer = "".join(pieces).strip()
+    metrics["llm_total"] = _ms_since(start)
+    return {
+        "answer": answer,
+        "error": error,
+        "messages": [HumanMessage(state.query), AIMessage(answer)],
+        "metrics": metrics,
+    }
+
+
+async def remember(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
+    """Hand the finished turn to the memory writer; it is saved in the background."""
+    runtime.context.remember(
+        TurnRecord(state.user_id, state.session_id, state.query, state.answer, interrupted=False)
+    )
+    return {}

@@ -1,0 +1,155 @@
+"""The agent as the rest of Parley uses it: build once per process, run turns per session."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+from langchain_core.messages import AIMessageChunk
+
+from agent.config import AgentConfig
+from agent.conversation import Conversation
+from agent.embedding import Embedder, load_embedder
+from agent.events import AgentEvent, RouteChosen, SourcesFound, TextDelta, TurnDone, TurnResult
+from agent.graph import GraphContext, build_graph
+from agent.graph.router import LLMRouter, LocalRouter
+from agent.language import detect_language
+from agent.llm import ChatModels, build_chat_models
+from agent.memory import MemoryStore
+from agent.memory_writer import MemoryWriter, TurnRecord
+from agent.tools import Tool, ToolDeps, build_registry
+from agent.tools.base import Source
+
+log = logging.getLogger(__name__)
+
+
+class InputError(ValueError):
+    """User input Parley refuses, with a message fit to show the user."""
+
+
+class Agent:
+    """The compiled graph plus the services it runs on. One per process; safe for many sessions."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        models: ChatModels,
+        embedder: Embedder,
+        memory: MemoryStore,
+        extra_tools: Iterable[Tool] = (),
+    ) -> None:
+        self.config = config
+        self.models = models
+        self.embedder = embedder
+        self.memory = memory
+        self.registry = build_registry(ToolDeps(config, embedder, memory))
+        for tool in extra_tools:
+            self.registry.register(tool)
+        self.writer = MemoryWriter(memory, models.chat if config.flag_enabled(config.extract_facts) else None)
+        llm_router = (
+            LLMRouter(models.chat, self.registry) if config.flag_enabled(config.lm_tool_routing) else None
+        )
+        self.context = GraphContext(
+            config=config,
+            chat=models.chat,
+            registry=self.registry,
+            router=LocalRouter(self.registry, embedder, config.router_threshold, config.router_margin),
+            llm_router=llm_router,
+            memory=memory,
+            remember=self.writer.submit,
+        )
+        self.graph = build_graph(self.registry)
+
+    @classmethod
+    def build(cls, config: AgentConfig, extra_tools: Iterable[Tool] = ()) -> Agent:
+        """Load the embedder, open memory, connect the LLM (starting the embedded one if needed)."""
+        embedder = load_embedder(config.embedding_model_name)
+        memory = MemoryStore(config.memory_dir, embedder=embedder)
+        return cls(config, build_chat_models(config), embedder, memory, extra_tools)
+
+    def new_conversation(self, user_id: str, session_id: str | None = None) -> Conversation:
+        """A fresh session for ``user_id`` (raises ``InvalidIdError`` for a bad id)."""
+        if session_id is None:
+            return Conversation(user_id, max_turns=self.config.history_turns)
+        return Conversation(user_id, session_id=session_id, max_turns=self.config.history_turns)
+
+    def check_text(self, text: object) -> str:
+        """The user's text, stripped, or :class:`InputError` if it is empty, not text, or too long."""
+        if not isinstance(text, str):
+            raise InputError("text must be a string")
+        text = text.strip()
+        if not text:
+            raise InputError("empty input: say or type something")
+        if len(text) > self.config.max_input_chars:
+            raise InputError(f"input too long: {len(text)} characters (limit {self.config.max_input_chars})")
+        return text
+
+    async def stream_turn(self, conv: Conversation, text: str) -> AsyncIterator[AgentEvent]:
+        """Run one turn, yielding events as they happen; the last is :class:`TurnDone`.
+
+        If the caller stops iterating (barge-in, disconnect), the LLM request is cancelled and
+        nothing is recorded: the caller then calls :meth:`record_interrupted` with what was heard.
+        """
+        text = self.check_text(text)
+        start = time.perf_counter()
+        turn_id = uuid.uuid4().hex[:12]
+        state_in = {
+            "query": text,
+            "user_id": conv.user_id,
+            "session_id": conv.session_id,
+            "language": detect_language(text),
+            "messages": conv.messages(),
+        }
+        final: dict[str, Any] = {}
+        async for mode, payload in self.graph.astream(
+            state_in, context=self.context, stream_mode=["messages", "custom", "values"]
+        ):
+            if mode == "messages":
+                chunk, meta = payload
+                if meta.get("langgraph_node") == "respond" and isinstance(chunk, AIMessageChunk) and chunk.content:
+                    yield TextDelta(str(chunk.content))
+            elif mode == "custom":
+                event = payload.get("event")
+                if event == "route":
+                    yield RouteChosen(payload["route"], payload["reason"])
+                elif event == "sources":
+                    yield SourcesFound([Source(**s) for s in payload["sources"]])
+                elif event == "delta":
+                    yield TextDelta(payload["delta"])
+            elif mode == "values":
+                final = asdict(payload) if is_dataclass(payload) else dict(payload)
+        metrics = dict(final.get("metrics", {}))
+        metrics["total"] = round((time.perf_counter() - start) * 1000, 1)
+        result = TurnResult(
+            turn_id=turn_id,
+            text=final.get("answer", ""),
+            route=final.get("route", ""),
+            route_reason=final.get("route_reason", ""),
+            sources=[s if isinstance(s, Source) else Source(**s) for s in final.get("sources", [])],
+            metrics=metrics,
+            error=final.get("error", ""),
+        )
+        conv.record(text, result.text)
+        log.info("turn %s user=%s route=%s metrics=%s", turn_id, conv.user_id, result.route, metrics)
+        yield TurnDone(result)
+
+    async def run_turn(self, conv: Conversation, text: str) -> TurnResult:
+        """Run one turn to the end and return its result."""
+        async for event in self.stream_turn(conv, text):
+            if isinstance(event, TurnDone):
+                return event.result
+        raise RuntimeError("turn ended without a result")  # pragma: no cover - stream_turn always ends so
+
+    def record_interrupted(self, conv: Conversation, user_text: str, heard: str) -> None:
+        """Record a turn cut short: history and memory keep only what the user heard."""
+        conv.record(user_text, heard)
+        self.writer.submit(TurnRecord(conv.user_id, conv.session_id, user_text, heard, interrupted=True))
+
+    async def aclose(self) -> None:
+        """Save pending memories and stop the embedded LLM, if any."""
+        await self.writer.aclose()
+        self.models.close()

@@ -1,0 +1,80 @@
+"""Shared fixtures: fake remote services on 127.0.0.1 and agents wired to them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.config import AgentConfig
+from agent.embedding import Embedder, load_embedder
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.serper_server import FAKE_KEY, FakeSerper
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The default embedder, loaded once for the whole run."""
+    return load_embedder("minilm")
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture
+def fake_serper() -> Iterator[FakeSerper]:
+    with FakeSerper() as server:
+        yield server  # type: ignore[misc]
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, fake_llm: FakeOpenAI) -> Callable[..., AgentConfig]:
+    """Config pointing at the fake LLM, with memory in a temporary folder."""
+
+    def make(**overrides: object) -> AgentConfig:
+        values: dict[str, object] = {
+            "lm_model_url": fake_llm.base_url,
+            "lm_model_name": "fake-model",
+            "lm_api_key": "test-llm-key",
+            "memory_dir": str(tmp_path / "memory"),
+            "lm_tool_routing": "off",
+            "extract_facts": "off",
+            "lm_max_retries": 0,
+        }
+        values.update(overrides)
+        return AgentConfig(**values)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def search_config(make_config: Callable[..., AgentConfig], fake_serper: FakeSerper) -> AgentConfig:
+    """Config with web search through the fake Serper."""
+    return make_config(serper_url=fake_serper.url, serper_api_key=FAKE_KEY)
+
+
+@pytest.fixture
+async def make_agent(embedder: Embedder) -> AsyncIterator[Callable[..., object]]:
+    """Build agents from configs (sharing the session's embedder); closes them after the test."""
+    from agent.llm import build_chat_models
+    from agent.memory import MemoryStore
+    from agent.runtime import Agent
+
+    agents: list[Agent] = []
+
+    def make(config: AgentConfig, extra_tools: tuple = ()) -> Agent:
+        agent = Agent(config, build_chat_models(config), embedder, MemoryStore(config.memory_dir, embedder=embedder),
+                      extra_tools)
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        await agent.aclose()
