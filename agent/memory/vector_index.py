@@ -178,13 +178,12 @@ def load_index(path: Path, dim: int) -> tuple[UserIndex, dict] | None:
         index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         if index.d != dim or index.ntotal != meta.get("ntotal"):
             raise ValueError("index dimension or size does not match its watermark")
+        # deserialize_index already returns the concrete class. (Downcasting again would make a
+        # second, non-owning proxy and let the owner be freed under it: a segfault later.)
         if isinstance(index, faiss.IndexIVF):
-            index = faiss.downcast_index(index)
             index.nprobe = _ivf_params(index.ntotal)[1]
         elif not isinstance(index, faiss.IndexIDMap2):
-            index = faiss.downcast_index(index)
-            if not isinstance(index, faiss.IndexIDMap2):
-                raise ValueError("unexpected index type")
+            raise ValueError(f"unexpected index type {type(index).__name__}")
     except FileNotFoundError:
         return None
     except Exception as exc:  # corrupt file: garbage bytes, truncated, wrong JSON...
