@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, is_dataclass, replace
 from typing import Any
 
 from langchain_core.messages import AIMessageChunk
@@ -88,11 +89,15 @@ class Agent:
             raise InputError(f"input too long: {len(text)} characters (limit {self.config.max_input_chars})")
         return text
 
-    async def stream_turn(self, conv: Conversation, text: str) -> AsyncIterator[AgentEvent]:
+    async def stream_turn(
+        self, conv: Conversation, text: str, commit: asyncio.Event | None = None
+    ) -> AsyncIterator[AgentEvent]:
         """Run one turn, yielding events as they happen; the last is :class:`TurnDone`.
 
         If the caller stops iterating (barge-in, disconnect), the LLM request is cancelled and
         nothing is recorded: the caller then calls :meth:`record_interrupted` with what was heard.
+        With ``commit``, the turn is speculative: it runs, but is recorded in history and memory
+        only after ``commit`` is set; cancelled before that, it leaves no trace.
         """
         text = self.check_text(text)
         start = time.perf_counter()
@@ -106,7 +111,7 @@ class Agent:
         }
         final: dict[str, Any] = {}
         async for mode, payload in self.graph.astream(
-            state_in, context=self.context, stream_mode=["messages", "custom", "values"]
+            state_in, context=replace(self.context, commit=commit), stream_mode=["messages", "custom", "values"]
         ):
             if mode == "messages":
                 chunk, meta = payload

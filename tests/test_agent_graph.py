@@ -254,3 +254,42 @@ async def test_bad_user_ids_are_refused(make_config, make_agent, user_id):
     agent = make_agent(make_config())
     with pytest.raises(InvalidIdError):
         agent.new_conversation(user_id)
+
+
+async def test_speculative_turn_is_recorded_only_once_committed(make_config, make_agent):
+    import asyncio
+
+    agent = make_agent(make_config())
+    conv = agent.new_conversation("pia")
+    commit = asyncio.Event()
+
+    async def run() -> list:
+        return [e async for e in agent.stream_turn(conv, "I like green tea", commit=commit)]
+
+    dropped = asyncio.create_task(run())
+    await asyncio.sleep(1.0)  # the reply is generated, but waits for the commit before it is recorded
+    assert not dropped.done()
+    dropped.cancel()
+    await asyncio.gather(dropped, return_exceptions=True)
+    await agent.writer.flush()
+    assert len(conv) == 0 and agent.memory.list("pia") == [], "a dropped speculative turn leaves no trace"
+
+    kept = asyncio.create_task(run())
+    await asyncio.sleep(0.5)
+    commit.set()
+    events = await kept
+    assert isinstance(events[-1], TurnDone) and len(conv) == 1
+    await agent.writer.flush()
+    assert len(agent.memory.list("pia")) == 1
+
+
+async def test_interrupted_turn_keeps_only_what_was_heard(make_config, make_agent, fake_llm):
+    agent = make_agent(make_config())
+    conv = agent.new_conversation("quin")
+    agent.record_interrupted(conv, "tell me about Mars", "Mars is the fourth planet")
+    await agent.run_turn(conv, "go on")
+    assert {"role": "assistant", "content": "Mars is the fourth planet"} in fake_llm.requests[-1]["messages"]
+    await agent.writer.flush()
+    stored = agent.memory.list("quin")
+    interrupted = [r for r in stored if r.metadata.get("interrupted")]
+    assert interrupted and "fourth planet" in interrupted[0].text

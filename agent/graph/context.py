@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -30,3 +31,5 @@ class GraphContext:
     remember: Callable[[TurnRecord], None]
     """Queues a finished turn for the memory writer; returns at once."""
     writer: MemoryWriter | None = None
+    commit: asyncio.Event | None = None
+    """Per turn: when set, ``remember`` waits for it (a speculative turn is kept only once confirmed)."""

@@ -148,6 +148,8 @@ async def respond(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
 
 async def remember(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
     """Hand the finished turn to the memory writer; it is saved in the background."""
+    if runtime.context.commit is not None:
+        await runtime.context.commit.wait()  # a speculative turn: keep it only once the user's turn is confirmed
     runtime.context.remember(
         TurnRecord(state.user_id, state.session_id, state.query, state.answer, interrupted=False)
     )
