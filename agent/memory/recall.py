@@ -24,7 +24,7 @@ class RecallParams:
     lexical_weight: float = 1.0
     window_boost: float = 0.05
     """Added to memories inside the query's time window (about 3x a top-1 RRF score: in-window wins)."""
-    window_scan: int = 5000
+    window_scan: int = 2000
     """At most this many memories of a time window are scored densely (newest first)."""
     neighbour_hits: int = 3
     """Neighbouring turns are looked up for this many top hits..."""

@@ -14,6 +14,7 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from agent.embedding import Embedder, load_embedder
@@ -105,6 +106,10 @@ class MemoryStore:
     ) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        # Searches are one query at a time; FAISS's OpenMP threads gain nothing there, and
+        # their spin-waiting after each call starved torch (query embedding went from ~15 ms
+        # to ~300 ms on two cores). Process-wide setting: batch FAISS users may raise it again.
+        faiss.omp_set_num_threads(1)
         self.embedder = embedder if embedder is not None else load_embedder()
         self.records: RecordStore = records if records is not None else SQLiteRecordStore(
             self.path / "memory.sqlite3"
@@ -497,7 +502,8 @@ class MemoryStore:
                 wseqs = self.records.seqs_in_window(user_id, window.start, window.end, p.window_scan)
                 if wseqs:
                     seqs_arr, vecs = self.records.vectors_for(user_id, wseqs)
-                    sims = vecs @ qvec
+                    # Element-wise, not BLAS: OpenBLAS's threads spin after a call and starve torch.
+                    sims = (vecs * qvec).sum(axis=1)
                     order = np.argsort(-sims)[:pool]
                     window_ranked = [(int(seqs_arr[i]), float(sims[i])) for i in order]
             return fuse(
