@@ -3,7 +3,7 @@
 # Skipped when they are already present, so `make` stays fast and idempotent.
 set -euo pipefail
 need=()
-for pkg in espeak-ng sox; do
+for pkg in espeak-ng sox chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
