@@ -493,7 +493,8 @@ $("memory-search").addEventListener("submit", (e) => {
 $("memory-q").addEventListener("search", () => {
   if (!$("memory-q").value) memory.refresh(""); // the clear (×) button of a search field
 });
-$("memory-refresh").addEventListener("click", () => memory.refresh());
+// Reload what the search field says now (an emptied field means the full list again).
+$("memory-refresh").addEventListener("click", () => memory.refresh($("memory-q").value));
 
 window.addEventListener("pagehide", () => conn.close());
 conn.connect();
