@@ -497,5 +497,7 @@ $("memory-q").addEventListener("search", () => {
 $("memory-refresh").addEventListener("click", () => memory.refresh($("memory-q").value));
 
 window.addEventListener("pagehide", () => conn.close());
+// Coming back through the back/forward cache revives a page whose socket pagehide closed.
+window.addEventListener("pageshow", (e) => e.persisted && conn.retryNow());
 conn.connect();
 refreshIndicator();
