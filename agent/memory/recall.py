@@ -123,4 +123,7 @@ def fuse(
             final[n] = min(final[n] + bonus, source - 1e-6)
 
     best = sorted(final, key=lambda s: (final[s], recs[s].created_at), reverse=True)[:k]
-    return [replace(recs[s], score=round(final[s], 6)) for s in best]
+    cosine = dict(dense)
+    for s, sim in window_ranked:
+        cosine.setdefault(s, sim)
+    return [replace(recs[s], score=round(final[s], 6), similarity=round(cosine.get(s, 0.0), 6)) for s in best]

@@ -38,6 +38,8 @@ class MemoryRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     superseded_by: str | None = None
     score: float = 0.0
+    similarity: float = 0.0
+    """In search results: cosine similarity of the query and this memory (0.0 if it was not a dense hit)."""
     seq: int = field(default=0, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
