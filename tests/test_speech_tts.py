@@ -19,7 +19,7 @@ def rms_dbfs(pcm: np.ndarray) -> float:
     return float(20 * np.log10(np.sqrt(np.mean((pcm.astype(np.float64) / 32768) ** 2)) + 1e-12))
 
 
-def collect(engine, text: str, language: str | None = None) -> np.ndarray:  # noqa: ANN001
+def collect(engine, text: str, language: str | None = None) -> np.ndarray:
     chunks = list(engine.synthesize(text, language))
     assert chunks, "no audio"
     assert all(c.dtype == np.int16 and c.ndim == 1 and c.size for c in chunks)
