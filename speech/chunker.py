@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_CLOSERS = r"[”’\"')）\]*_`~]*"
+_CLOSERS = r"[”’\"')）\]*`]*"  # "_" and "~" stay out: as closers they could split a "__"/"~~" pair
 _BOUNDARY = re.compile(
     rf"(?P<sent_cjk>[。！？…]+{_CLOSERS})"
     rf"|(?P<sent>[.!?]+{_CLOSERS}(?=\s|[\u3400-\u9fff]))"
