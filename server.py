@@ -1,0 +1,82 @@
+"""Parley's entry point: ``python server.py [flags]`` starts the voice service.
+
+Open http://127.0.0.1:8765/ for the built-in web client; WebSocket clients connect
+to ws://127.0.0.1:8765/ws (docs/protocol.md). Keys come from the environment:
+LLM_API_KEY, SERPER_API_KEY (and PARLEY_AUTH_TOKEN for --auth_token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+
+from agent.config import AgentConfig, add_agent_arguments
+from agent.runtime import Agent
+from speech.engines import add_speech_arguments, build_engines
+from speech.server import ParleyServer, ServerOptions, add_server_arguments
+
+log = logging.getLogger("parley")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every flag of the service, grouped: server, LLM, agent, web search, memory, speech."""
+    parser = argparse.ArgumentParser(prog="python server.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add_server_arguments(parser)
+    add_agent_arguments(parser)
+    add_speech_arguments(parser)
+    return parser
+
+
+def server_options(args: argparse.Namespace) -> ServerOptions:
+    """Server options from flags, with the token from the environment when not given."""
+    values = {name: getattr(args, name) for name in ServerOptions.__dataclass_fields__}
+    if not values["auth_token"]:
+        values["auth_token"] = os.environ.get("PARLEY_AUTH_TOKEN") or None
+    return ServerOptions(**values)
+
+
+async def amain(args: argparse.Namespace) -> None:
+    """Load everything, warm the engines up, and serve until stopped."""
+    started = time.perf_counter()
+    options = server_options(args)
+    if options.host not in ("127.0.0.1", "localhost", "::1") and not options.auth_token:
+        log.warning("Listening on %s without --auth_token: anyone who can reach this port can talk to Parley "
+                    "and read memories. Set PARLEY_AUTH_TOKEN or --auth_token.", options.host)
+    agent = await asyncio.to_thread(Agent.build, AgentConfig.from_args(args))
+    engines = await asyncio.to_thread(build_engines, args)
+    await asyncio.to_thread(engines.warm_up)
+    server = ParleyServer(agent, engines, options)
+    ready = asyncio.Event()
+    serving = asyncio.create_task(server.serve_forever(ready))
+    await ready.wait()
+    log.info("ready in %.1f s: open http://%s:%d/", time.perf_counter() - started, options.host, options.port)
+    print(f"PARLEY_READY http://{options.host}:{options.port}/", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    serving.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving
+    await agent.aclose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags and run the service."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(amain(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

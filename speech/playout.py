@@ -1,0 +1,113 @@
+"""Sends one reply's audio at the pace it plays, and knows how much of it the user heard.
+
+Audio goes out at real time plus a small lead, so the client's buffer stays short
+and an interruption stops the sound within a frame or two. Because the server
+knows what it sent and when, it can tell which words were heard: only those go
+into the conversation history after a barge-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from speech.protocol import event
+
+FRAME_MS = 40
+_CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
+
+
+def join_pieces(pieces: list[str]) -> str:
+    """Rejoin sentence pieces: a space between Latin-script pieces, none next to Chinese."""
+    out = ""
+    for piece in filter(None, pieces):
+        if out and not (_CJK.match(out[-1]) or _CJK.match(piece[0])):
+            out += " "
+        out += piece
+    return out
+"""Size of one binary audio frame on the wire."""
+
+
+@dataclass
+class SpokenPiece:
+    """A piece of the reply text and the audio samples made for it."""
+
+    text: str
+    samples: int = 0
+    filler: bool = False
+    """Said while waiting (e.g. "let me look that up"); not part of the answer."""
+
+
+@dataclass
+class Playout:
+    """The audio of one turn: queued by synthesis, sent paced by :meth:`run`."""
+
+    turn_id: str
+    sample_rate: int
+    send: Callable[[str | bytes], Awaitable[None]]
+    lead_s: float = 0.3
+    pieces: list[SpokenPiece] = field(default_factory=list)
+    queue: asyncio.Queue[tuple[int, np.ndarray] | None] = field(default_factory=asyncio.Queue)
+    started_at: float | None = None
+    """Wall time (perf_counter) of the first audio byte sent."""
+    sent_samples: int = 0
+
+    def add_piece(self, text: str, filler: bool = False) -> int:
+        """Register a piece of text about to be synthesized; returns its index."""
+        self.pieces.append(SpokenPiece(text, filler=filler))
+        return len(self.pieces) - 1
+
+    def feed(self, piece: int, pcm: np.ndarray) -> None:
+        """Queue synthesized int16 samples of piece ``piece``."""
+        self.queue.put_nowait((piece, pcm))
+
+    def finish(self) -> None:
+        """No more audio for this turn."""
+        self.queue.put_nowait(None)
+
+    async def run(self) -> None:
+        """Send ``response.audio.start``, the frames (paced), then ``response.audio.end``."""
+        frame = self.sample_rate * FRAME_MS // 1000
+        announced = False
+        while (item := await self.queue.get()) is not None:
+            piece, pcm = item
+            if not announced:
+                await self.send(event("response.audio.start", turn_id=self.turn_id,
+                                      sample_rate=self.sample_rate).to_json())
+                announced = True
+            for start in range(0, len(pcm), frame):
+                part = pcm[start : start + frame]
+                if self.started_at is None:
+                    self.started_at = time.perf_counter()
+                ahead = self.sent_samples / self.sample_rate - (time.perf_counter() - self.started_at)
+                if ahead > self.lead_s:
+                    await asyncio.sleep(ahead - self.lead_s)
+                await self.send(part.astype("<i2", copy=False).tobytes())
+                self.sent_samples += len(part)
+                self.pieces[piece].samples += len(part)
+        if announced:
+            await self.send(event("response.audio.end", turn_id=self.turn_id).to_json())
+
+    def heard_seconds(self) -> float:
+        """How much audio the client can have played by now."""
+        if self.started_at is None:
+            return 0.0
+        return min(self.sent_samples / self.sample_rate, time.perf_counter() - self.started_at)
+
+    def heard_text(self) -> str:
+        """The answer text the user heard so far (fillers left out; a cut piece is cut by proportion)."""
+        left = int(self.heard_seconds() * self.sample_rate)
+        words: list[str] = []
+        for piece in self.pieces:
+            if left <= 0:
+                break
+            take = piece.text if piece.samples <= left else piece.text[: int(len(piece.text) * left / piece.samples)]
+            left -= piece.samples
+            if not piece.filler:
+                words.append(take.strip())
+        return join_pieces(words)

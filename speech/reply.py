@@ -1,0 +1,250 @@
+"""One spoken reply: agent events -> text deltas -> sentence pieces -> TTS -> paced audio.
+
+A reply may start speculatively, before the user's turn is confirmed. Until
+:meth:`Reply.confirm` is called, everything it would tell the client is held
+back, and nothing is recorded; :meth:`Reply.cancel` then drops it without a trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agent.conversation import Conversation
+from agent.events import RouteChosen, SourcesFound, TextDelta, TurnDone, TurnResult
+from agent.language import detect_language
+from agent.runtime import Agent
+from speech.chunker import SentenceChunker
+from speech.playout import Playout
+from speech.protocol import ServerEvent, error_event, event
+
+log = logging.getLogger(__name__)
+
+FILLER_AFTER_S = 0.7
+FILLERS = {"en": "Let me look that up.", "zh": "我查一下。"}
+
+
+@dataclass
+class ReplyTiming:
+    """Wall-clock marks (perf_counter seconds) used for the turn's metrics."""
+
+    speech_end: float | None = None
+    """When the user stopped speaking (None for typed input)."""
+    confirmed: float | None = None
+    asr_ms: float | None = None
+    vad_end_ms: float | None = None
+    tts_requested: float | None = None
+    tts_first_audio: float | None = None
+
+
+async def iterate_in_thread(make: Callable[[], Iterator[np.ndarray]], stop: threading.Event
+                            ) -> Any:
+    """Run a blocking generator in a worker thread; yield its items on the event loop."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    def pump() -> None:
+        try:
+            for item in make():
+                if stop.is_set():
+                    break
+                loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
+            loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
+        except Exception as exc:  # handed to the event loop side
+            loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+
+    worker = loop.run_in_executor(None, pump)
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                break
+    finally:
+        # The worker stops after its current chunk; waiting for it would delay a barge-in.
+        stop.set()
+        worker.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+
+
+@dataclass
+class Reply:
+    """A reply being produced for one user turn."""
+
+    agent: Agent
+    conv: Conversation
+    user_text: str
+    tts: Any | None
+    """The TTS engine, or None for a text-only session."""
+    send: Callable[[str | bytes], Awaitable[None]]
+    output_sample_rate: int
+    timing: ReplyTiming = field(default_factory=ReplyTiming)
+    turn_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    commit: asyncio.Event = field(default_factory=asyncio.Event)
+    result: TurnResult | None = None
+    interrupted: bool = False
+    _held: list[ServerEvent] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+    _playout: Playout | None = None
+    _streamed: list[str] = field(default_factory=list)
+
+    @property
+    def confirmed(self) -> bool:
+        return self.commit.is_set()
+
+    @property
+    def done(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    def start(self, confirmed: bool) -> Reply:
+        """Start producing; a speculative reply (``confirmed=False``) holds all output back."""
+        if confirmed:
+            self.timing.confirmed = time.perf_counter()
+            self.commit.set()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.turn_id}")
+        return self
+
+    async def confirm(self) -> None:
+        """The user's turn is over: release what was held and let the rest flow."""
+        if self.confirmed:
+            return
+        self.timing.confirmed = time.perf_counter()
+        self.commit.set()
+        held, self._held = self._held, []
+        for ev in held:
+            await self.send(ev.to_json())
+
+    async def emit(self, ev: ServerEvent) -> None:
+        """Send an event now, or hold it while the reply is speculative."""
+        if self.confirmed:
+            await self.send(ev.to_json())
+        else:
+            self._held.append(ev)
+
+    async def cancel(self, interrupted: bool) -> None:
+        """Stop everything. A confirmed reply is recorded with what the user heard."""
+        task = self._task
+        if task is None or task.done():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        if not self.confirmed:
+            return  # speculative: no trace
+        self.interrupted = interrupted
+        heard = self._playout.heard_text() if self._playout is not None else "".join(self._streamed).strip()
+        self.agent.record_interrupted(self.conv, self.user_text, heard)
+        await self.send(event("response.done", turn_id=self.turn_id, text=heard, interrupted=True,
+                              metrics=self._metrics({})).to_json())
+
+    async def wait(self) -> None:
+        """Wait until the reply has finished (or was cancelled)."""
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        language = detect_language(self.user_text)
+        playout: Playout | None = None
+        speaker: asyncio.Task[None] | None = None
+        pieces: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()
+        if self.tts is not None:
+            playout = self._playout = Playout(self.turn_id, self.output_sample_rate, self.send)
+            speaker = asyncio.get_running_loop().create_task(self._speak(playout, pieces, language))
+        chunker = SentenceChunker()
+        filler: asyncio.TimerHandle | None = None
+        try:
+            async for ev in self.agent.stream_turn(self.conv, self.user_text, commit=self.commit):
+                if isinstance(ev, RouteChosen):
+                    await self.emit(event("route", turn_id=self.turn_id, route=ev.route, reason=ev.reason))
+                    if ev.route == "web_search" and playout is not None:
+                        filler = asyncio.get_running_loop().call_later(
+                            FILLER_AFTER_S, self._say_filler, pieces, language)
+                elif isinstance(ev, SourcesFound):
+                    items = [s.as_dict() for s in ev.sources]
+                    await self.emit(event("sources", turn_id=self.turn_id, items=items))
+                elif isinstance(ev, TextDelta):
+                    if filler is not None:
+                        filler.cancel()
+                    self._streamed.append(ev.delta)
+                    await self.emit(event("response.text.delta", turn_id=self.turn_id, delta=ev.delta))
+                    for piece in chunker.push(ev.delta):
+                        pieces.put_nowait((piece, False))
+                elif isinstance(ev, TurnDone):
+                    self.result = ev.result
+            for piece in chunker.flush():
+                pieces.put_nowait((piece, False))
+        finally:
+            if filler is not None:
+                filler.cancel()
+            pieces.put_nowait(None)
+            if speaker is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                speaker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await speaker
+        if speaker is not None:
+            await speaker  # the rest of the audio plays; a cancellation here propagates
+        result = self.result
+        assert result is not None
+        if result.error:
+            await self.emit(error_event("llm_failed", "the language model failed; the reply was cut short"))
+        await self.emit(event("response.done", turn_id=self.turn_id, text=result.text, interrupted=False,
+                              metrics=self._metrics(result.metrics)))
+
+    def _say_filler(self, pieces: asyncio.Queue[tuple[str, bool] | None], language: str) -> None:
+        if not self._streamed:
+            pieces.put_nowait((FILLERS.get(language, FILLERS["en"]), True))
+
+    async def _speak(self, playout: Playout, pieces: asyncio.Queue[tuple[str, bool] | None], language: str) -> None:
+        sender = asyncio.get_running_loop().create_task(self._play_when_confirmed(playout))
+        try:
+            while (item := await pieces.get()) is not None:
+                text, is_filler = item
+                index = playout.add_piece(text, filler=is_filler)
+                if self.timing.tts_requested is None:
+                    self.timing.tts_requested = time.perf_counter()
+                stop = threading.Event()
+                try:
+                    async for pcm in iterate_in_thread(lambda t=text: self.tts.synthesize(t, language), stop):
+                        if self.timing.tts_first_audio is None:
+                            self.timing.tts_first_audio = time.perf_counter()
+                        playout.feed(index, pcm)
+                except Exception as exc:  # one bad sentence must not end the session
+                    log.warning("TTS failed on a piece: %s", type(exc).__name__)
+                    await self.emit(error_event("tts_failed", "speech synthesis failed on part of the reply"))
+            playout.finish()
+            await sender
+        finally:
+            if not sender.done():
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender
+
+    async def _play_when_confirmed(self, playout: Playout) -> None:
+        await self.commit.wait()
+        await playout.run()
+
+    def _metrics(self, agent_metrics: dict[str, float]) -> dict[str, float]:
+        t = self.timing
+        metrics = {k: v for k, v in agent_metrics.items() if k in ("route", "retrieval", "llm_ttft", "memory")}
+        if t.vad_end_ms is not None:
+            metrics["vad_end"] = round(t.vad_end_ms, 1)
+        if t.asr_ms is not None:
+            metrics["asr"] = round(t.asr_ms, 1)
+        if t.tts_requested is not None and t.tts_first_audio is not None:
+            metrics["tts_first_audio"] = round((t.tts_first_audio - t.tts_requested) * 1000, 1)
+        start = t.speech_end if t.speech_end is not None else t.confirmed
+        if self._playout is not None and self._playout.started_at is not None and start is not None:
+            metrics["e2e"] = round((self._playout.started_at - start) * 1000, 1)
+        return metrics

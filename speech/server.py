@@ -1,0 +1,166 @@
+"""The voice server: one port for ``/ws`` sessions, the memory API, health and the web client."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from agent.ids import InvalidIdError, validate_user_id
+from agent.runtime import Agent
+from speech.engines import SpeechEngines
+from speech.http_api import HttpRoutes, bearer_token, token_matches
+from speech.protocol import ProtocolError, SessionStart, error_event, event, parse_client_message
+from speech.session import SessionOptions, VoiceSession
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_TOO_MANY = 4429
+CLOSE_BAD_START = 4400
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class ServerOptions:
+    """Network, access and limits of the voice server."""
+
+    host: str = field(default="127.0.0.1", metadata=_help("Address to listen on."))
+    port: int = field(default=8765, metadata=_help("Port for WebSocket and HTTP."))
+    auth_token: str | None = field(
+        default=None, metadata=_help("Token every session and API call must present (env PARLEY_AUTH_TOKEN).")
+    )
+    max_sessions: int = field(default=16, metadata=_help("Simultaneous sessions; more are refused."))
+    max_message_bytes: int = field(default=1 << 20, metadata=_help("Largest WebSocket message accepted."))
+    start_timeout_s: float = field(default=10.0, metadata=_help("Time a client has to send session.start."))
+    idle_timeout_s: float = field(default=300.0, metadata=_help("Close a session silent for this long (seconds)."))
+    max_turns_per_minute: int = field(default=30, metadata=_help("Turns a session may start per minute."))
+    no_interruption: bool = field(default=False, metadata=_help("Half duplex: ignore the user while speaking."))
+    enable_interruption: bool = field(default=True, metadata=_help("Accepted for CleanS2S compatibility (default)."))
+    no_speculation: bool = field(
+        default=False, metadata=_help("Do not start replies at short pauses (wait for the confirmed end of turn).")
+    )
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of :class:`ServerOptions`, in their own group."""
+    group = parser.add_argument_group("Server")
+    for name, spec in ServerOptions.__dataclass_fields__.items():
+        default = spec.default
+        flag = f"--{name}"
+        if isinstance(default, bool):
+            group.add_argument(flag, action="store_true", default=default, help=spec.metadata["help"])
+        else:
+            group.add_argument(flag, type=type(default) if default is not None else str, default=default,
+                               help=f"{spec.metadata['help']} (default: {default})")
+
+
+class ParleyServer:
+    """Accepts connections, opens sessions, and keeps them apart."""
+
+    def __init__(self, agent: Agent, engines: SpeechEngines, options: ServerOptions) -> None:
+        self.agent = agent
+        self.engines = engines
+        self.options = options
+        self.sessions: set[VoiceSession] = set()
+        self.started_at = time.time()
+        self.session_options = SessionOptions(
+            interruption=not options.no_interruption,
+            speculative=not options.no_speculation,
+            max_frame_bytes=options.max_message_bytes,
+            idle_timeout_s=options.idle_timeout_s,
+            max_turns_per_minute=options.max_turns_per_minute,
+        )
+        self.routes = HttpRoutes(agent.memory, options.auth_token, self.health)
+
+    def health(self) -> dict[str, Any]:
+        """What ``/healthz`` reports."""
+        return {
+            "status": "ok",
+            "engines": self.engines.describe(),
+            "llm": {"model": self.agent.models.model_name, "embedded": self.agent.models.embedded is not None},
+            "tools": self.agent.registry.names(),
+            "sessions": len(self.sessions),
+            "uptime_s": round(time.time() - self.started_at, 1),
+        }
+
+    async def _first_message(self, ws: ServerConnection) -> SessionStart:
+        raw = await asyncio.wait_for(ws.recv(), self.options.start_timeout_s)
+        if isinstance(raw, bytes):
+            raise ProtocolError("not_started", "send session.start before audio")
+        msg = parse_client_message(raw)
+        if not isinstance(msg, SessionStart):
+            raise ProtocolError("not_started", "the first message must be session.start")
+        return msg
+
+    async def handle(self, ws: ServerConnection) -> None:
+        """One WebSocket connection, from session.start to close."""
+        try:
+            start = await self._first_message(ws)
+        except TimeoutError:
+            await ws.close(CLOSE_BAD_START, "no session.start")
+            return
+        except ProtocolError as exc:
+            await _send_quietly(ws, error_event(exc.code, exc.message).to_json())
+            await ws.close(CLOSE_BAD_START, exc.code)
+            return
+        except ConnectionClosed:
+            return
+        token = start.token or (bearer_token(ws.request.headers) if ws.request else None)
+        if not token_matches(self.options.auth_token, token):
+            await _send_quietly(ws, error_event("unauthorized", "missing or invalid token").to_json())
+            await ws.close(CLOSE_UNAUTHORIZED, "unauthorized")
+            return
+        try:
+            validate_user_id(start.user_id)
+        except InvalidIdError as exc:
+            await _send_quietly(ws, error_event("invalid_user_id", str(exc)).to_json())
+            await ws.close(CLOSE_BAD_START, "invalid user id")
+            return
+        if len(self.sessions) >= self.options.max_sessions:
+            await _send_quietly(ws, error_event("too_many_sessions", "the server is full; try again later").to_json())
+            await ws.close(CLOSE_TOO_MANY, "too many sessions")
+            return
+        conv = self.agent.new_conversation(start.user_id)
+        session = VoiceSession(ws, self.agent, self.engines, start, conv, self.session_options)
+        self.sessions.add(session)
+        log.info("session %s opened for user %s", conv.session_id, start.user_id)
+        try:
+            await session.send(event("session.ready", session_id=conv.session_id,
+                                     output_sample_rate=self.engines.output_sample_rate).to_json())
+            await session.run()
+        except Exception:  # one session's failure must not touch the others
+            log.exception("session %s failed", conv.session_id)
+        finally:
+            self.sessions.discard(session)
+            log.info("session %s closed", conv.session_id)
+
+    async def serve_forever(self, ready: asyncio.Event | None = None) -> None:
+        """Listen until cancelled."""
+        async with serve(self.handle, self.options.host, self.options.port,
+                         process_request=self.routes.process_request,
+                         # Past 4x the limit the socket closes (1009); up to it, an error event explains.
+                         max_size=4 * self.options.max_message_bytes) as server:
+            sockets = list(server.sockets)
+            if sockets:
+                self.options.port = int(sockets[0].getsockname()[1])
+            log.info("Parley listening on http://%s:%d/ (WebSocket /ws)", self.options.host, self.options.port)
+            if ready is not None:
+                ready.set()
+            await asyncio.Future()
+
+
+async def _send_quietly(ws: ServerConnection, message: str) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        await ws.send(message)
+

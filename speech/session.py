@@ -1,0 +1,282 @@
+"""One voice session: a WebSocket connection, its VAD state, transcription, and replies.
+
+Turn-taking: at a short pause the session transcribes and starts the reply
+speculatively (held back); when the silence lasts long enough to confirm the end
+of the turn, the held reply is released at once. If the user goes on speaking,
+the speculative reply is dropped without a trace. Speech during a confirmed reply
+interrupts it (barge-in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from bisect import bisect_left
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from agent.conversation import Conversation
+from agent.runtime import Agent, InputError
+from speech.engines import SpeechEngines
+from speech.protocol import (
+    Interrupt,
+    ProtocolError,
+    SessionEnd,
+    SessionStart,
+    TextInput,
+    error_event,
+    event,
+    parse_client_message,
+)
+from speech.reply import Reply, ReplyTiming
+from speech.vad import PcmResampler, SpeechEnd, SpeechPause, SpeechResume, SpeechStart
+
+log = logging.getLogger(__name__)
+
+ASR_RATE = 16000
+CLOSE_IDLE = 4408
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """Per-server settings every session follows."""
+
+    interruption: bool = True
+    """Barge-in on; off means half duplex (audio is ignored while Parley speaks)."""
+    speculative: bool = True
+    """Start transcription and the reply at a short pause, release it once the turn is confirmed."""
+    max_frame_bytes: int = 1 << 20
+    """Largest accepted binary frame."""
+    idle_timeout_s: float = 300.0
+    """A session that sends nothing for this long is closed."""
+    max_turns_per_minute: int = 30
+    """Turns beyond this rate are refused with a ``rate_limited`` error."""
+
+
+@dataclass
+class Speculation:
+    """Work started at a short pause, kept only if the pause turns out to end the turn."""
+
+    speech_end_ms: float
+    timing: ReplyTiming
+    task: asyncio.Task[Any] | None = None
+    reply: Reply | None = None
+    confirmed: bool = False
+    dropped: bool = False
+
+
+class VoiceSession:
+    """Everything about one connected client. Nothing here is shared with other sessions."""
+
+    def __init__(self, ws: ServerConnection, agent: Agent, engines: SpeechEngines, start: SessionStart,
+                 conv: Conversation, options: SessionOptions) -> None:
+        self.ws = ws
+        self.agent = agent
+        self.engines = engines
+        self.start = start
+        self.conv = conv
+        self.options = options
+        self.vad = engines.new_vad_stream()
+        self._resampler = PcmResampler(start.sample_rate, ASR_RATE) if start.sample_rate != ASR_RATE else None
+        self.reply: Reply | None = None
+        """The reply being produced or played (confirmed or speculative)."""
+        self._audio_ms = 0.0
+        self._received: list[tuple[float, float]] = []
+        """(audio end in ms, wall time received) of recent frames: maps audio time to wall time."""
+        self._speculation: Speculation | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._turn_times: deque[float] = deque()
+
+    async def send(self, message: str | bytes) -> None:
+        """Send to the client; a closed socket is not an error here (the receive loop ends)."""
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(message)
+
+    async def run(self) -> None:
+        """The receive loop: until the client leaves or ends the session."""
+        try:
+            while True:
+                try:
+                    message = await asyncio.wait_for(self.ws.recv(), self.options.idle_timeout_s)
+                except TimeoutError:
+                    await self.send(error_event("idle_timeout", "closing an idle session").to_json())
+                    await self.ws.close(CLOSE_IDLE, "idle timeout")
+                    break
+                except ConnectionClosed:
+                    break
+                if isinstance(message, bytes):
+                    await self._on_audio(message)
+                    continue
+                try:
+                    msg = parse_client_message(message)
+                except ProtocolError as exc:
+                    await self.send(error_event(exc.code, exc.message).to_json())
+                    continue
+                if isinstance(msg, TextInput):
+                    await self._on_text(msg.text)
+                elif isinstance(msg, Interrupt):
+                    await self._interrupt()
+                elif isinstance(msg, SessionEnd):
+                    break
+                elif isinstance(msg, SessionStart):
+                    await self.send(error_event("already_started", "the session has already started").to_json())
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Cancel what is running; a reply in progress is recorded with what was heard."""
+        await self._drop_speculation()
+        await self._interrupt()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- typed input -------------------------------------------------------------
+
+    async def _on_text(self, text: str) -> None:
+        try:
+            text = self.agent.check_text(text)
+        except InputError as exc:
+            await self.send(error_event("empty_input" if "empty" in str(exc) else "input_too_long", str(exc)).to_json())
+            return
+        await self._drop_speculation()
+        await self._interrupt()
+        if not await self._rate_limited():
+            await self._start_reply(text, ReplyTiming(), confirmed=True)
+
+    # --- audio -------------------------------------------------------------------
+
+    async def _on_audio(self, frame: bytes) -> None:
+        if len(frame) > self.options.max_frame_bytes:
+            await self.send(error_event("message_too_large",
+                                        f"audio frame over {self.options.max_frame_bytes} bytes").to_json())
+            return
+        if len(frame) % 2:
+            await self.send(error_event("bad_audio", "16-bit PCM needs an even number of bytes").to_json())
+            return
+        if not self.options.interruption and self.reply is not None and self.reply.confirmed and not self.reply.done:
+            return  # half duplex: ignore the user while Parley speaks
+        pcm = np.frombuffer(frame, dtype="<i2")
+        if self._resampler is not None:
+            pcm = self._resampler.process(pcm)
+        now = time.perf_counter()
+        self._audio_ms += len(pcm) * 1000 / ASR_RATE
+        self._received.append((self._audio_ms, now))
+        if len(self._received) > 4096:
+            del self._received[:2048]
+        for vad_event in self.vad.process(pcm):
+            await self._on_vad(vad_event)
+
+    def _wall_time(self, audio_ms: float) -> float:
+        """When the client sent the audio at ``audio_ms`` (approximately: frame granularity)."""
+        marks = [m for m, _ in self._received]
+        i = min(bisect_left(marks, audio_ms), len(self._received) - 1)
+        return self._received[i][1] if self._received else time.perf_counter()
+
+    async def _on_vad(self, vad_event: Any) -> None:
+        if isinstance(vad_event, SpeechStart):
+            await self.send(event("vad.start").to_json())  # first, so the client can stop playing at once
+            await self._drop_speculation()
+            await self._interrupt()
+        elif isinstance(vad_event, SpeechResume):
+            await self._drop_speculation()  # the user went on after a short pause
+        elif isinstance(vad_event, SpeechPause) and self.options.speculative:
+            await self._drop_speculation()
+            timing = ReplyTiming(speech_end=self._wall_time(vad_event.speech_end_ms))
+            spec = self._speculation = Speculation(vad_event.speech_end_ms, timing)
+            spec.task = self._spawn(self._transcribe_then_reply(vad_event.audio, timing, spec))
+        elif isinstance(vad_event, SpeechEnd):
+            await self.send(event("vad.end").to_json())
+            await self._end_of_turn(vad_event)
+
+    async def _end_of_turn(self, end: SpeechEnd) -> None:
+        now = time.perf_counter()
+        speech_end = self._wall_time(end.speech_end_ms)
+        spec = self._speculation
+        if spec is not None and abs(spec.speech_end_ms - end.speech_end_ms) < 1.0:
+            # Nothing was said since the pause: the speculative work is this turn's.
+            spec.confirmed = True
+            self._speculation = None
+            spec.timing.vad_end_ms = (now - speech_end) * 1000
+            if spec.reply is not None:
+                await self._send_transcript(spec.reply)
+                await spec.reply.confirm()
+            # else: transcription is still running and will start the reply confirmed.
+            return
+        await self._drop_speculation()
+        timing = ReplyTiming(speech_end=speech_end, vad_end_ms=(now - speech_end) * 1000)
+        self._spawn(self._transcribe_then_reply(end.audio, timing, None))
+
+    async def _transcribe_then_reply(self, audio: np.ndarray, timing: ReplyTiming, spec: Speculation | None) -> None:
+        started = time.perf_counter()
+        try:
+            transcript = await asyncio.to_thread(self.engines.asr.transcribe, audio, self.engines.language_hint)
+        except Exception as exc:
+            log.warning("ASR failed: %s", type(exc).__name__)
+            if spec is None or spec.confirmed:
+                await self.send(error_event("asr_failed", "speech recognition failed on this utterance").to_json())
+            return
+        timing.asr_ms = (time.perf_counter() - started) * 1000
+        text = transcript.text.strip()
+        if not text or (spec is not None and spec.dropped):
+            return  # noise, or the user went on speaking
+        confirmed = spec is None or spec.confirmed
+        if confirmed and await self._rate_limited():
+            return
+        await self._interrupt()
+        reply = await self._start_reply(text, timing, confirmed=confirmed)
+        if spec is not None:
+            spec.reply = reply
+
+    async def _send_transcript(self, reply: Reply) -> None:
+        await self.send(event("transcript.final", text=reply.user_text, turn_id=reply.turn_id).to_json())
+
+    async def _rate_limited(self) -> bool:
+        """True (and the user told) when this session starts turns faster than allowed."""
+        now = time.monotonic()
+        while self._turn_times and now - self._turn_times[0] > 60:
+            self._turn_times.popleft()
+        if len(self._turn_times) >= self.options.max_turns_per_minute:
+            await self.send(error_event("rate_limited", "too many turns in a minute; wait a moment").to_json())
+            return True
+        self._turn_times.append(now)
+        return False
+
+    async def _start_reply(self, text: str, timing: ReplyTiming, confirmed: bool) -> Reply:
+        """Start a reply; a confirmed one is announced with its transcript first."""
+        tts = self.engines.tts if self.start.audio_output else None
+        reply = self.reply = Reply(self.agent, self.conv, text, tts, self.send, self.engines.output_sample_rate,
+                                   timing=timing)
+        if confirmed:
+            await self._send_transcript(reply)
+        return reply.start(confirmed)
+
+    async def _drop_speculation(self) -> None:
+        """The user went on: forget the speculative transcription and reply, silently."""
+        spec, self._speculation = self._speculation, None
+        if spec is None:
+            return
+        spec.dropped = True
+        if spec.reply is not None:
+            await spec.reply.cancel(interrupted=False)
+            if self.reply is spec.reply:
+                self.reply = None
+
+    async def _interrupt(self) -> None:
+        """Barge-in: stop the current confirmed reply and record what the user heard."""
+        reply = self.reply
+        if reply is not None and reply.confirmed and not reply.done:
+            await reply.cancel(interrupted=True)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task

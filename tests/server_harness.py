@@ -1,0 +1,54 @@
+"""Start a real Parley server in the test's event loop, with real engines and a fake LLM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from agent.config import AgentConfig
+from agent.embedding import Embedder
+from agent.llm import build_chat_models
+from agent.memory import MemoryStore
+from agent.runtime import Agent
+from speech.engines import SpeechEngines
+from speech.server import ParleyServer, ServerOptions
+
+
+@dataclass
+class RunningServer:
+    """A server listening on a free loopback port."""
+
+    server: ParleyServer
+    agent: Agent
+
+    @property
+    def port(self) -> int:
+        return self.server.options.port
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def running_server(config: AgentConfig, embedder: Embedder, engines: SpeechEngines,
+                         **options: object) -> AsyncIterator[RunningServer]:
+    """Serve until the block ends; every session is closed and the agent's memory flushed after."""
+    agent = Agent(config, build_chat_models(config), embedder, MemoryStore(config.memory_dir, embedder=embedder))
+    server = ParleyServer(agent, engines, ServerOptions(port=0, **options))  # type: ignore[arg-type]
+    ready = asyncio.Event()
+    task = asyncio.create_task(server.serve_forever(ready))
+    await asyncio.wait_for(ready.wait(), 30)
+    try:
+        yield RunningServer(server, agent)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await agent.aclose()
