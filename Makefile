@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 REQS   := requirements.txt requirements-rag.txt requirements-speech.txt requirements-dev.txt
 
 .PHONY: install run test lint bench-quick clean
@@ -26,7 +27,12 @@ run: install
 lint: install
 	$(PY) -m ruff check .
 
-test: install
+# The tests also cover the optional FunASR loader, so `make test` installs it too.
+$(TEST_STAMP): $(STAMP) requirements-funasr.txt
+	$(PIP) install --quiet -r requirements-funasr.txt
+	touch $(TEST_STAMP)
+
+test: $(TEST_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
