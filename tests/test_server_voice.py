@@ -141,3 +141,37 @@ async def test_half_duplex_ignores_speech_while_speaking(make_config, embedder, 
         assert done["interrupted"] is False
         assert not client.events("vad.start")
         await client.close()
+
+
+async def test_two_speakers_at_once_stay_separate(make_config, embedder, speech_engines, spoken, fake_llm):
+    async with running_server(make_config(), embedder, speech_engines) as srv:
+        en = await VoiceClient.open(srv.ws_url, "speaker-one")
+        zh = await VoiceClient.open(srv.ws_url, "speaker-two")
+        await asyncio.gather(en.stream_pcm(with_silence(spoken("What is the capital of France?", "en"))),
+                             zh.stream_pcm(with_silence(spoken("今天北京的天气怎么样", "zh"))))
+        done_en, done_zh = await asyncio.gather(en.wait_for("response.done", timeout=90),
+                                                zh.wait_for("response.done", timeout=90))
+        assert "france" in done_en["text"].lower() and "北京" not in done_en["text"]
+        assert "北京" in done_zh["text"] and "france" not in done_zh["text"].lower()
+        await srv.agent.writer.flush()
+        assert all("北京" not in r.text for r in srv.agent.memory.list("speaker-one"))
+        assert all("france" not in r.text.lower() for r in srv.agent.memory.list("speaker-two"))
+        await en.close()
+        await zh.close()
+
+
+async def test_slow_search_is_bridged_by_a_spoken_filler(search_config, embedder, speech_engines, fake_serper,
+                                                         fake_llm):
+    from tests.fakes.serper_server import SearchReply, organic
+
+    fake_serper.push(SearchReply(organic(("Mars news", "https://example.org/mars", "A rover found ice.")),
+                                 delay_s=1.5))
+    async with running_server(search_config, embedder, speech_engines) as srv:
+        client = await VoiceClient.open(srv.ws_url, "impatient")
+        await client.say_text("search the latest news about Mars")
+        await client.wait_for("response.done", timeout=60)
+        audio_start = client.first_time("response.audio.start")
+        sources = client.first_time("sources")
+        assert audio_start is not None and sources is not None
+        assert audio_start < sources, "a filler is spoken while the search runs"
+        await client.close()
