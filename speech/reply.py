@@ -94,6 +94,8 @@ class Reply:
     commit: asyncio.Event = field(default_factory=asyncio.Event)
     result: TurnResult | None = None
     interrupted: bool = False
+    suggest: Callable[[Reply], None] | None = None
+    """Called once the reply has ended normally (after ``response.done``), e.g. to offer follow-ups."""
     _held: list[ServerEvent] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
     _playout: Playout | None = None
@@ -201,6 +203,9 @@ class Reply:
             await self.emit(error_event("llm_failed", "the language model failed; the reply was cut short"))
         await self.emit(event("response.done", turn_id=self.turn_id, text=result.text, interrupted=False,
                               metrics=self._metrics(result.metrics)))
+        if self.suggest is not None and not result.error and result.text:
+            await self.commit.wait()  # a speculative reply only once confirmed (a dropped one is cancelled)
+            self.suggest(self)
 
     def _say_filler(self, pieces: asyncio.Queue[tuple[str, bool] | None], language: str) -> None:
         if not self._streamed:

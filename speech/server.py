@@ -50,6 +50,23 @@ class ServerOptions:
     no_speculation: bool = field(
         default=False, metadata=_help("Do not start replies at short pauses (wait for the confirmed end of turn).")
     )
+    suggest_followups: bool = field(
+        default=False, metadata=_help("After each reply, suggest three follow-up questions (an extra LLM call).")
+    )
+    cleans2s_compat: bool = field(
+        default=False, metadata=_help("Also serve CleanS2S's two-socket protocol for its web front end "
+                                      "(docs/cleans2s.md).")
+    )
+    recv_host: str = field(default="127.0.0.1", metadata=_help("CleanS2S compat: address of the socket "
+                                                               "browsers send on."))
+    recv_port: int = field(default=9001, metadata=_help("CleanS2S compat: port browsers send on."))
+    send_host: str = field(default="127.0.0.1", metadata=_help("CleanS2S compat: address of the socket "
+                                                               "browsers receive on."))
+    send_port: int = field(default=9002, metadata=_help("CleanS2S compat: port browsers receive on."))
+    cleans2s_user_id: str | None = field(
+        default=None, metadata=_help("CleanS2S compat: user id for every browser (one shared memory); "
+                                     "by default each browser's uid is its user id.")
+    )
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +97,7 @@ class ParleyServer:
             max_frame_bytes=options.max_message_bytes,
             idle_timeout_s=options.idle_timeout_s,
             max_turns_per_minute=options.max_turns_per_minute,
+            suggest_followups=options.suggest_followups,
         )
         self.routes = HttpRoutes(agent.memory, options.auth_token, self.health)
 
@@ -155,9 +173,14 @@ class ParleyServer:
             if sockets:
                 self.options.port = int(sockets[0].getsockname()[1])
             log.info("Parley listening on http://%s:%d/ (WebSocket /ws)", self.options.host, self.options.port)
-            if ready is not None:
-                ready.set()
-            await asyncio.Future()
+            async with contextlib.AsyncExitStack() as extra:
+                if self.options.cleans2s_compat:
+                    from speech.cleans2s import CleanS2SEndpoint  # imports this module
+
+                    await extra.enter_async_context(CleanS2SEndpoint(self).serving())
+                if ready is not None:
+                    ready.set()
+                await asyncio.Future()
 
 
 async def _send_quietly(ws: ServerConnection, message: str) -> None:

@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from agent.conversation import Conversation
 from agent.runtime import Agent, InputError
+from agent.suggestions import suggest_followups
 from speech.engines import SpeechEngines
 from speech.protocol import (
     Interrupt,
@@ -58,6 +59,8 @@ class SessionOptions:
     """A session that sends nothing for this long is closed."""
     max_turns_per_minute: int = 30
     """Turns beyond this rate are refused with a ``rate_limited`` error."""
+    suggest_followups: bool = False
+    """After each reply, send three follow-up questions (a ``suggestions`` event)."""
 
 
 @dataclass
@@ -253,10 +256,20 @@ class VoiceSession:
         """Start a reply; a confirmed one is announced with its transcript first."""
         tts = self.engines.tts if self.start.audio_output else None
         reply = self.reply = Reply(self.agent, self.conv, text, tts, self.send, self.engines.output_sample_rate,
-                                   timing=timing)
+                                   timing=timing, suggest=self._suggest if self.options.suggest_followups else None)
         if confirmed:
             await self._send_transcript(reply)
         return reply.start(confirmed)
+
+    def _suggest(self, reply: Reply) -> None:
+        """After a reply: follow-up questions, made in the background (the reply is not delayed)."""
+        self._spawn(self._send_suggestions(reply))
+
+    async def _send_suggestions(self, reply: Reply) -> None:
+        answer = reply.result.text if reply.result is not None else ""
+        items = await suggest_followups(self.agent.models.chat, reply.user_text, answer)
+        if items:
+            await self.send(event("suggestions", turn_id=reply.turn_id, items=items).to_json())
 
     async def _drop_speculation(self) -> None:
         """The user went on: forget the speculative transcription and reply, silently."""

@@ -1,0 +1,556 @@
+"""CleanS2S compatibility: CleanS2S's web front end talks to Parley unchanged (``--cleans2s_compat``).
+
+CleanS2S uses two WebSockets per browser: the browser sends JSON on one (``--recv_port``,
+9001) and receives JSON on the other (``--send_port``, 9002); see docs/cleans2s.md and the
+end of docs/protocol.md. Nothing here runs a pipeline: :class:`CleanS2SBridge` looks like a
+WebSocket connection to :class:`~speech.session.VoiceSession` (the same session class as
+``/ws``: VAD, ASR, agent graph, memory, TTS, barge-in) and translates both ways:
+
+* 9001 ``audio_input`` (base64 Float32 at 16 kHz) -> binary int16 PCM frames for the session;
+  ``user_input`` -> a ``text`` message (``"new topic"`` -> interrupt, then the short-term
+  conversation is cleared). Every 9001 message gets one JSON reply, as CleanS2S does:
+  ``{"return_info": "VAD detected"}`` when it started a user utterance (the session's
+  ``vad.start``), else ``{"placeholder": ""}`` (with an ``error`` code if it was unusable).
+* session events -> 9002 ``{"question_text", "answer_text", "answer_audio", "end_flag",
+  "user_input_count", "uid"}`` with the reply audio resampled to 16 kHz int16.
+
+The counter: the browser drops every 9002 message whose ``user_input_count`` is not its own
+counter, which goes up on each ``return_info`` it receives and each ``user_input`` it sends.
+The bridge counts the same events, and stamps every message of a reply with the count of the
+turn that asked for it; so once the user barges in, what is left of the old reply is dropped
+by the browser as well as stopped here.
+
+Pairing: the 9002 socket never says who it is, so a 9001 connection is paired with the
+oldest unpaired 9002 connection from the same remote address (and vice versa). One browser
+per remote address may connect at a time; two connecting at the same moment from one
+address (e.g. behind one proxy) may be crossed, and then each drops the other's answers
+(the ``uid`` does not match). A pair lives and dies together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from agent.conversation import Conversation
+from agent.ids import InvalidIdError, validate_user_id
+from speech.chunker import SentenceChunker, speech_units
+from speech.http_api import bearer_token, token_matches
+from speech.playout import join_pieces
+from speech.protocol import SessionStart
+from speech.session import VoiceSession
+from speech.vad import PcmResampler
+
+if TYPE_CHECKING:
+    from speech.server import ParleyServer
+
+log = logging.getLogger(__name__)
+
+RATE = 16000
+"""CleanS2S's audio rate, both ways."""
+VAD_DETECTED = {"return_info": "VAD detected"}
+NEW_TOPIC = "new topic"
+END_WAIT_S = 4.0
+"""With follow-up suggestions on, the ``end_flag`` message waits this long for them: the
+front end shows suggestions only if they arrive before the end message is played."""
+END_SILENCE = np.zeros(RATE // 100, dtype=np.int16)
+"""10 ms of silence for an end message with no audio left (an empty ``answer_audio`` would
+make the front end read the message as suggestions)."""
+SECONDS_PER_UNIT = 0.3
+"""Estimated speaking time of one word (0.6 of it per Han character), a little quicker than
+the TTS voices speak, for pacing ``answer_text`` (see :meth:`CleanS2SBridge._send_answer`)."""
+MAX_TURNS_KEPT = 16
+RESUME_FOR_S = 600.0
+"""A browser that reconnects with the same uid within this time keeps its count and conversation."""
+CLOSE_BAD_START = 4400
+CLOSE_TOO_MANY = 4429
+CLOSE_NO_PARTNER = 4404
+
+
+class CompatError(ValueError):
+    """A 9001 message the bridge cannot use; answered with a placeholder carrying ``error``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One usable message from the browser."""
+
+    kind: str
+    """``audio`` or ``text``."""
+    uid: str
+    audio: np.ndarray | None = None
+    text: str = ""
+    is_playing: bool | None = None
+
+
+def decode_float32(b64: str) -> np.ndarray:
+    """Base64 of little-endian Float32 mono -> int16 samples (clipped to [-1, 1], scaled by 32767)."""
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise CompatError("bad_audio", "audio is not valid base64") from None
+    if len(raw) % 4:
+        raise CompatError("bad_audio", "Float32 audio needs a multiple of 4 bytes")
+    samples = np.nan_to_num(np.frombuffer(raw, dtype="<f4"), nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+
+
+def encode_pcm16(pcm: np.ndarray) -> str:
+    """int16 samples -> base64 of little-endian int16, as the front end plays it."""
+    return base64.b64encode(np.asarray(pcm, dtype="<i2").tobytes()).decode("ascii")
+
+
+def parse_inbound(raw: str | bytes) -> Inbound:
+    """Parse a 9001 frame, or raise :class:`CompatError`. Lenient like CleanS2S: without a
+    ``type``, a message with ``audio`` is audio and one with ``text`` is typed input."""
+    if isinstance(raw, bytes):
+        raise CompatError("bad_message", "CleanS2S messages are JSON text frames")
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise CompatError("bad_json", "message is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise CompatError("bad_message", "message must be a JSON object")
+    kind = obj.get("type")
+    if kind is None:
+        kind = "audio_input" if "audio" in obj else "user_input" if "text" in obj else None
+    if kind not in ("audio_input", "user_input"):
+        raise CompatError("unknown_type", f"unknown message type: {str(kind)[:40]!r}")
+    uid = obj.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise CompatError("bad_message", "'uid' is required")
+    if kind == "user_input":
+        text = obj.get("text")
+        if not isinstance(text, str):
+            raise CompatError("bad_message", "'text' must be a string")
+        return Inbound("text", uid, text=text)
+    audio = obj.get("audio")
+    if not isinstance(audio, str):
+        raise CompatError("bad_message", "'audio' must be a base64 string")
+    playing = obj.get("is_playing")
+    is_playing = {"true": True, "false": False}.get(playing) if isinstance(playing, str) else None
+    return Inbound("audio", uid, audio=decode_float32(audio), is_playing=is_playing)
+
+
+@dataclass
+class _Turn:
+    """What the bridge tracks for one reply on its way to the browser."""
+
+    count: int
+    question: str = ""
+    question_sent: bool = False
+    chunker: SentenceChunker = field(default_factory=SentenceChunker)
+    pieces: list[str] = field(default_factory=list)
+    """Sentences written but not yet shown."""
+    sent_samples: int = 0
+    text_due: int = 0
+    """Audio (samples sent) after which the next sentence may be shown."""
+    resampler: PcmResampler | None = None
+    tail: np.ndarray | None = None
+    done: bool = False
+    end_sent: bool = False
+    end_timer: asyncio.Task[None] | None = None
+
+
+class CleanS2SBridge:
+    """A 9001 + 9002 pair that looks like one ``/ws`` connection to :class:`VoiceSession`."""
+
+    def __init__(self, recv_ws: ServerConnection, send_ws: ServerConnection, uid: str, count: int = 0,
+                 wait_for_suggestions: bool = False) -> None:
+        self.recv_ws = recv_ws
+        self.send_ws = send_ws
+        self.request = recv_ws.request
+        self.uid = uid
+        self.count = count
+        """The browser's ``user_input_count``, kept in step with it."""
+        self.conv: Conversation | None = None
+        """The session's conversation (cleared on "new topic")."""
+        self.browser_playing = False
+        """What the browser last said about its playback (informational: the session knows when it speaks)."""
+        self.wait_for_suggestions = wait_for_suggestions
+        self._first: str | bytes | None = None
+        self._queue: deque[str | bytes] = deque()
+        self._answered = True
+        self._clear_topic = False
+        self._turns: OrderedDict[str, _Turn] = OrderedDict()
+        self._audio_turn: _Turn | None = None
+        self._closed = False
+
+    # --- browser -> session --------------------------------------------------------
+
+    def feed_first(self, raw: str | bytes) -> None:
+        """The message that started the session (already read), handled as the first one."""
+        self._first = raw
+
+    async def recv(self) -> str | bytes:
+        """The next message for the session: binary int16 PCM or a ``/ws`` JSON message."""
+        while True:
+            if not self._answered:  # the session is done with the last message: reply to it
+                self._answered = True
+                await self._reply({"placeholder": ""})
+            if self._clear_topic:  # after the interrupt sent for "new topic" has been handled
+                self._clear_topic = False
+                if self.conv is not None:
+                    self.conv.clear()
+            if self._queue:
+                return self._queue.popleft()
+            if self._first is not None:
+                raw, self._first = self._first, None
+            else:
+                raw = await self.recv_ws.recv()
+            self._answered = False
+            try:
+                message = parse_inbound(raw)
+            except CompatError as exc:
+                self._answered = True
+                await self._reply({"placeholder": "", "error": exc.code})
+                continue
+            if message.uid != self.uid:
+                self._answered = True
+                await self._reply({"placeholder": "", "error": "uid_mismatch"})
+                continue
+            self._queue.extend(await self._translate(message))
+
+    async def _translate(self, message: Inbound) -> list[str | bytes]:
+        if message.kind == "audio":
+            if message.is_playing is not None:
+                self.browser_playing = message.is_playing
+            assert message.audio is not None
+            return [message.audio.tobytes()] if message.audio.size else []
+        self.count += 1  # the browser counts every user_input it sends
+        await self._flush_ends()
+        text = message.text
+        if text == NEW_TOPIC:
+            self._clear_topic = True
+            return [json.dumps({"type": "interrupt"})]
+        if not text.strip():
+            return [json.dumps({"type": "interrupt"})]  # the browser moved on; nothing to answer
+        return [json.dumps({"type": "text", "text": text})]
+
+    async def _reply(self, obj: dict[str, Any]) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self.recv_ws.send(json.dumps(obj))
+
+    # --- session -> browser --------------------------------------------------------
+
+    async def send(self, message: str | bytes) -> None:
+        """An event or audio frame from the session, translated for the browser."""
+        if isinstance(message, bytes):
+            await self._on_audio(message)
+            return
+        ev = json.loads(message)
+        kind = ev.get("type")
+        if kind == "vad.start":
+            self.count += 1
+            self._answered = True  # this audio message is answered with return_info
+            await self._reply(VAD_DETECTED)
+            await self._flush_ends()
+        elif kind == "transcript.final":
+            turn = self._turn(ev["turn_id"], create=True)
+            turn.question = ev.get("text", "")
+        elif kind == "response.text.delta":
+            if (turn := self._turn(ev["turn_id"])) is not None:
+                turn.pieces.extend(turn.chunker.push(ev.get("delta", "")))
+        elif kind == "response.audio.start":
+            self._audio_turn = self._turn(ev["turn_id"])
+            if self._audio_turn is not None:
+                self._audio_turn.resampler = PcmResampler(int(ev.get("sample_rate", RATE)), RATE)
+        elif kind == "response.audio.end":
+            turn = self._turn(ev["turn_id"])
+            if turn is not None and turn.resampler is not None:
+                turn.tail = turn.resampler.process(np.zeros(0, dtype=np.int16), last=True)
+                turn.resampler = None
+            self._audio_turn = None
+        elif kind == "response.done":
+            await self._on_done(ev)
+        elif kind == "suggestions":
+            await self._on_suggestions(ev)
+        elif kind == "error":
+            log.debug("session error for uid %s: %s", self.uid, ev.get("code"))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close both sockets (the session asks on idle timeout)."""
+        self._closed = True
+        for ws in (self.recv_ws, self.send_ws):
+            with contextlib.suppress(Exception):
+                await ws.close(code, reason)
+
+    def shutdown(self) -> None:
+        """Stop the timers (the session has ended)."""
+        self._closed = True
+        for turn in self._turns.values():
+            if turn.end_timer is not None:
+                turn.end_timer.cancel()
+
+    def _turn(self, turn_id: object, create: bool = False) -> _Turn | None:
+        if not isinstance(turn_id, str):
+            return None
+        turn = self._turns.get(turn_id)
+        if turn is None and create:
+            turn = self._turns[turn_id] = _Turn(self.count)
+            while len(self._turns) > MAX_TURNS_KEPT:
+                _, old = self._turns.popitem(last=False)
+                if old.end_timer is not None:
+                    old.end_timer.cancel()
+        return turn
+
+    async def _on_audio(self, frame: bytes) -> None:
+        turn = self._audio_turn
+        if turn is None or turn.resampler is None or turn.end_sent:
+            return
+        pcm = turn.resampler.process(frame)
+        if pcm.size:
+            await self._send_answer(turn, pcm, end=False)
+
+    async def _on_done(self, ev: dict[str, Any]) -> None:
+        turn = self._turn(ev.get("turn_id"))
+        if turn is None or turn.done:
+            return
+        turn.done = True
+        turn.pieces.extend(turn.chunker.flush())
+        if ev.get("interrupted"):
+            turn.pieces.clear()  # not heard: not shown
+            turn.resampler = None
+        if self._audio_turn is turn:
+            self._audio_turn = None
+        if not turn.question_sent and not turn.pieces and ev.get("text") and not ev.get("interrupted"):
+            turn.pieces.append(str(ev["text"]))  # nothing was spoken (e.g. synthesis failed): show the text
+        if self.wait_for_suggestions and not ev.get("interrupted") and turn.count == self.count:
+            turn.end_timer = asyncio.get_running_loop().create_task(self._end_later(turn))
+        else:
+            await self._send_end(turn)
+
+    async def _end_later(self, turn: _Turn) -> None:
+        await asyncio.sleep(END_WAIT_S)
+        await self._send_end(turn)
+
+    async def _on_suggestions(self, ev: dict[str, Any]) -> None:
+        turn = self._turn(ev.get("turn_id"))
+        items = ev.get("items")
+        if turn is None or turn.end_sent or not isinstance(items, list) or not items:
+            return  # too late: the front end would show them after the next reply
+        questions = {f"q{i + 1}": str(q) for i, q in enumerate(items[:3])}
+        await self._send_json({"question_text": "", "answer_text": questions, "answer_audio": "",
+                               "end_flag": False, "user_input_count": turn.count, "uid": self.uid})
+        await self._send_end(turn)
+
+    async def _flush_ends(self) -> None:
+        """The browser moved on: end messages still waiting for suggestions go now."""
+        for turn in list(self._turns.values()):
+            if turn.done and not turn.end_sent:
+                await self._send_end(turn)
+
+    async def _send_end(self, turn: _Turn) -> None:
+        if turn.end_sent:
+            return
+        turn.end_sent = True
+        if turn.end_timer is not None and turn.end_timer is not asyncio.current_task():
+            turn.end_timer.cancel()
+        tail = turn.tail if turn.tail is not None and turn.tail.size else END_SILENCE
+        await self._send_answer(turn, tail, end=True)
+
+    async def _send_answer(self, turn: _Turn, pcm: np.ndarray, end: bool) -> None:
+        """One 9002 message. The front end shows ``answer_text`` when it starts playing the message's
+        audio, so sentences are paced like speech: the audio stream does not say where a sentence
+        starts, so a sentence is attached to the first audio message after the previous sentence's
+        estimated speaking time has been sent (never before its text exists; all that is left goes
+        with the end message)."""
+        question = ""
+        if not turn.question_sent:
+            turn.question_sent = True
+            question = turn.question
+        text = ""
+        if end:
+            text, turn.pieces = join_pieces(turn.pieces), []
+        elif turn.pieces and turn.sent_samples >= turn.text_due:
+            text = turn.pieces.pop(0)
+            turn.text_due = turn.sent_samples + int(speech_units(text) * SECONDS_PER_UNIT * RATE)
+        turn.sent_samples += len(pcm)
+        await self._send_json({"question_text": question, "answer_text": text, "answer_audio": encode_pcm16(pcm),
+                               "end_flag": end, "user_input_count": turn.count, "uid": self.uid})
+
+    async def _send_json(self, obj: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        with contextlib.suppress(ConnectionClosed):
+            await self.send_ws.send(json.dumps(obj, ensure_ascii=False))
+
+
+@dataclass
+class _Waiting:
+    ws: ServerConnection
+    partner: asyncio.Future[ServerConnection]
+
+
+class CleanS2SEndpoint:
+    """The two CleanS2S sockets of one :class:`~speech.server.ParleyServer`, sharing its sessions and limits."""
+
+    def __init__(self, server: ParleyServer) -> None:
+        self.server = server
+        self.options = server.options
+        self._waiting: dict[tuple[str, str], deque[_Waiting]] = {}
+        self._resume: OrderedDict[str, tuple[float, int, Conversation]] = OrderedDict()
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[CleanS2SEndpoint]:
+        """Listen on both ports until the block ends."""
+        opts = self.options
+        if opts.cleans2s_user_id is not None:
+            validate_user_id(opts.cleans2s_user_id)
+        for host in {opts.recv_host, opts.send_host}:
+            if host not in ("127.0.0.1", "localhost", "::1") and not opts.auth_token:
+                log.warning("CleanS2S sockets listen on %s without --auth_token: anyone who can reach them can "
+                            "talk to Parley. Set a token and add ?token=... to the front end's addresses.", host)
+        limits: dict[str, Any] = {"process_request": self._check_request, "max_size": 4 * opts.max_message_bytes}
+        async with serve(self._handle_recv, opts.recv_host, opts.recv_port, **limits) as recv_server, \
+                serve(self._handle_send, opts.send_host, opts.send_port, **limits) as send_server:
+            opts.recv_port = int(next(iter(recv_server.sockets)).getsockname()[1])
+            opts.send_port = int(next(iter(send_server.sockets)).getsockname()[1])
+            log.info("CleanS2S compatibility: browsers send on ws://%s:%d, receive on ws://%s:%d",
+                     opts.recv_host, opts.recv_port, opts.send_host, opts.send_port)
+            yield self
+
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """With ``--auth_token``, the upgrade must carry it (``?token=`` in the address, or a Bearer header)."""
+        if not self.options.auth_token:
+            return None
+        token = bearer_token(request.headers)
+        if token is None:
+            values = parse_qs(urlsplit(request.path).query).get("token")
+            token = values[0] if values else None
+        if token_matches(self.options.auth_token, token):
+            return None
+        return connection.respond(401, "missing or invalid token\n")
+
+    # --- pairing -------------------------------------------------------------------
+
+    @staticmethod
+    def _address(ws: ServerConnection) -> str:
+        remote = ws.remote_address
+        return str(remote[0]) if isinstance(remote, tuple) and remote else str(remote)
+
+    async def _pair(self, side: str, ws: ServerConnection) -> ServerConnection | None:
+        """The oldest open, unpaired connection of the other side from the same address (waiting for one)."""
+        key = self._address(ws)
+        other = self._waiting.get(("send" if side == "recv" else "recv", key))
+        while other:
+            waiting = other.popleft()
+            if not waiting.partner.done() and waiting.ws.state is State.OPEN:
+                waiting.partner.set_result(ws)
+                return waiting.ws
+        mine = self._waiting.setdefault((side, key), deque())
+        if len(mine) >= self.options.max_sessions:
+            return None
+        entry = _Waiting(ws, asyncio.get_running_loop().create_future())
+        mine.append(entry)
+        try:
+            return await asyncio.wait_for(entry.partner, self.options.start_timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            with contextlib.suppress(ValueError):
+                mine.remove(entry)
+            if not mine and self._waiting.get((side, key)) is mine:
+                del self._waiting[(side, key)]
+
+    async def _handle_send(self, ws: ServerConnection) -> None:
+        """9002: the browser only listens here. Anything it sends is ignored; its closing ends the pair."""
+        partner = await self._pair("send", ws)
+        if partner is None:
+            await ws.close(CLOSE_NO_PARTNER, "no sending socket from this address")
+            return
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in ws:
+                pass
+        await partner.close()
+
+    async def _handle_recv(self, ws: ServerConnection) -> None:
+        """9001: pair, wait for the first message with a uid, then run a voice session."""
+        partner = await self._pair("recv", ws)
+        if partner is None:
+            await ws.close(CLOSE_NO_PARTNER, "no receiving socket from this address")
+            return
+        try:
+            await self._run_pair(ws, partner)
+        except ConnectionClosed:
+            pass
+        except Exception:  # one pair's failure must not touch the others
+            log.exception("CleanS2S pair failed")
+        finally:
+            await ws.close()
+            await partner.close()
+
+    async def _first_message(self, ws: ServerConnection) -> tuple[str | bytes, str] | None:
+        """The first message that names a usable uid (others get a placeholder reply)."""
+        deadline = time.monotonic() + self.options.start_timeout_s
+        while True:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return None
+            try:
+                uid = parse_inbound(raw).uid
+                validate_user_id(uid)
+            except CompatError as exc:
+                await ws.send(json.dumps({"placeholder": "", "error": exc.code}))
+                continue
+            except InvalidIdError:
+                await ws.send(json.dumps({"placeholder": "", "error": "invalid_user_id"}))
+                continue
+            return raw, uid
+
+    async def _run_pair(self, recv_ws: ServerConnection, send_ws: ServerConnection) -> None:
+        first = await self._first_message(recv_ws)
+        if first is None:
+            await recv_ws.close(CLOSE_BAD_START, "no message with a uid")
+            return
+        raw, uid = first
+        server = self.server
+        if len(server.sessions) >= self.options.max_sessions:
+            await recv_ws.send(json.dumps({"placeholder": "", "error": "too_many_sessions"}))
+            await recv_ws.close(CLOSE_TOO_MANY, "too many sessions")
+            return
+        user_id = self.options.cleans2s_user_id or uid
+        count, conv = 0, None
+        resumed = self._resume.pop(uid, None)
+        if resumed is not None and time.monotonic() - resumed[0] < RESUME_FOR_S:
+            _, count, conv = resumed  # the same browser reconnected: keep its count and topic
+        if conv is None:
+            conv = server.agent.new_conversation(user_id)
+        bridge = CleanS2SBridge(recv_ws, send_ws, uid, count, wait_for_suggestions=self.options.suggest_followups)
+        bridge.conv = conv
+        bridge.feed_first(raw)
+        start = SessionStart(user_id=user_id, sample_rate=RATE, audio_output=True)
+        session = VoiceSession(bridge, server.agent, server.engines, start, conv,  # type: ignore[arg-type]
+                               server.session_options)
+        server.sessions.add(session)
+        log.info("CleanS2S session %s opened for user %s", conv.session_id, user_id)
+        try:
+            await session.run()
+        finally:
+            bridge.shutdown()
+            server.sessions.discard(session)
+            self._resume[uid] = (time.monotonic(), bridge.count, conv)
+            while len(self._resume) > 256:
+                self._resume.popitem(last=False)
+            log.info("CleanS2S session %s closed", conv.session_id)
