@@ -70,8 +70,14 @@ END_WAIT_S = 4.0
 """With follow-up suggestions on, the ``end_flag`` message waits this long for them: the
 front end shows suggestions only if they arrive before the end message is played."""
 END_SILENCE = np.zeros(RATE // 100, dtype=np.int16)
-"""10 ms of silence for an end message with no audio left (an empty ``answer_audio`` would
-make the front end read the message as suggestions)."""
+"""The audio of the ``end_flag`` message: 10 ms of silence (an empty ``answer_audio`` would make
+the front end read the message as suggestions; the reply's own audio is never held back for it)."""
+CLIP_MAX = RATE // 4
+CLIP_MIN = RATE // 8
+"""Reply audio goes out in clips of 1/8 to 1/4 s, cut at the quietest 10 ms. The front end plays
+each message as a separate clip, with a small gap between clips: 40 ms frames would stutter.
+Clips stay under the 0.3 s that reply audio is sent ahead of real time, so the front end's
+queue never runs dry."""
 SECONDS_PER_UNIT = 0.3
 """Estimated speaking time of one word (0.6 of it per Han character), a little quicker than
 the TTS voices speak, for pacing ``answer_text`` (see :meth:`CleanS2SBridge._send_answer`)."""
@@ -113,6 +119,16 @@ def decode_float32(b64: str) -> np.ndarray:
         raise CompatError("bad_audio", "Float32 audio needs a multiple of 4 bytes")
     samples = np.nan_to_num(np.frombuffer(raw, dtype="<f4"), nan=0.0, posinf=1.0, neginf=-1.0)
     return np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+
+
+def quietest_cut(pcm: np.ndarray, low: int, high: int, frame: int = RATE // 100) -> int:
+    """Where to end a clip between ``low`` and ``high`` samples: the middle of the quietest frame."""
+    frames = max(1, (high - low) // frame)
+    window = pcm[low: low + frames * frame].astype(np.float32)
+    if window.size < frames * frame:
+        return min(high, pcm.size)
+    energy = np.square(window).reshape(frames, frame).mean(axis=1)
+    return low + int(np.argmin(energy)) * frame + frame // 2
 
 
 def encode_pcm16(pcm: np.ndarray) -> str:
@@ -166,7 +182,8 @@ class _Turn:
     text_due: int = 0
     """Audio (samples sent) after which the next sentence may be shown."""
     resampler: PcmResampler | None = None
-    tail: np.ndarray | None = None
+    buffer: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
+    """Reply audio (16 kHz) not yet sent."""
     done: bool = False
     end_sent: bool = False
     end_timer: asyncio.Task[None] | None = None
@@ -278,8 +295,10 @@ class CleanS2SBridge:
         elif kind == "response.audio.end":
             turn = self._turn(ev["turn_id"])
             if turn is not None and turn.resampler is not None:
-                turn.tail = turn.resampler.process(np.zeros(0, dtype=np.int16), last=True)
-                turn.resampler = None
+                rest = np.concatenate([turn.buffer, turn.resampler.process(np.zeros(0, dtype=np.int16), last=True)])
+                turn.resampler, turn.buffer = None, rest[:0]
+                if rest.size and not turn.end_sent:
+                    await self._send_answer(turn, rest, end=False)
             self._audio_turn = None
         elif kind == "response.done":
             await self._on_done(ev)
@@ -318,9 +337,11 @@ class CleanS2SBridge:
         turn = self._audio_turn
         if turn is None or turn.resampler is None or turn.end_sent:
             return
-        pcm = turn.resampler.process(frame)
-        if pcm.size:
-            await self._send_answer(turn, pcm, end=False)
+        turn.buffer = np.concatenate([turn.buffer, turn.resampler.process(frame)])
+        while turn.buffer.size >= CLIP_MAX and not turn.end_sent:
+            cut = quietest_cut(turn.buffer, CLIP_MIN, CLIP_MAX)
+            clip, turn.buffer = turn.buffer[:cut], turn.buffer[cut:]
+            await self._send_answer(turn, clip, end=False)
 
     async def _on_done(self, ev: dict[str, Any]) -> None:
         turn = self._turn(ev.get("turn_id"))
@@ -330,7 +351,7 @@ class CleanS2SBridge:
         turn.pieces.extend(turn.chunker.flush())
         if ev.get("interrupted"):
             turn.pieces.clear()  # not heard: not shown
-            turn.resampler = None
+            turn.resampler, turn.buffer = None, turn.buffer[:0]
         if self._audio_turn is turn:
             self._audio_turn = None
         if not turn.question_sent and not turn.pieces and ev.get("text") and not ev.get("interrupted"):
@@ -366,8 +387,7 @@ class CleanS2SBridge:
         turn.end_sent = True
         if turn.end_timer is not None and turn.end_timer is not asyncio.current_task():
             turn.end_timer.cancel()
-        tail = turn.tail if turn.tail is not None and turn.tail.size else END_SILENCE
-        await self._send_answer(turn, tail, end=True)
+        await self._send_answer(turn, END_SILENCE, end=True)
 
     async def _send_answer(self, turn: _Turn, pcm: np.ndarray, end: bool) -> None:
         """One 9002 message. The front end shows ``answer_text`` when it starts playing the message's

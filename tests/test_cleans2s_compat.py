@@ -174,6 +174,8 @@ def check_answer(messages: list[dict[str, Any]], count: int, uid: str) -> None:
     assert audio[0]["question_text"], "the transcript comes with the first message"
     assert not any(m["question_text"] for m in audio[1:])
     assert [m["end_flag"] for m in audio].count(True) == 1 and audio[-1]["end_flag"] is True
+    clips = [len(pcm_of(m)) for m in audio[:-1]]  # the last one is the end_flag's 10 ms
+    assert max(clips) <= RATE // 4 and min(clips[:-1] or [RATE]) >= RATE // 8, "clips of 1/8 to 1/4 s"
     samples = sum(len(pcm_of(m)) for m in audio)
     assert samples > RATE // 2, "at least half a second of 16 kHz reply audio"
     assert np.abs(np.concatenate([pcm_of(m) for m in audio])).max() > 1000, "real sound, not silence"
