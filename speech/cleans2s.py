@@ -356,7 +356,7 @@ class CleanS2SBridge:
             self._audio_turn = None
         if not turn.question_sent and not turn.pieces and ev.get("text") and not ev.get("interrupted"):
             turn.pieces.append(str(ev["text"]))  # nothing was spoken (e.g. synthesis failed): show the text
-        if self.wait_for_suggestions and not ev.get("interrupted") and turn.count == self.count:
+        if self.wait_for_suggestions and not ev.get("interrupted") and ev.get("text") and turn.count == self.count:
             turn.end_timer = asyncio.get_running_loop().create_task(self._end_later(turn))
         else:
             await self._send_end(turn)
