@@ -295,10 +295,9 @@ class CleanS2SBridge:
         elif kind == "response.audio.end":
             turn = self._turn(ev["turn_id"])
             if turn is not None and turn.resampler is not None:
-                rest = np.concatenate([turn.buffer, turn.resampler.process(np.zeros(0, dtype=np.int16), last=True)])
-                turn.resampler, turn.buffer = None, rest[:0]
-                if rest.size and not turn.end_sent:
-                    await self._send_answer(turn, rest, end=False)
+                flushed = turn.resampler.process(np.zeros(0, dtype=np.int16), last=True)
+                turn.resampler = None
+                await self._send_clips(turn, flushed, final=True)
             self._audio_turn = None
         elif kind == "response.done":
             await self._on_done(ev)
@@ -337,10 +336,17 @@ class CleanS2SBridge:
         turn = self._audio_turn
         if turn is None or turn.resampler is None or turn.end_sent:
             return
-        turn.buffer = np.concatenate([turn.buffer, turn.resampler.process(frame)])
+        await self._send_clips(turn, turn.resampler.process(frame))
+
+    async def _send_clips(self, turn: _Turn, pcm: np.ndarray, final: bool = False) -> None:
+        """Buffer reply audio and send it in clips (all of it when ``final``)."""
+        turn.buffer = np.concatenate([turn.buffer, pcm])
         while turn.buffer.size >= CLIP_MAX and not turn.end_sent:
             cut = quietest_cut(turn.buffer, CLIP_MIN, CLIP_MAX)
             clip, turn.buffer = turn.buffer[:cut], turn.buffer[cut:]
+            await self._send_answer(turn, clip, end=False)
+        if final and turn.buffer.size and not turn.end_sent:
+            clip, turn.buffer = turn.buffer, turn.buffer[:0]
             await self._send_answer(turn, clip, end=False)
 
     async def _on_done(self, ev: dict[str, Any]) -> None:
