@@ -35,6 +35,12 @@ class Conversation:
         """Remember an exchange. For an interrupted reply pass only what the user heard."""
         self._turns.append((user_text, reply))
 
+    def replace_last(self, user_text: str, reply: str) -> None:
+        """Correct the last exchange (a reply that was cut after it had been recorded in full)."""
+        if self._turns and self._turns[-1][0] == user_text:
+            self._turns.pop()
+        self._turns.append((user_text, reply))
+
     def clear(self) -> None:
         """Start a new topic: forget the short-term history (long-term memory stays)."""
         self._turns.clear()

@@ -9,9 +9,10 @@ turns that arrived meanwhile in one request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,9 @@ class TurnRecord:
     reply_text: str
     interrupted: bool = False
     created_at: float = field(default_factory=time.time)
+    turn_id: str = ""
+    replaces: bool = False
+    """The turn was saved already (e.g. in full, before a barge-in cut it): replace that memory."""
 
     def memory_text(self) -> str:
         """The text stored for the turn: the user's words first, then the start of the reply."""
@@ -68,6 +72,7 @@ class MemoryWriter:
         self._fact_tasks: dict[str, asyncio.Task[None]] = {}
         self._extracting: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
+        self._ids_by_turn: OrderedDict[str, str] = OrderedDict()
         self.saved = 0
         self.failed = 0
 
@@ -81,11 +86,19 @@ class MemoryWriter:
         while True:
             turn = await self._queue.get()
             try:
-                await asyncio.to_thread(
+                old_id = self._ids_by_turn.pop(turn.turn_id, None) if turn.replaces else None
+                if old_id is not None:
+                    with contextlib.suppress(KeyError):  # the user may have deleted it meanwhile
+                        await asyncio.to_thread(self._store.delete, turn.user_id, old_id)
+                memory_id = await asyncio.to_thread(
                     self._store.add, turn.user_id, turn.memory_text(), kind="turn",
                     metadata={"session_id": turn.session_id, "interrupted": turn.interrupted},
                     created_at=turn.created_at,
                 )
+                if turn.turn_id:
+                    self._ids_by_turn[turn.turn_id] = memory_id
+                    while len(self._ids_by_turn) > 1024:
+                        self._ids_by_turn.popitem(last=False)
                 self.saved += 1
                 if self._chat is not None:
                     self._schedule_facts(turn)

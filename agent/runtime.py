@@ -90,7 +90,7 @@ class Agent:
         return text
 
     async def stream_turn(
-        self, conv: Conversation, text: str, commit: asyncio.Event | None = None
+        self, conv: Conversation, text: str, commit: asyncio.Event | None = None, turn_id: str | None = None
     ) -> AsyncIterator[AgentEvent]:
         """Run one turn, yielding events as they happen; the last is :class:`TurnDone`.
 
@@ -101,8 +101,9 @@ class Agent:
         """
         text = self.check_text(text)
         start = time.perf_counter()
-        turn_id = uuid.uuid4().hex[:12]
+        turn_id = turn_id or uuid.uuid4().hex[:12]
         state_in = {
+            "turn_id": turn_id,
             "query": text,
             "user_id": conv.user_id,
             "session_id": conv.session_id,
@@ -149,10 +150,19 @@ class Agent:
                 return event.result
         raise RuntimeError("turn ended without a result")  # pragma: no cover - stream_turn always ends so
 
-    def record_interrupted(self, conv: Conversation, user_text: str, heard: str) -> None:
-        """Record a turn cut short: history and memory keep only what the user heard."""
-        conv.record(user_text, heard)
-        self.writer.submit(TurnRecord(conv.user_id, conv.session_id, user_text, heard, interrupted=True))
+    def record_interrupted(self, conv: Conversation, user_text: str, heard: str, turn_id: str = "",
+                           completed: bool = False) -> None:
+        """Record a turn cut short: history and memory keep only what the user heard.
+
+        ``completed`` means :meth:`stream_turn` had finished (and recorded the whole reply)
+        before the cut, e.g. while its audio was still playing: that record is replaced.
+        """
+        if completed:
+            conv.replace_last(user_text, heard)
+        else:
+            conv.record(user_text, heard)
+        self.writer.submit(TurnRecord(conv.user_id, conv.session_id, user_text, heard, interrupted=True,
+                                      turn_id=turn_id, replaces=completed))
 
     async def aclose(self) -> None:
         """Save pending memories and stop the embedded LLM, if any."""

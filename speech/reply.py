@@ -146,7 +146,8 @@ class Reply:
             return  # speculative: no trace
         self.interrupted = interrupted
         heard = self._playout.heard_text() if self._playout is not None else "".join(self._streamed).strip()
-        self.agent.record_interrupted(self.conv, self.user_text, heard)
+        self.agent.record_interrupted(self.conv, self.user_text, heard, turn_id=self.turn_id,
+                                      completed=self.result is not None)
         await self.send(event("response.done", turn_id=self.turn_id, text=heard, interrupted=True,
                               metrics=self._metrics({})).to_json())
 
@@ -167,7 +168,8 @@ class Reply:
         chunker = SentenceChunker()
         filler: asyncio.TimerHandle | None = None
         try:
-            async for ev in self.agent.stream_turn(self.conv, self.user_text, commit=self.commit):
+            async for ev in self.agent.stream_turn(self.conv, self.user_text, commit=self.commit,
+                                                     turn_id=self.turn_id):
                 if isinstance(ev, RouteChosen):
                     await self.emit(event("route", turn_id=self.turn_id, route=ev.route, reason=ev.reason))
                     if ev.route == "web_search" and playout is not None:

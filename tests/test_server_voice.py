@@ -111,6 +111,11 @@ async def test_barge_in_stops_the_reply_and_keeps_what_was_heard(make_config, em
         history = next(r["messages"] for r in fake_llm.requests
                        if r["messages"][-1]["role"] == "user" and "time" in r["messages"][-1]["content"].lower())
         assert {"role": "assistant", "content": heard} in history, "history keeps only what was heard"
+        assert not any(m["content"] == LONG_REPLY for m in history), "the whole reply must not be in the history"
+        assert sum(m["role"] == "assistant" for m in history) == 1
+        await srv.agent.writer.flush()
+        memories = [r.text for r in srv.agent.memory.list("interrupter")]
+        assert not any("told with great care" in t for t in memories), "memory keeps only what was heard"
         await client.close()
 
 

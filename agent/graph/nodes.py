@@ -152,6 +152,6 @@ async def remember(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
     if runtime.context.commit is not None:
         await runtime.context.commit.wait()  # a speculative turn: keep it only once the user's turn is confirmed
     runtime.context.remember(
-        TurnRecord(state.user_id, state.session_id, state.query, state.answer, interrupted=False)
+        TurnRecord(state.user_id, state.session_id, state.query, state.answer, turn_id=state.turn_id)
     )
     return {}

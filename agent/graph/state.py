@@ -25,6 +25,7 @@ class TurnState:
     """What the user said (transcript or typed text)."""
     user_id: str
     session_id: str
+    turn_id: str = ""
     language: str = "en"
     """``zh`` or ``en``, detected from ``query``."""
     messages: Annotated[list[AnyMessage], add_messages] = field(default_factory=list)
