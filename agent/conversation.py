@@ -35,10 +35,14 @@ class Conversation:
         """Remember an exchange. For an interrupted reply pass only what the user heard."""
         self._turns.append((user_text, reply))
 
-    def replace_last(self, user_text: str, reply: str) -> None:
-        """Correct the last exchange (a reply that was cut after it had been recorded in full)."""
+    def drop_last(self, user_text: str) -> None:
+        """Forget the last exchange if it is the one for ``user_text``."""
         if self._turns and self._turns[-1][0] == user_text:
             self._turns.pop()
+
+    def replace_last(self, user_text: str, reply: str) -> None:
+        """Correct the last exchange (a reply that was cut after it had been recorded in full)."""
+        self.drop_last(user_text)
         self._turns.append((user_text, reply))
 
     def clear(self) -> None:

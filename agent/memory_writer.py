@@ -43,6 +43,8 @@ class TurnRecord:
     turn_id: str = ""
     replaces: bool = False
     """The turn was saved already (e.g. in full, before a barge-in cut it): replace that memory."""
+    forget: bool = False
+    """With ``replaces``: only delete the saved memory (the turn merged into the next one)."""
 
     def memory_text(self) -> str:
         """The text stored for the turn: the user's words first, then the start of the reply."""
@@ -90,6 +92,8 @@ class MemoryWriter:
                 if old_id is not None:
                     with contextlib.suppress(KeyError):  # the user may have deleted it meanwhile
                         await asyncio.to_thread(self._store.delete, turn.user_id, old_id)
+                if turn.forget:
+                    continue
                 memory_id = await asyncio.to_thread(
                     self._store.add, turn.user_id, turn.memory_text(), kind="turn",
                     metadata={"session_id": turn.session_id, "interrupted": turn.interrupted},

@@ -164,6 +164,12 @@ class Agent:
         self.writer.submit(TurnRecord(conv.user_id, conv.session_id, user_text, heard, interrupted=True,
                                       turn_id=turn_id, replaces=completed))
 
+    def forget_turn(self, conv: Conversation, user_text: str, turn_id: str) -> None:
+        """Take back a recorded turn the user never heard (it merges into their next words)."""
+        conv.drop_last(user_text)
+        self.writer.submit(TurnRecord(conv.user_id, conv.session_id, user_text, "", turn_id=turn_id,
+                                      replaces=True, forget=True))
+
     async def aclose(self) -> None:
         """Save pending memories and stop the embedded LLM, if any."""
         await self.writer.aclose()

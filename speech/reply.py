@@ -134,8 +134,19 @@ class Reply:
         else:
             self._held.append(ev)
 
-    async def cancel(self, interrupted: bool) -> None:
-        """Stop everything. A confirmed reply is recorded with what the user heard."""
+    @property
+    def heard_anything(self) -> bool:
+        """Whether the user can have heard (or, without audio, read) any of the answer."""
+        if self._playout is not None:
+            return self._playout.started_at is not None
+        return bool(self._streamed) and self.confirmed
+
+    async def cancel(self, interrupted: bool, merged: bool = False) -> None:
+        """Stop everything. A confirmed reply is recorded with what the user heard.
+
+        ``merged``: the user went on speaking before hearing anything, so this turn becomes
+        the start of the next one; it leaves no trace in history or memory.
+        """
         task = self._task
         if task is None or task.done():
             return
@@ -144,6 +155,12 @@ class Reply:
             await task
         if not self.confirmed:
             return  # speculative: no trace
+        if merged:
+            if self.result is not None:  # the agent had finished and recorded it: take it back
+                self.agent.forget_turn(self.conv, self.user_text, self.turn_id)
+            await self.send(event("response.done", turn_id=self.turn_id, text="", interrupted=True,
+                                  metrics={}).to_json())
+            return
         self.interrupted = interrupted
         heard = self._playout.heard_text() if self._playout is not None else "".join(self._streamed).strip()
         self.agent.record_interrupted(self.conv, self.user_text, heard, turn_id=self.turn_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from bisect import bisect_left
 from collections import deque
@@ -42,6 +43,7 @@ from speech.vad import PcmResampler, SpeechEnd, SpeechPause, SpeechResume, Speec
 log = logging.getLogger(__name__)
 
 ASR_RATE = 16000
+_CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
 CLOSE_IDLE = 4408
 
 
@@ -73,6 +75,19 @@ class Speculation:
     reply: Reply | None = None
     confirmed: bool = False
     dropped: bool = False
+    asr_failed: bool = False
+    """Transcription failed before the turn was confirmed: the error is sent at confirmation."""
+    merged: bool = False
+    """The user went on before hearing the answer: this turn's words open the next turn."""
+
+
+def join_words(first: str, second: str) -> str:
+    """Join two pieces of a transcript: a space between Latin-script words, none for Chinese."""
+    if not first:
+        return second
+    if not second:
+        return first
+    return first + second if _CJK.match(first[-1]) or _CJK.match(second[0]) else f"{first} {second}"
 
 
 class VoiceSession:
@@ -94,6 +109,10 @@ class VoiceSession:
         self._received: list[tuple[float, float]] = []
         """(audio end in ms, wall time received) of recent frames: maps audio time to wall time."""
         self._speculation: Speculation | None = None
+        self._pending: Speculation | None = None
+        """The confirmed turn whose answer the user has not heard yet."""
+        self._prefix = ""
+        """Words of a turn the user went on from before hearing its answer: they start the next turn."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turn_times: deque[float] = deque()
 
@@ -187,6 +206,7 @@ class VoiceSession:
         if isinstance(vad_event, SpeechStart):
             await self.send(event("vad.start").to_json())  # first, so the client can stop playing at once
             await self._drop_speculation()
+            await self._merge_unheard_turn()
             await self._interrupt()
         elif isinstance(vad_event, SpeechResume):
             await self._drop_speculation()  # the user went on after a short pause
@@ -207,15 +227,36 @@ class VoiceSession:
             # Nothing was said since the pause: the speculative work is this turn's.
             spec.confirmed = True
             self._speculation = None
+            self._pending = spec
             spec.timing.vad_end_ms = (now - speech_end) * 1000
             if spec.reply is not None:
+                self._prefix = ""  # the reply was built with it
                 await self._send_transcript(spec.reply)
                 await spec.reply.confirm()
+            elif spec.asr_failed:
+                await self.send(error_event("asr_failed", "speech recognition failed on this utterance").to_json())
             # else: transcription is still running and will start the reply confirmed.
             return
         await self._drop_speculation()
         timing = ReplyTiming(speech_end=speech_end, vad_end_ms=(now - speech_end) * 1000)
-        self._spawn(self._transcribe_then_reply(end.audio, timing, None))
+        spec = self._pending = Speculation(end.speech_end_ms, timing, confirmed=True)
+        spec.task = self._spawn(self._transcribe_then_reply(end.audio, timing, spec))
+
+    async def _merge_unheard_turn(self) -> None:
+        """The user speaks again before hearing the answer: their words so far open the next turn.
+
+        This is what stops a pause longer than the end-of-turn window from producing a reply
+        to half a sentence: the half is kept, and the answer goes to the whole.
+        """
+        pending, self._pending = self._pending, None
+        if pending is None or (pending.reply is not None and pending.reply.heard_anything):
+            return
+        pending.merged = True
+        if pending.reply is not None:
+            self._prefix = pending.reply.user_text
+            await pending.reply.cancel(interrupted=True, merged=True)
+            if self.reply is pending.reply:
+                self.reply = None
 
     async def _transcribe_then_reply(self, audio: np.ndarray, timing: ReplyTiming, spec: Speculation | None) -> None:
         started = time.perf_counter()
@@ -225,11 +266,17 @@ class VoiceSession:
             log.warning("ASR failed: %s", type(exc).__name__)
             if spec is None or spec.confirmed:
                 await self.send(error_event("asr_failed", "speech recognition failed on this utterance").to_json())
+            else:
+                spec.asr_failed = True  # told at the end of the turn, if the pause ends it
             return
         timing.asr_ms = (time.perf_counter() - started) * 1000
         text = transcript.text.strip()
+        if spec is not None and spec.merged:
+            self._prefix = join_words(self._prefix, text)  # the user went on: these words open the next turn
+            return
         if not text or (spec is not None and spec.dropped):
             return  # noise, or the user went on speaking
+        text = join_words(self._prefix, text)
         confirmed = spec is None or spec.confirmed
         if confirmed and await self._rate_limited():
             return
@@ -254,6 +301,8 @@ class VoiceSession:
 
     async def _start_reply(self, text: str, timing: ReplyTiming, confirmed: bool) -> Reply:
         """Start a reply; a confirmed one is announced with its transcript first."""
+        if confirmed:
+            self._prefix = ""
         tts = self.engines.tts if self.start.audio_output else None
         reply = self.reply = Reply(self.agent, self.conv, text, tts, self.send, self.engines.output_sample_rate,
                                    timing=timing, suggest=self._suggest if self.options.suggest_followups else None)
