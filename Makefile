@@ -12,7 +12,7 @@ REQS   := requirements.txt requirements-rag.txt requirements-speech.txt requirem
 install: $(STAMP)
 
 $(STAMP): $(REQS) scripts/setup-system.sh
-	bash scripts/setup-system.sh
+	bash scripts/setup-system.sh espeak-ng sox
 	test -x $(PY) || python3 -m venv $(VENV)
 	# The CPU build of torch must come first: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
@@ -29,6 +29,8 @@ lint: install
 
 # The tests also cover the optional FunASR loader, so `make test` installs it too.
 $(TEST_STAMP): $(STAMP) requirements-funasr.txt
+	# Debian's Chromium drives the browser tests; the font shows Chinese in their screenshots.
+	bash scripts/setup-system.sh chromium fonts-wqy-microhei
 	$(PIP) install --quiet -r requirements-funasr.txt
 	touch $(TEST_STAMP)
 

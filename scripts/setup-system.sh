@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Parley's engines and tests need, once.
+# Installs the Debian packages given as arguments, once (the Makefile names them:
+# espeak-ng and sox to run; chromium and a CJK font for the browser tests).
 # Skipped when they are already present, so `make` stays fast and idempotent.
 set -euo pipefail
 need=()
-for pkg in espeak-ng sox chromium; do
+for pkg in "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
