@@ -17,6 +17,7 @@ import sys
 import time
 
 from agent.config import AgentConfig, add_agent_arguments
+from agent.logs import configure_logging
 from agent.runtime import Agent
 from speech.engines import add_speech_arguments, build_engines
 from speech.server import ParleyServer, ServerOptions, add_server_arguments
@@ -43,13 +44,21 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
     return ServerOptions(**values)
 
 
+def exposure_warning(options: ServerOptions) -> str | None:
+    """What to warn about when the port is reachable from other machines without a token."""
+    if options.host in ("127.0.0.1", "localhost", "::1") or options.auth_token:
+        return None
+    return (f"Listening on {options.host} without --auth_token: anyone who can reach this port can talk to Parley "
+            "and read memories. Set PARLEY_AUTH_TOKEN or --auth_token.")
+
+
 async def amain(args: argparse.Namespace) -> None:
     """Load everything, warm the engines up, and serve until stopped."""
     started = time.perf_counter()
     options = server_options(args)
-    if options.host not in ("127.0.0.1", "localhost", "::1") and not options.auth_token:
-        log.warning("Listening on %s without --auth_token: anyone who can reach this port can talk to Parley "
-                    "and read memories. Set PARLEY_AUTH_TOKEN or --auth_token.", options.host)
+    warning = exposure_warning(options)
+    if warning:
+        log.warning("%s", warning)
     agent = await asyncio.to_thread(Agent.build, AgentConfig.from_args(args))
     engines = await asyncio.to_thread(build_engines, args)
     await asyncio.to_thread(engines.warm_up)
@@ -73,7 +82,7 @@ async def amain(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Parse flags and run the service."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, extra_secrets=(args.auth_token,))
     asyncio.run(amain(args))
     return 0
 

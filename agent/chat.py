@@ -16,6 +16,7 @@ import sys
 from agent.config import AgentConfig, add_agent_arguments
 from agent.events import RouteChosen, SourcesFound, TextDelta, TurnDone
 from agent.ids import InvalidIdError, validate_user_id
+from agent.logs import configure_logging
 from agent.runtime import Agent, InputError
 
 
@@ -74,8 +75,7 @@ async def amain(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m agent.chat``."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO if args.verbose else logging.WARNING)
     try:
         validate_user_id(args.user)
         return asyncio.run(amain(args))

@@ -78,6 +78,11 @@ class MemoryWriter:
         self.saved = 0
         self.failed = 0
 
+    @property
+    def pending(self) -> int:
+        """Turns queued and not yet written (a growing backlog means writes are slower than turns)."""
+        return self._queue.qsize()
+
     def submit(self, turn: TurnRecord) -> None:
         """Queue ``turn``; returns at once. Must be called from the event loop's thread."""
         if self._worker is None or self._worker.done():

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -110,6 +111,9 @@ class ParleyServer:
             "tools": self.agent.registry.names(),
             "sessions": len(self.sessions),
             "uptime_s": round(time.time() - self.started_at, 1),
+            "memory_writes": {"saved": self.agent.writer.saved, "failed": self.agent.writer.failed,
+                              "pending": self.agent.writer.pending},
+            "process": process_figures(),
         }
 
     async def _first_message(self, ws: ServerConnection) -> SessionStart:
@@ -181,6 +185,17 @@ class ParleyServer:
                 if ready is not None:
                     ready.set()
                 await asyncio.Future()
+
+
+def process_figures() -> dict[str, Any]:
+    """Resident memory, threads, open files and asyncio tasks: what a leak would make grow."""
+    proc = psutil.Process()
+    try:
+        tasks = len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop (called from a thread)
+        tasks = -1
+    return {"rss_mb": round(proc.memory_info().rss / 2**20, 1), "threads": proc.num_threads(),
+            "open_fds": proc.num_fds(), "tasks": tasks}
 
 
 async def _send_quietly(ws: ServerConnection, message: str) -> None:
