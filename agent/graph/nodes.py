@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from datetime import date
 
@@ -27,6 +28,14 @@ from agent.tools.memory_recall import format_memories
 from agent.tools.registry import DIRECT_ROUTE
 
 log = logging.getLogger(__name__)
+
+
+_REFERENCE_TAG = re.compile(r"<\s*/?\s*reference\s*>", re.IGNORECASE)
+
+
+def quote_reference(text: str) -> str:
+    """Web text with any <reference> tags defused, so a page cannot close the untrusted block early."""
+    return _REFERENCE_TAG.sub(lambda m: m.group(0).replace("<", "‹").replace(">", "›"), text)
 
 
 def _ms_since(start: float) -> float:
@@ -105,7 +114,7 @@ def build_prompt(state: TurnState, config_prompt: str | None, history_turns: int
     if state.memories:
         parts.append(MEMORY_BLOCK.format(memories="\n".join(state.memories)))
     if state.context:
-        parts.append(REFERENCE_BLOCK.format(instructions=state.instructions, context=state.context))
+        parts.append(REFERENCE_BLOCK.format(instructions=state.instructions, context=quote_reference(state.context)))
     if state.context_note:
         parts.append(NOTE_BLOCK.format(note=state.context_note))
     history = list(state.messages)[-2 * history_turns :] if history_turns > 0 else []
