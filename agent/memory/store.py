@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import time
@@ -26,6 +27,7 @@ from agent.memory.records import MemoryRecord, NewRow, RecordStore, SQLiteRecord
 from agent.memory.timewindow import find_time_window
 from agent.memory.vector_index import UserIndex, build_index, load_index, remove_files, save_index
 
+log = logging.getLogger(__name__)
 _MEMORY_ID = re.compile(r"^[0-9a-f]{32}$")
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _ITEM_FIELDS = frozenset(
@@ -625,6 +627,12 @@ class MemoryStore:
             save_index(ui, self._index_path(user_id), self._watermark(user_id))
             self._users[user_id] = _UserState(index=ui)
 
+    def preload(self, user_id: str) -> None:
+        """Load (or catch up) the user's indexes now, e.g. when their session starts, not at the first recall."""
+        validate_user_id(user_id)
+        with self._lock:
+            self._state(user_id)
+
     def flush(self) -> None:
         """Save every index that changed since its last save."""
         with self._lock:
@@ -656,6 +664,19 @@ class MemoryStore:
 
     async def asearch(self, user_id: str, query: str, k: int = 5, **kwargs: Any) -> list[MemoryRecord]:
         return await asyncio.to_thread(self.search, user_id, query, k, **kwargs)
+
+
+def open_memory(config: Any, embedder: Embedder) -> MemoryStore:
+    """The store an :class:`~agent.config.AgentConfig` asks for: PostgreSQL with ``memory_db``, else SQLite."""
+    dsn = getattr(config, "memory_db", None)
+    if not dsn:
+        return MemoryStore(config.memory_dir, embedder=embedder)
+    from agent.memory.records_pg import PostgresRecordStore  # psycopg is only needed in this mode
+
+    records = PostgresRecordStore(dsn)
+    log.info("long-term memory in PostgreSQL at %s (shared with other instances)", records.dsn_redacted)
+    return MemoryStore(None, embedder=embedder, records=records,
+                       cache_vectors=getattr(config, "memory_cache_vectors", CACHE_VECTORS))
 
 
 def _is_cjk(text: str) -> bool:
