@@ -7,7 +7,12 @@ version over the real server API is tests/test_multi_instance.py.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -158,3 +163,20 @@ def test_dsn_password_never_shown(postgres):
     with pytest.raises(ConnectionError) as err:
         PostgresRecordStore(bad, timeout_s=3)
     assert "s3cr3t" not in str(err.value) and "nobody:***@" in str(err.value)
+
+
+def test_memory_cli_on_postgresql(pg_dsn, embedder):
+    with open_store(pg_dsn, embedder) as s:
+        mid = s.add("cli", "I keep bees on the roof")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PARLEY_MEMORY_DB": pg_dsn}
+
+    def cli(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "agent.memory", *args], env={**env, **(extra or {})},
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    listed = cli("list", "--user", "cli", "--json")  # the URL from PARLEY_MEMORY_DB
+    assert listed.returncode == 0, listed.stderr
+    assert [m["id"] for m in json.loads(listed.stdout)] == [mid]
+    bad = pg_dsn.replace("parley@", "parley:hunter2@").rsplit("/", 1)[0] + "/missing_db"
+    failed = cli("--memory_db", bad, "users")
+    assert failed.returncode == 2 and "missing_db" in failed.stderr and "hunter2" not in failed.stderr

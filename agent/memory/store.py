@@ -179,6 +179,21 @@ class MemoryStore:
             self._catch_up(user_id, st)
         return st
 
+    def _load_unlocked(self, user_id: str) -> None:
+        """Build a shared store's missing user index *outside* the store lock, then cache it.
+
+        Loading thousands of vectors from the database takes a while; under the lock it
+        would stall every other user's recall on this instance meanwhile.
+        """
+        if not self.shared or user_id in self._users:
+            return
+        version = self.records.version(user_id)  # type: ignore[attr-defined]  # before the rows, as in _state
+        index = self._rebuild_vectors(user_id)
+        with self._lock:
+            if user_id not in self._users:  # another thread may have loaded it meanwhile
+                self._users[user_id] = _UserState(index=index, version=version)
+                self._evict()
+
     def _catch_up(self, user_id: str, st: _UserState) -> None:
         """Apply other instances' writes to a cached user's indexes (shared stores only)."""
         version = self.records.version(user_id)  # type: ignore[attr-defined]
@@ -546,6 +561,7 @@ class MemoryStore:
         qvec = self._encode_query(query)
         p = self.params
         now = time.time() if now is None else now
+        self._load_unlocked(user_id)
         with self._lock:
             st = self._state(user_id)
             if st.index.ntotal == 0:
@@ -630,6 +646,7 @@ class MemoryStore:
     def preload(self, user_id: str) -> None:
         """Load (or catch up) the user's indexes now, e.g. when their session starts, not at the first recall."""
         validate_user_id(user_id)
+        self._load_unlocked(user_id)
         with self._lock:
             self._state(user_id)
 
