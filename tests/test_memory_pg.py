@@ -14,10 +14,12 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 
 from agent.memory import MemoryNotFoundError, MemoryStore
+from agent.memory.records import NewRow, SQLiteRecordStore
 from agent.memory.records_pg import SCHEMA_VERSION, PostgresRecordStore, migrate, redact_dsn
 
 # The SQLite store's behaviour tests, collected again here with `store` below (a PostgreSQL-backed
@@ -30,9 +32,7 @@ from tests.test_memory_store import (  # noqa: F401
     test_fact_exact_and_near_duplicates,
     test_fact_supersede_automatic_and_explicit,
     test_invalid_user_ids_rejected_everywhere,
-    test_neighbouring_turns_are_pulled_up,
     test_threads_add_and_search_concurrently,
-    test_time_aware_search_prefers_the_window,
     test_user_isolation_on_every_method,
 )
 
@@ -57,6 +57,53 @@ def pair(pg_dsn, embedder):
     yield a, b
     a.close()
     b.close()
+
+
+def test_record_stores_agree_call_by_call(pg_dsn, tmp_path):
+    """Every RecordStore method answers the same on SQLite and PostgreSQL (seqs mapped back to ids)."""
+    rng = np.random.default_rng(3)
+
+    def rows(user: str, n: int, start: int) -> list[NewRow]:
+        return [NewRow(id=f"{start + i:032x}", user_id=user, text=f"text {i} of {user}", kind="turn",
+                       created_at=1000.0 + start + i, session_id="s1" if i % 2 else None, metadata={"n": i, "é": "ü"},
+                       tokens=f"text {i} {user}", content_hash=f"h{i % 3}", embedding=rng.standard_normal(8),
+                       embedding_model="m") for i in range(n)]
+
+    batches = [rows("ua", 6, 0), rows("ub", 3, 100), rows("ua", 4, 200)]
+    answers = []
+    for s in (SQLiteRecordStore(tmp_path / "m.sqlite3"), PostgresRecordStore(pg_dsn)):
+        seq_of: dict[str, int] = {}
+        for batch in batches:
+            seq_of.update(zip([r.id for r in batch], s.insert(batch), strict=True))
+        to_id = {q: i for i, q in seq_of.items()}
+        ids = sorted(i for i in seq_of if int(i, 16) < 100)  # the first batch (user ua)
+        vseqs, vecs = s.vectors_for("ua", [seq_of[i] for i in ids[:3]])
+        answer = {
+            "superseded": s.mark_superseded("ua", ids[0], ids[1]),
+            "delete": to_id[s.delete("ua", ids[2]) or 0], "delete_missing": s.delete("ua", ids[2]),
+            "delete_other_user": s.delete("ub", ids[3]),
+            "get": s.get("ua", ids[0]).to_dict(), "get_other_user": s.get("ub", ids[0]),
+            "get_by_seqs": sorted(r.id for r in s.get_by_seqs("ua", list(seq_of.values()))),
+            "list": [r.to_dict() for r in s.list("ua", 5, 1, True)],
+            "list_current": [r.id for r in s.list("ua", 50, 0, False)],
+            "find_by_hash": s.find_by_hash("ua", "turn", "h1").id,
+            "count": (s.count("ua"), s.count("ub"), s.count("nobody")),
+            "max_seq": to_id[s.max_seq("ua")], "seqs": [to_id[q] for q in s.seqs("ua")],
+            "stats": s.stats("ua"), "users": s.users(),
+            "vectors": [([to_id[q] for q in qs.tolist()], v.round(3).tolist(), m)
+                        for qs, v, m in s.iter_vectors("ua", batch=4)],
+            "tokens": [([to_id[q] for q in qs], t) for qs, t in s.iter_tokens("ua", batch=3)],
+            "vectors_for": sorted((to_id[int(q)], round(float(v.sum()), 3)) for q, v in zip(vseqs, vecs, strict=True)),
+            "window": [to_id[q] for q in s.seqs_in_window("ua", 1002.0, 1203.0, 10)],
+            "neighbours": [to_id[q] for q in s.session_neighbours("ua", "s1", seq_of[ids[4]])],
+            "texts_for": sorted(s.texts_for("ua", s.seqs("ua")).values()),
+            "unmark": s.unmark_superseded_by("ua", ids[1]),
+            "clear": (s.clear("ub"), s.users()),
+        }
+        answers.append(answer)
+        s.close()
+    for name in answers[0]:
+        assert answers[0][name] == answers[1][name], name
 
 
 def test_write_on_one_instance_is_recalled_by_the_other_at_once(pair):
