@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import random
 import sys
 import tempfile
@@ -216,13 +217,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     result = {"machine": machine(), "users": args.users, "memories_per_user": args.memories,
               "sessions": args.sessions, "turns_during_run": turns_done, "seed_s": round(seed_s, 1),
               "servers_start_s": round(start_s, 1), "recall": recall_rows, "visibility": vis,
-              "total_s": round(time.perf_counter() - started, 1)}
+              "total_s": round(time.perf_counter() - started, 1),
+              "load_avg_1m_at_end": round(os.getloadavg()[0], 2)}  # other work on the machine shows here
     if not args.json:
         print(f"{args.users} users x {args.memories} memories seeded in {seed_s:.1f} s; two servers ready in "
               f"{start_s:.1f} s; {args.sessions} sessions alternating between them, {turns_done} turns")
         print_table("Recall on each instance under load (HTTP search, query embedding included)", recall_rows)
         print_table("Cross-instance visibility (commit on one -> first recall returning it on the other)", [vis])
-        print(f"total {result['total_s']} s")
+        print(f"total {result['total_s']} s; load average at the end {result['load_avg_1m_at_end']}")
     return result
 
 

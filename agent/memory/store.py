@@ -209,7 +209,7 @@ class MemoryStore:
         if st.lexical is not None:
             for s in gone:
                 st.lexical.remove(s)
-            for s, toks in self.records.tokens_for(user_id, new).items():  # type: ignore[attr-defined]
+            for s, toks in (self.records.tokens_for(user_id, new) if new else {}).items():  # type: ignore[attr-defined]
                 st.lexical.add(s, toks.split())
         st.version = version
 
