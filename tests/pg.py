@@ -107,11 +107,15 @@ class PrivatePostgres:
         else:
             self.stop()
             raise PostgresUnavailable(f"pg_ctl start failed: {last_error[-2000:]}")
-        created = self._run(str(self._bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-                            "-U", self.user, self.database)
-        if created.returncode != 0:
+        try:  # through the driver, not createdb: initdb and pg_ctl are the only binaries needed
+            import psycopg
+
+            admin = f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
+            with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+                conn.execute(f'CREATE DATABASE "{self.database}"')
+        except Exception as exc:
             self.stop()
-            self._check(created, "createdb")
+            raise PostgresUnavailable(f"CREATE DATABASE failed: {exc}") from exc
         return self
 
     def server_log(self) -> str:
