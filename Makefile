@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
-REQS   := requirements.txt requirements-rag.txt requirements-speech.txt requirements-dev.txt
+REQS   := requirements.txt requirements-rag.txt requirements-speech.txt requirements-pg.txt requirements-dev.txt
 
 .PHONY: install run test lint bench-quick clean
 
@@ -30,7 +30,8 @@ lint: install
 # The tests also cover the optional FunASR loader, so `make test` installs it too.
 $(TEST_STAMP): $(STAMP) requirements-funasr.txt
 	# Debian's Chromium drives the browser tests; the font shows Chinese in their screenshots.
-	bash scripts/setup-system.sh chromium fonts-wqy-microhei
+	# PostgreSQL: the multi-instance tests start a private server (initdb/pg_ctl) from this package.
+	bash scripts/setup-system.sh chromium fonts-wqy-microhei postgresql
 	$(PIP) install --quiet -r requirements-funasr.txt
 	touch $(TEST_STAMP)
 

@@ -104,6 +104,20 @@ class AgentConfig:
     memory_dir: str = field(
         default="./data/memory", metadata=_help("Where long-term memory is kept.", "Memory")
     )
+    memory_db: str | None = field(
+        default=None,
+        repr=False,  # may hold a password
+        metadata=_help(
+            "PostgreSQL URL (postgresql://user:pass@host/db; env PARLEY_MEMORY_DB) to share long-term memory "
+            "between several instances instead of the local SQLite file in --memory_dir.",
+            "Memory",
+            env="PARLEY_MEMORY_DB",
+        ),
+    )
+    memory_cache_vectors: int = field(
+        default=200_000,
+        metadata=_help("With --memory_db: vectors kept in this instance's per-user index cache (LRU).", "Memory"),
+    )
     embedding_model_name: str = field(
         default="minilm",
         metadata=_help(

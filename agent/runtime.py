@@ -20,7 +20,7 @@ from agent.graph import GraphContext, build_graph
 from agent.graph.router import LLMRouter, LocalRouter
 from agent.language import detect_language
 from agent.llm import ChatModels, build_chat_models
-from agent.memory import MemoryStore
+from agent.memory import MemoryStore, open_memory
 from agent.memory_writer import MemoryWriter, TurnRecord
 from agent.tools import Tool, ToolDeps, build_registry
 from agent.tools.base import Source
@@ -69,7 +69,7 @@ class Agent:
     def build(cls, config: AgentConfig, extra_tools: Iterable[Tool] = ()) -> Agent:
         """Load the embedder, open memory, connect the LLM (starting the embedded one if needed)."""
         embedder = load_embedder(config.embedding_model_name)
-        memory = MemoryStore(config.memory_dir, embedder=embedder)
+        memory = open_memory(config, embedder)
         return cls(config, build_chat_models(config), embedder, memory, extra_tools)
 
     def new_conversation(self, user_id: str, session_id: str | None = None) -> Conversation:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages given as arguments, once (the Makefile names them:
-# espeak-ng and sox to run; chromium and a CJK font for the browser tests).
+# espeak-ng and sox to run; chromium, a CJK font and postgresql for the tests).
 # Skipped when they are already present, so `make` stays fast and idempotent.
 set -euo pipefail
 need=()

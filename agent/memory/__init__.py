@@ -1,10 +1,10 @@
-"""Long-term memory: ``MemoryStore`` (SQLite + FAISS + BM25, hybrid and time-aware recall)."""
+"""Long-term memory: ``MemoryStore`` (SQLite or PostgreSQL + FAISS + BM25, hybrid and time-aware recall)."""
 
 from agent.ids import InvalidIdError
 from agent.memory.facts import DUPLICATE_COSINE, SUPERSEDE_COSINE
 from agent.memory.recall import RecallParams
 from agent.memory.records import MemoryRecord, RecordStore, SQLiteRecordStore
-from agent.memory.store import MemoryNotFoundError, MemoryStore, validate_memory_id
+from agent.memory.store import MemoryNotFoundError, MemoryStore, open_memory, validate_memory_id
 
 __all__ = [
     "DUPLICATE_COSINE",
@@ -16,5 +16,6 @@ __all__ = [
     "RecallParams",
     "RecordStore",
     "SQLiteRecordStore",
+    "open_memory",
     "validate_memory_id",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m agent.memory", description="Inspect Parley's long-term memory."
     )
     ap.add_argument("--memory_dir", default="./data/memory", help="memory directory (default ./data/memory)")
+    ap.add_argument("--memory_db", default=os.environ.get("PARLEY_MEMORY_DB") or None,
+                    help="PostgreSQL URL of a shared memory (env PARLEY_MEMORY_DB); replaces --memory_dir")
     ap.add_argument(
         "--embedding_model_name", default=DEFAULT_EMBEDDING_MODEL, help="embedder (default minilm)"
     )
@@ -52,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     for sp in sub.choices.values():
         sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         sp.add_argument("--memory_dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sp.add_argument("--memory_db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return ap
 
 
@@ -95,6 +99,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     from agent.embedding import load_embedder
     from agent.memory.store import MemoryNotFoundError, MemoryStore
 
+    if args.memory_db:
+        return _main_pg(args, out)
     memory_dir = Path(args.memory_dir)
     if args.command != "users" and not memory_dir.is_dir():
         print(f"error: memory directory not found: {memory_dir}", file=sys.stderr)
@@ -127,6 +133,37 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except MemoryNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _main_pg(args: argparse.Namespace, out: TextIO) -> int:
+    """:func:`main` on a PostgreSQL memory (``--memory_db``)."""
+    from agent.embedding import load_embedder
+    from agent.memory.records_pg import PostgresRecordStore
+    from agent.memory.store import MemoryNotFoundError, MemoryStore
+
+    try:
+        records = PostgresRecordStore(args.memory_db, max_size=2)
+    except (ConnectionError, RuntimeError) as exc:  # the message never holds the password
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "users":
+            users = records.users()
+            if args.json:
+                print(json.dumps(users), file=out)
+            else:
+                _table([[u] for u in users], ["user"], out)
+            return 0
+        embedder = load_embedder(args.embedding_model_name) if args.command == "search" else _LazyEmbedder(args)
+        return _run(args, MemoryStore(None, embedder=embedder, records=records), out)
+    except InvalidIdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        records.close()
 
 
 class _LazyEmbedder:

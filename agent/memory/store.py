@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -25,6 +27,7 @@ from agent.memory.records import MemoryRecord, NewRow, RecordStore, SQLiteRecord
 from agent.memory.timewindow import find_time_window
 from agent.memory.vector_index import UserIndex, build_index, load_index, remove_files, save_index
 
+log = logging.getLogger(__name__)
 _MEMORY_ID = re.compile(r"^[0-9a-f]{32}$")
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _ITEM_FIELDS = frozenset(
@@ -33,6 +36,9 @@ _ITEM_FIELDS = frozenset(
 
 AUTOSAVE_MIN = 256
 """Writes after which a user's index file is re-saved (or 10% of its size, whichever is larger)."""
+
+CACHE_VECTORS = 200_000
+"""Default bound of a shared store's index cache, in vectors (about 300 MB of MiniLM vectors)."""
 
 
 class MemoryNotFoundError(KeyError):
@@ -75,6 +81,7 @@ class _UserState:
     index: UserIndex
     lexical: LexicalIndex | None = None
     sessions: set[str] = field(default_factory=set)
+    version: int = 0  # shared stores: the user's change counter the indexes reflect
 
 
 class MemoryStore:
@@ -94,17 +101,29 @@ class MemoryStore:
 
     Facts (``kind="fact"``) are de-duplicated and superseded as described in
     :mod:`agent.memory.facts`. Search is hybrid: see :meth:`search`.
+
+    With a *shared* record store (:class:`~agent.memory.records_pg.PostgresRecordStore`,
+    written by several Parley instances) nothing is kept on disk: ``path`` may be None,
+    each user's indexes are built from the database on first use and kept in an LRU
+    cache bounded by ``cache_vectors``, and before every use the user's change counter
+    is read (one primary-key lookup); if another instance changed the user's memories,
+    the indexes catch up (new rows added, deleted rows removed) before the search runs.
     """
 
     def __init__(
         self,
-        path: str | Path = "./data/memory",
+        path: str | Path | None = "./data/memory",
         embedder: Embedder | None = None,
         records: RecordStore | None = None,
         params: RecallParams | None = None,
+        cache_vectors: int = CACHE_VECTORS,
     ) -> None:
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.shared = bool(getattr(records, "shared", False))
+        if path is None and records is None:
+            raise ValueError("MemoryStore needs a path or a record store")
+        self.path = Path(path) if path is not None else Path()
+        if not self.shared:
+            self.path.mkdir(parents=True, exist_ok=True)
         # Searches are one query at a time; FAISS's OpenMP threads gain nothing there, and
         # their spin-waiting after each call starved torch (query embedding went from ~15 ms
         # to ~300 ms on two cores). Process-wide setting: batch FAISS users may raise it again.
@@ -115,7 +134,9 @@ class MemoryStore:
         )
         self.params = params or RecallParams()
         self._lock = threading.RLock()
-        self._users: dict[str, _UserState] = {}
+        # Least recently used first; only a shared store evicts (a local one's users all fit in memory).
+        self._users: OrderedDict[str, _UserState] = OrderedDict()
+        self.cache_vectors = cache_vectors
         self._closed = False
 
     # -- helpers -----------------------------------------------------------------------------
@@ -142,10 +163,72 @@ class MemoryStore:
     def _state(self, user_id: str) -> _UserState:
         """The user's indexes, loaded (caught up or rebuilt) on first use. Caller holds the lock."""
         st = self._users.get(user_id)
-        if st is None:
+        if st is None and self.shared:
+            # The counter is read before the rows: a write committed in between leaves the cache
+            # marked older than it is (caught up on next use), never newer.
+            version = self.records.version(user_id)  # type: ignore[attr-defined]
+            self.records.pop_written_versions(user_id)  # type: ignore[attr-defined]
+            st = _UserState(index=self._rebuild_vectors(user_id), version=version)
+            self._users[user_id] = st
+            self._evict()
+        elif st is None:
             st = _UserState(index=self._load_vectors(user_id))
             self._users[user_id] = st
+        elif self.shared:
+            self._users.move_to_end(user_id)
+            self._catch_up(user_id, st)
         return st
+
+    def _load_unlocked(self, user_id: str) -> None:
+        """Build a shared store's missing user index *outside* the store lock, then cache it.
+
+        Loading thousands of vectors from the database takes a while; under the lock it
+        would stall every other user's recall on this instance meanwhile.
+        """
+        if not self.shared or user_id in self._users:
+            return
+        version = self.records.version(user_id)  # type: ignore[attr-defined]  # before the rows, as in _state
+        index = self._rebuild_vectors(user_id)
+        with self._lock:
+            if user_id not in self._users:  # another thread may have loaded it meanwhile
+                self._users[user_id] = _UserState(index=index, version=version)
+                self._evict()
+
+    def _catch_up(self, user_id: str, st: _UserState) -> None:
+        """Apply other instances' writes to a cached user's indexes (shared stores only)."""
+        version = self.records.version(user_id)  # type: ignore[attr-defined]
+        if version == st.version:
+            return
+        in_db = set(self.records.seqs(user_id))
+        cached = set(st.index.ids().tolist())
+        gone, new = sorted(cached - in_db), sorted(in_db - cached)
+        st.index.remove(gone)
+        if new:
+            seqs, vecs = self.records.vectors_for(user_id, new)
+            st.index.add(seqs, vecs)
+        if st.lexical is not None:
+            for s in gone:
+                st.lexical.remove(s)
+            for s, toks in (self.records.tokens_for(user_id, new) if new else {}).items():  # type: ignore[attr-defined]
+                st.lexical.add(s, toks.split())
+        st.version = version
+
+    def _own_writes(self, user_id: str, st: _UserState) -> None:
+        """Advance the cache's version past this process's own writes, if nobody else wrote in between."""
+        if not self.shared:
+            return
+        for v in sorted(self.records.pop_written_versions(user_id)):  # type: ignore[attr-defined]
+            if v == st.version + 1:
+                st.version = v
+            # else: another instance wrote too; the next use catches up (idempotently) from the database
+        self._evict()
+
+    def _evict(self) -> None:
+        """Drop least recently used users until the cache fits ``cache_vectors`` (keeping the newest one)."""
+        total = sum(st.index.ntotal for st in self._users.values())
+        while total > self.cache_vectors and len(self._users) > 1:
+            _, old = self._users.popitem(last=False)
+            total -= old.index.ntotal
 
     def _load_vectors(self, user_id: str) -> UserIndex:
         path = self._index_path(user_id)
@@ -200,6 +283,8 @@ class MemoryStore:
         return st.lexical
 
     def _maybe_save(self, user_id: str, st: _UserState) -> None:
+        if self.shared:
+            return
         if st.index.dirty >= max(AUTOSAVE_MIN, st.index.ntotal // 10):
             save_index(st.index, self._index_path(user_id), self._watermark(user_id))
 
@@ -318,6 +403,7 @@ class MemoryStore:
                 else:
                     pending.append(i)
             self._insert(user_id, st, items, vecs, pending, ids)
+            self._own_writes(user_id, st)
             self._maybe_save(user_id, st)
         return [i for i in ids if i is not None]
 
@@ -399,6 +485,7 @@ class MemoryStore:
             st.index.remove([seq])
             if st.lexical is not None:
                 st.lexical.remove(seq)
+            self._own_writes(user_id, st)
             self._maybe_save(user_id, st)
 
     def clear(self, user_id: str) -> int:
@@ -407,7 +494,8 @@ class MemoryStore:
         with self._lock:
             n = self.records.clear(user_id)
             self._users.pop(user_id, None)
-            remove_files(self._index_path(user_id))
+            if not self.shared:
+                remove_files(self._index_path(user_id))
         return n
 
     # -- reads -------------------------------------------------------------------------------
@@ -473,6 +561,7 @@ class MemoryStore:
         qvec = self._encode_query(query)
         p = self.params
         now = time.time() if now is None else now
+        self._load_unlocked(user_id)
         with self._lock:
             st = self._state(user_id)
             if st.index.ntotal == 0:
@@ -547,15 +636,25 @@ class MemoryStore:
         """Rebuild the user's indexes from SQLite and save them."""
         validate_user_id(user_id)
         with self._lock:
+            if self.shared:  # nothing on disk: forget the cache, the next use rebuilds from the database
+                self._users.pop(user_id, None)
+                return
             ui = self._rebuild_vectors(user_id)
             save_index(ui, self._index_path(user_id), self._watermark(user_id))
             self._users[user_id] = _UserState(index=ui)
+
+    def preload(self, user_id: str) -> None:
+        """Load (or catch up) the user's indexes now, e.g. when their session starts, not at the first recall."""
+        validate_user_id(user_id)
+        self._load_unlocked(user_id)
+        with self._lock:
+            self._state(user_id)
 
     def flush(self) -> None:
         """Save every index that changed since its last save."""
         with self._lock:
             for uid, st in self._users.items():
-                if st.index.dirty:
+                if st.index.dirty and not self.shared:
                     save_index(st.index, self._index_path(uid), self._watermark(uid))
 
     def close(self) -> None:
@@ -582,6 +681,19 @@ class MemoryStore:
 
     async def asearch(self, user_id: str, query: str, k: int = 5, **kwargs: Any) -> list[MemoryRecord]:
         return await asyncio.to_thread(self.search, user_id, query, k, **kwargs)
+
+
+def open_memory(config: Any, embedder: Embedder) -> MemoryStore:
+    """The store an :class:`~agent.config.AgentConfig` asks for: PostgreSQL with ``memory_db``, else SQLite."""
+    dsn = getattr(config, "memory_db", None)
+    if not dsn:
+        return MemoryStore(config.memory_dir, embedder=embedder)
+    from agent.memory.records_pg import PostgresRecordStore  # psycopg is only needed in this mode
+
+    records = PostgresRecordStore(dsn)
+    log.info("long-term memory in PostgreSQL at %s (shared with other instances)", records.dsn_redacted)
+    return MemoryStore(None, embedder=embedder, records=records,
+                       cache_vectors=getattr(config, "memory_cache_vectors", CACHE_VECTORS))
 
 
 def _is_cjk(text: str) -> bool:

@@ -1,0 +1,363 @@
+"""The :class:`~agent.memory.records.RecordStore` on PostgreSQL, for several Parley instances sharing memory.
+
+Same rows and behaviour as :class:`~agent.memory.records.SQLiteRecordStore`, plus a
+per-user change counter (``memory_versions``) that every insert, delete, clear and
+supersede bumps *in the same transaction*. :class:`~agent.memory.store.MemoryStore`
+compares it before each recall with the version its cached FAISS/BM25 indexes were
+built at, so a write committed by another instance is seen by the next recall here.
+
+Every write is one transaction and returns only after ``COMMIT`` (PostgreSQL's
+default ``synchronous_commit=on``: durable on the server's disk, and on replicas
+if the operator configured synchronous replication). Connections come from a
+``psycopg_pool`` pool; the schema is created and migrated at start-up under an
+advisory lock, so two instances starting at once do not race.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from agent.memory.records import MemoryRecord, NewRow, _blob_to_vecs
+
+# (version, statements). Append new migrations; never edit an applied one.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE memories (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- never reused: the index key
+            id text NOT NULL UNIQUE,
+            user_id text NOT NULL,
+            session_id text,
+            kind text NOT NULL,
+            text text NOT NULL,
+            tokens text NOT NULL,
+            content_hash text NOT NULL,
+            created_at double precision NOT NULL,
+            metadata text NOT NULL DEFAULT '{}',  -- text, not jsonb: round-trips exactly as SQLite's
+            superseded_by text,
+            embedding bytea NOT NULL,              -- float16, as in SQLite
+            embedding_model text NOT NULL
+        );
+        CREATE INDEX ix_mem_user_seq ON memories(user_id, seq);
+        CREATE INDEX ix_mem_user_created ON memories(user_id, created_at);
+        CREATE INDEX ix_mem_user_hash ON memories(user_id, kind, content_hash);
+        CREATE INDEX ix_mem_user_session ON memories(user_id, session_id, seq);
+        CREATE INDEX ix_mem_user_superseded ON memories(user_id, superseded_by);
+        CREATE TABLE memory_versions (user_id text PRIMARY KEY, version bigint NOT NULL);
+        """,
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+_LOCK_KEY = 0x5041524C4559  # "PARLEY": the advisory lock that serialises migrations
+
+_COLS = "seq, id, user_id, session_id, kind, text, created_at, metadata, superseded_by"
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` with any password replaced by ``***`` (URL or ``key=value`` form), for logs and errors."""
+    out = re.sub(r"(://[^:/?#@\s]*:)[^@/?#\s]*@", r"\1***@", dsn)
+    return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", out, flags=re.IGNORECASE)
+
+
+def _record(row: tuple) -> MemoryRecord:
+    seq, mid, uid, sid, kind, text, created, meta, sup = row
+    return MemoryRecord(id=mid, user_id=uid, session_id=sid, kind=kind, text=text, created_at=created,
+                        metadata=json.loads(meta), superseded_by=sup, seq=int(seq))
+
+
+def migrate(conn: psycopg.Connection) -> int:
+    """Bring the schema up to :data:`SCHEMA_VERSION` in one transaction; returns the version found before."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        found = int(row[0]) if row and row[0] is not None else 0
+        if found > SCHEMA_VERSION:
+            raise RuntimeError(f"the memory database has schema version {found}, newer than this Parley "
+                               f"({SCHEMA_VERSION}): upgrade Parley")
+        for version, sql in MIGRATIONS:
+            if version > found:
+                conn.execute(sql)
+                conn.execute("INSERT INTO schema_version(version) VALUES (%s)", (version,))
+    return found
+
+
+class PostgresRecordStore:
+    """:class:`~agent.memory.records.RecordStore` on PostgreSQL (psycopg 3 + a connection pool).
+
+    ``shared = True`` tells :class:`~agent.memory.store.MemoryStore` that other
+    processes write here too: it then keeps no index files and checks
+    :meth:`version` before using a cached index.
+    """
+
+    shared = True
+
+    def __init__(self, dsn: str, min_size: int = 1, max_size: int = 8, timeout_s: float = 10.0) -> None:
+        self.dsn_redacted = redact_dsn(dsn)
+        try:  # one direct connection first: a clear error for a wrong DSN, and the schema migrated once
+            with psycopg.connect(dsn, connect_timeout=max(1, int(timeout_s)), autocommit=True) as conn:
+                migrate(conn)
+        except psycopg.OperationalError as exc:
+            # libpq's messages name the host and user, never the password; redact anyway, and drop the
+            # exception chain, whose frames hold the DSN.
+            raise ConnectionError(f"cannot use the memory database {self.dsn_redacted}: "
+                                  f"{redact_dsn(str(exc)).strip()}") from None
+        self._pool = ConnectionPool(dsn, min_size=min_size, max_size=max_size, timeout=timeout_s,
+                                    kwargs={"autocommit": True}, open=False, name="parley-memory")
+        try:
+            self._pool.open(wait=True, timeout=timeout_s)
+        except PoolTimeout:
+            self._pool.close()
+            raise ConnectionError(f"cannot open a connection pool to {self.dsn_redacted}") from None
+        self._written: dict[str, list[int]] = {}
+        self._written_lock = threading.Lock()
+
+    # -- versions ----------------------------------------------------------------------------------
+    @staticmethod
+    def _bump(conn: psycopg.Connection, user_id: str) -> int:
+        # The row lock also serialises concurrent writers of one user until they commit.
+        row = conn.execute(
+            "INSERT INTO memory_versions(user_id, version) VALUES (%s, 1) ON CONFLICT (user_id)"
+            " DO UPDATE SET version = memory_versions.version + 1 RETURNING version",
+            (user_id,),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def _note(self, user_id: str, version: int) -> None:
+        with self._written_lock:
+            self._written.setdefault(user_id, []).append(version)
+
+    def version(self, user_id: str) -> int:
+        """The user's change counter (0 before the first write)."""
+        row = self._one("SELECT version FROM memory_versions WHERE user_id=%s", (user_id,))
+        return int(row[0]) if row else 0
+
+    def pop_written_versions(self, user_id: str) -> list[int]:
+        """Versions that this process's own committed writes produced for ``user_id`` since the last call."""
+        with self._written_lock:
+            return self._written.pop(user_id, [])
+
+    # -- writes ------------------------------------------------------------------------------------
+    def _write(self, user_id: str, sql: str, args: Sequence[Any]) -> list[tuple]:
+        """One statement and the version bump in one transaction; returns the statement's rows."""
+        with self._pool.connection() as conn, conn.transaction():
+            cur = conn.execute(sql, args)
+            rows = cur.fetchall() if cur.description else []
+            version = self._bump(conn, user_id) if cur.rowcount > 0 else None
+        if version is not None:  # noted only once committed
+            self._note(user_id, version)
+        return rows
+
+    def insert(self, rows: Sequence[NewRow]) -> list[int]:
+        """Insert rows (all of one user, as MemoryStore does) in one transaction; return their seqs in order."""
+        if not rows:
+            return []
+        users = {r.user_id for r in rows}
+        params = [
+            (r.id, r.user_id, r.session_id, r.kind, r.text, r.tokens, r.content_hash, float(r.created_at),
+             json.dumps(r.metadata, ensure_ascii=False), np.asarray(r.embedding, dtype=np.float16).tobytes(),
+             r.embedding_model)
+            for r in rows
+        ]
+        seqs: list[int] = []
+        versions: dict[str, int] = {}
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO memories(id, user_id, session_id, kind, text, tokens, content_hash, created_at,"
+                " metadata, embedding, embedding_model) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING seq",
+                params,
+                returning=True,
+            )
+            while True:
+                row = cur.fetchone()
+                assert row is not None
+                seqs.append(int(row[0]))
+                if not cur.nextset():
+                    break
+            for uid in sorted(users):  # sorted: two multi-user batches never deadlock on the version rows
+                versions[uid] = self._bump(conn, uid)
+        for uid, v in versions.items():
+            self._note(uid, v)
+        return seqs
+
+    def delete(self, user_id: str, memory_id: str) -> int | None:
+        rows = self._write(user_id, "DELETE FROM memories WHERE user_id=%s AND id=%s RETURNING seq",
+                           (user_id, memory_id))
+        return int(rows[0][0]) if rows else None
+
+    def clear(self, user_id: str) -> int:
+        with self._pool.connection() as conn, conn.transaction():
+            n = conn.execute("DELETE FROM memories WHERE user_id=%s", (user_id,)).rowcount
+            version = self._bump(conn, user_id)
+        self._note(user_id, version)
+        return n
+
+    def mark_superseded(self, user_id: str, memory_id: str, by_id: str) -> None:
+        self._write(user_id, "UPDATE memories SET superseded_by=%s WHERE user_id=%s AND id=%s",
+                    (by_id, user_id, memory_id))
+
+    def unmark_superseded_by(self, user_id: str, by_id: str) -> int:
+        """Make current again the facts that ``by_id`` had superseded (used when it is deleted)."""
+        with self._pool.connection() as conn, conn.transaction():
+            n = conn.execute("UPDATE memories SET superseded_by=NULL WHERE user_id=%s AND superseded_by=%s",
+                             (user_id, by_id)).rowcount
+            version = self._bump(conn, user_id) if n else None
+        if version is not None:
+            self._note(user_id, version)
+        return n
+
+    def update_embeddings(self, user_id: str, seqs: Sequence[int], vectors: np.ndarray, model: str) -> None:
+        # No version bump: the rows' set does not change, and every instance must use one embedding model.
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE memories SET embedding=%s, embedding_model=%s WHERE user_id=%s AND seq=%s",
+                [(np.asarray(v, dtype=np.float16).tobytes(), model, user_id, int(s))
+                 for s, v in zip(seqs, vectors, strict=True)],
+            )
+
+    # -- reads -------------------------------------------------------------------------------------
+    def _all(self, sql: str, args: Sequence[Any]) -> list[tuple]:
+        with self._pool.connection() as conn:
+            return conn.execute(sql, args).fetchall()
+
+    def _one(self, sql: str, args: Sequence[Any]) -> tuple | None:
+        rows = self._all(sql, args)
+        return rows[0] if rows else None
+
+    def texts_for(self, user_id: str, seqs: Sequence[int]) -> dict[int, str]:
+        return {r.seq: r.text for r in self.get_by_seqs(user_id, seqs)}
+
+    def get(self, user_id: str, memory_id: str) -> MemoryRecord | None:
+        row = self._one(f"SELECT {_COLS} FROM memories WHERE user_id=%s AND id=%s", (user_id, memory_id))
+        return _record(row) if row else None
+
+    def get_by_seqs(self, user_id: str, seqs: Sequence[int]) -> list[MemoryRecord]:
+        """Records for ``seqs`` (any order; missing ones and other users' rows are skipped)."""
+        if not len(seqs):
+            return []
+        rows = self._all(f"SELECT {_COLS} FROM memories WHERE user_id=%s AND seq = ANY(%s)",
+                         (user_id, [int(s) for s in seqs]))
+        return [_record(r) for r in rows]
+
+    def list(self, user_id: str, limit: int, offset: int, include_superseded: bool) -> list[MemoryRecord]:
+        cond = "" if include_superseded else " AND superseded_by IS NULL"
+        rows = self._all(
+            f"SELECT {_COLS} FROM memories WHERE user_id=%s{cond} ORDER BY created_at DESC, seq DESC"
+            " LIMIT %s OFFSET %s",
+            (user_id, int(limit), int(offset)),
+        )
+        return [_record(r) for r in rows]
+
+    def find_by_hash(self, user_id: str, kind: str, content_hash: str) -> MemoryRecord | None:
+        row = self._one(
+            f"SELECT {_COLS} FROM memories WHERE user_id=%s AND kind=%s AND content_hash=%s"
+            " AND superseded_by IS NULL ORDER BY seq DESC LIMIT 1",
+            (user_id, kind, content_hash),
+        )
+        return _record(row) if row else None
+
+    def count(self, user_id: str) -> int:
+        row = self._one("SELECT count(*) FROM memories WHERE user_id=%s", (user_id,))
+        return int(row[0]) if row else 0
+
+    def max_seq(self, user_id: str) -> int:
+        row = self._one("SELECT coalesce(max(seq), 0) FROM memories WHERE user_id=%s", (user_id,))
+        return int(row[0]) if row else 0
+
+    def seqs(self, user_id: str) -> list[int]:
+        return [int(r[0]) for r in self._all("SELECT seq FROM memories WHERE user_id=%s ORDER BY seq", (user_id,))]
+
+    def stats(self, user_id: str) -> dict[str, Any]:
+        rows = self._all(
+            "SELECT kind, count(*), count(superseded_by), min(created_at), max(created_at)"
+            " FROM memories WHERE user_id=%s GROUP BY kind",
+            (user_id,),
+        )
+        by_kind = {r[0]: int(r[1]) for r in rows}
+        sessions = self._one("SELECT count(DISTINCT session_id) FROM memories WHERE user_id=%s", (user_id,))
+        return {
+            "user_id": user_id,
+            "total": sum(by_kind.values()),
+            "by_kind": by_kind,
+            "superseded": sum(int(r[2] or 0) for r in rows),
+            "oldest": min((r[3] for r in rows), default=None),
+            "newest": max((r[4] for r in rows), default=None),
+            "sessions": int(sessions[0]) if sessions else 0,
+        }
+
+    def users(self) -> list[str]:
+        return [r[0] for r in self._all("SELECT DISTINCT user_id FROM memories ORDER BY user_id", ())]
+
+    def iter_vectors(
+        self, user_id: str, after_seq: int = 0, batch: int = 20000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+        """Yield ``(seqs, float32 vectors, embedding model names)`` in seq order, in batches."""
+        last = after_seq
+        while True:
+            rows = self._all(
+                "SELECT seq, embedding, embedding_model FROM memories WHERE user_id=%s AND seq>%s"
+                " ORDER BY seq LIMIT %s",
+                (user_id, last, batch),
+            )
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+                   _blob_to_vecs([bytes(r[1]) for r in rows]), [r[2] for r in rows])
+
+    def iter_tokens(self, user_id: str, batch: int = 50000) -> Iterator[tuple[list[int], list[str]]]:
+        last = 0
+        while True:
+            rows = self._all(
+                "SELECT seq, tokens FROM memories WHERE user_id=%s AND seq>%s ORDER BY seq LIMIT %s",
+                (user_id, last, batch),
+            )
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [int(r[0]) for r in rows], [r[1] for r in rows]
+
+    def tokens_for(self, user_id: str, seqs: Sequence[int]) -> dict[int, str]:
+        """Stored lexical tokens of ``seqs`` (for catching up a cached BM25 index)."""
+        rows = self._all("SELECT seq, tokens FROM memories WHERE user_id=%s AND seq = ANY(%s)",
+                         (user_id, [int(s) for s in seqs]))
+        return {int(r[0]): r[1] for r in rows}
+
+    def vectors_for(self, user_id: str, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        if not len(seqs):
+            return np.zeros(0, dtype=np.int64), _blob_to_vecs([])
+        rows = self._all("SELECT seq, embedding FROM memories WHERE user_id=%s AND seq = ANY(%s)",
+                         (user_id, [int(s) for s in seqs]))
+        return np.asarray([r[0] for r in rows], dtype=np.int64), _blob_to_vecs([bytes(r[1]) for r in rows])
+
+    def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> list[int]:
+        rows = self._all(
+            "SELECT seq FROM memories WHERE user_id=%s AND created_at>=%s AND created_at<%s"
+            " ORDER BY created_at DESC LIMIT %s",
+            (user_id, start, end, int(limit)),
+        )
+        return [int(r[0]) for r in rows]
+
+    def session_neighbours(self, user_id: str, session_id: str, seq: int) -> list[int]:
+        """The turns just before and just after ``seq`` in the same session."""
+        rows = self._all(
+            "(SELECT seq FROM memories WHERE user_id=%s AND session_id=%s AND kind='turn' AND seq<%s"
+            " ORDER BY seq DESC LIMIT 1) UNION ALL"
+            " (SELECT seq FROM memories WHERE user_id=%s AND session_id=%s AND kind='turn' AND seq>%s"
+            " ORDER BY seq LIMIT 1)",
+            (user_id, session_id, seq, user_id, session_id, seq),
+        )
+        return [int(r[0]) for r in rows]
+
+    def close(self) -> None:
+        self._pool.close()
