@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
-SECRET_ENV = ("LLM_API_KEY", "SERPER_API_KEY", "PARLEY_AUTH_TOKEN")
+SECRET_ENV = ("LLM_API_KEY", "SERPER_API_KEY", "PARLEY_AUTH_TOKEN", "PARLEY_MEMORY_DB")
 """Environment variables whose values are secrets."""
 
 MASK = "[redacted]"

@@ -305,3 +305,21 @@ async def test_kill_9_during_memory_writes_loses_nothing_acknowledged(tmp_path, 
     print(f"\nkill -9: {acknowledged} acknowledged memories verified after restart "
           f"({sum(rows.values())} rows in SQLite, index files {behind} rows behind at the crash, "
           f"{len(done_turns)} turns answered before the kill)")
+
+
+# --- 6. Soak --------------------------------------------------------------------------------
+
+async def test_short_soak_leaves_nothing_behind():
+    """bench/soak.py, short: visitors join, talk, type, interrupt and vanish; nothing may pile up."""
+    from bench.soak import SoakBounds, SoakPlan, run_against_new_server, within
+
+    result = await run_against_new_server(SoakPlan(duration_s=30.0, warmup_s=15.0, clients=3))
+    counts = result["counts"]
+    assert counts["failures"] == [], counts["failures"][:5]
+    assert counts["error_events"] == 0
+    assert result["server_exit"] is None, "the server died"
+    assert counts["sessions"] >= 6 and sum(counts["actions"].values()) >= 9, counts
+    assert result["final"]["sessions"] == 0 and result["final"]["pending_writes"] == 0
+    assert result["final"]["tasks"] <= result["baseline"]["tasks"], "a finished session left a task behind"
+    assert not within(result, SoakBounds()), (result["baseline"], result["final"])
+    print(f"\nsoak: {counts['sessions']} sessions, {counts['actions']}, growth {result['growth']}")
