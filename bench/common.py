@@ -20,10 +20,15 @@ def summary_ms(samples: list[float]) -> dict[str, float]:
             "p95": round(float(np.percentile(arr, 95)), 2), "mean": round(float(arr.mean()), 2)}
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages: other work shares these cores, so every result records them."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def machine() -> dict[str, object]:
-    """What the figures were measured on."""
+    """What the figures were measured on, and how busy it was when the run started."""
     return {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine()}
+            "processor": platform.processor() or platform.machine(), "load_average": load_average()}
 
 
 def print_table(title: str, rows: list[dict[str, object]]) -> None:
