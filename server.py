@@ -18,7 +18,7 @@ import time
 
 from agent.config import AgentConfig, add_agent_arguments
 from agent.runtime import Agent
-from speech.engines import add_speech_arguments, build_engines
+from speech.engines import SpeechEngines, add_speech_arguments, build_engines
 from speech.server import ParleyServer, ServerOptions, add_server_arguments
 
 log = logging.getLogger("parley")
@@ -43,6 +43,13 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
     return ServerOptions(**values)
 
 
+def load_engines(args: argparse.Namespace) -> SpeechEngines:
+    """Build the speech engines and warm each one up (blocking: run it in a thread)."""
+    engines = build_engines(args)
+    engines.warm_up()
+    return engines
+
+
 async def amain(args: argparse.Namespace) -> None:
     """Load everything, warm the engines up, and serve until stopped."""
     started = time.perf_counter()
@@ -50,9 +57,11 @@ async def amain(args: argparse.Namespace) -> None:
     if options.host not in ("127.0.0.1", "localhost", "::1") and not options.auth_token:
         log.warning("Listening on %s without --auth_token: anyone who can reach this port can talk to Parley "
                     "and read memories. Set PARLEY_AUTH_TOKEN or --auth_token.", options.host)
-    agent = await asyncio.to_thread(Agent.build, AgentConfig.from_args(args))
-    engines = await asyncio.to_thread(build_engines, args)
-    await asyncio.to_thread(engines.warm_up)
+    # The agent (MiniLM, memory, the embedded LLM in its child process) and the speech engines
+    # (load, then one warm-up inference each) do not depend on each other. Loaded one after the
+    # other, the warm-up waited for the LLM child to come up; side by side they overlap (bench.startup).
+    agent, engines = await asyncio.gather(asyncio.to_thread(Agent.build, AgentConfig.from_args(args)),
+                                          asyncio.to_thread(load_engines, args))
     server = ParleyServer(agent, engines, options)
     ready = asyncio.Event()
     serving = asyncio.create_task(server.serve_forever(ready))
