@@ -63,15 +63,18 @@ async def amain(args: argparse.Namespace) -> None:
     agent, engines = await asyncio.gather(asyncio.to_thread(Agent.build, AgentConfig.from_args(args)),
                                           asyncio.to_thread(load_engines, args))
     server = ParleyServer(agent, engines, options)
+    # Handlers go in before PARLEY_READY: a supervisor may stop us as soon as it reads that line,
+    # and a SIGTERM still under the default action killed the process without stopping the
+    # embedded LLM's child process (bench.startup left llama.cpp servers behind that way).
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     ready = asyncio.Event()
     serving = asyncio.create_task(server.serve_forever(ready))
     await ready.wait()
     log.info("ready in %.1f s: open http://%s:%d/", time.perf_counter() - started, options.host, options.port)
     print(f"PARLEY_READY http://{options.host}:{options.port}/", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     serving.cancel()
     with contextlib.suppress(asyncio.CancelledError):
