@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -88,8 +89,12 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def stop(self) -> None:
-        """SIGTERM (the server's clean shutdown), then kill if it hangs."""
+    def stop(self) -> bool:
+        """SIGTERM (the server's clean shutdown), then kill if it hangs.
+
+        Returns whether anything of its process group (e.g. the embedded LLM's child) outlived
+        it; those are ended too, so a benchmark never leaves processes behind.
+        """
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -97,6 +102,13 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        try:
+            os.killpg(self.proc.pid, 0)  # the group is ours: the server was started in a new session
+        except ProcessLookupError:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        return True
 
 
 def start_server(args: list[str], env: dict[str, str] | None = None, timeout_s: float = 300.0,
@@ -108,7 +120,7 @@ def start_server(args: list[str], env: dict[str, str] | None = None, timeout_s: 
     with log_path.open("w") as log_file:
         proc = subprocess.Popen([sys.executable, "server.py", "--port", str(port), *args], cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=log_file, text=True,
-                                env={**os.environ, **(env or {})})
+                                env={**os.environ, **(env or {})}, start_new_session=True)
     assert proc.stdout is not None
     deadline = start + timeout_s
     selector = selectors.DefaultSelector()

@@ -127,11 +127,10 @@ def one_start(memory_dir: str) -> dict[str, object]:
     # Blank keys count as unset: the defaults (embedded LLM, no web search, no token) whatever this shell has.
     server = start_server(["--memory_dir", memory_dir, "--log_level", "INFO"],
                           env={"LLM_API_KEY": "", "SERPER_API_KEY": "", "PARLEY_AUTH_TOKEN": ""})
-    try:
-        return {"ready_s": round(server.ready_s, 2), **stages(server.log(), spawned_at)}
-    finally:
-        server.stop()
-        server.log_path.unlink(missing_ok=True)
+    result = {"ready_s": round(server.ready_s, 2), **stages(server.log(), spawned_at)}
+    result["left_children"] = server.stop()  # processes that outlived a SIGTERM'd server
+    server.log_path.unlink(missing_ok=True)
+    return result
 
 
 def main() -> None:
