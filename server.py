@@ -19,7 +19,7 @@ import time
 from agent.config import AgentConfig, add_agent_arguments
 from agent.logs import configure_logging
 from agent.runtime import Agent
-from speech.engines import add_speech_arguments, build_engines
+from speech.engines import SpeechEngines, add_speech_arguments, build_engines
 from speech.server import ParleyServer, ServerOptions, add_server_arguments
 
 log = logging.getLogger("parley")
@@ -52,6 +52,13 @@ def exposure_warning(options: ServerOptions) -> str | None:
             "and read memories. Set PARLEY_AUTH_TOKEN or --auth_token.")
 
 
+def load_engines(args: argparse.Namespace) -> SpeechEngines:
+    """Build the speech engines and warm each one up (blocking: run it in a thread)."""
+    engines = build_engines(args)
+    engines.warm_up()
+    return engines
+
+
 async def amain(args: argparse.Namespace) -> None:
     """Load everything, warm the engines up, and serve until stopped."""
     started = time.perf_counter()
@@ -59,19 +66,24 @@ async def amain(args: argparse.Namespace) -> None:
     warning = exposure_warning(options)
     if warning:
         log.warning("%s", warning)
-    agent = await asyncio.to_thread(Agent.build, AgentConfig.from_args(args))
-    engines = await asyncio.to_thread(build_engines, args)
-    await asyncio.to_thread(engines.warm_up)
+    # The agent (MiniLM, memory, the embedded LLM in its child process) and the speech engines
+    # (load, then one warm-up inference each) do not depend on each other. Loaded one after the
+    # other, the warm-up waited for the LLM child to come up; side by side they overlap (bench.startup).
+    agent, engines = await asyncio.gather(asyncio.to_thread(Agent.build, AgentConfig.from_args(args)),
+                                          asyncio.to_thread(load_engines, args))
     server = ParleyServer(agent, engines, options)
+    # Handlers go in before PARLEY_READY: a supervisor may stop us as soon as it reads that line,
+    # and a SIGTERM still under the default action killed the process without stopping the
+    # embedded LLM's child process (bench.startup left llama.cpp servers behind that way).
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     ready = asyncio.Event()
     serving = asyncio.create_task(server.serve_forever(ready))
     await ready.wait()
     log.info("ready in %.1f s: open http://%s:%d/", time.perf_counter() - started, options.host, options.port)
     print(f"PARLEY_READY http://{options.host}:{options.port}/", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     serving.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -7,9 +7,11 @@ nothing is fetched from a model hub.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -45,6 +47,37 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+def embed_threads() -> int:
+    """Torch threads for one encode call: ``$PARLEY_EMBED_THREADS``, else 1.
+
+    With two threads, every matrix product ends at a barrier where both must have run.
+    When anything else wants the CPU (Whisper, TTS, other sessions, other processes), one
+    of them is often descheduled and the other spins: on two shared cores a one-query
+    MiniLM encode went from ~25 ms (1 thread) to 240-730 ms (2 threads), and even a batch
+    of 256 ran at half the rate. One thread per call keeps the other core for other work.
+    """
+    try:
+        return max(1, int(os.environ.get("PARLEY_EMBED_THREADS", "1")))
+    except ValueError:
+        return 1
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads, then restore the process setting for other torch users."""
+    import torch
+
+    before = torch.get_num_threads()
+    if before == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local folder (never from a hub)."""
 
@@ -62,11 +95,12 @@ class SentenceTransformerEmbedder:
         self.dim = int(dim)
         # The torch module is not safe to call from several threads at once.
         self._lock = threading.Lock()
+        self.threads = embed_threads()
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
+        with self._lock, _torch_threads(self.threads):
             vectors = self._model.encode(
                 list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False
             )

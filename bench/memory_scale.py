@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import resource
 import sys
@@ -30,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.embedding import DEFAULT_EMBEDDING_MODEL, load_embedder
 from agent.memory import MemoryStore
+from bench.common import load_average, machine
 
 WORDS = [
     "cat",
@@ -105,7 +104,17 @@ QUERIES = [
 
 
 def rss_mb() -> float:
+    """Peak resident set of the process so far (MB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_now_mb() -> float:
+    """Current resident set (MB): the peak alone would hide what a smaller store needs after a bigger one."""
+    with Path("/proc/self/status").open() as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def synthetic(n: int, rng: random.Random) -> list[str]:
@@ -130,7 +139,10 @@ def search_latency(store: MemoryStore, users: list[str], rounds: int) -> dict[st
     times = []
     for r in range(rounds):
         for q in QUERIES:
-            store._query_cache.clear()  # measure the query embedding every time
+            # Measure the query embedding every time: empty the embedder's cache of recent texts.
+            recent = getattr(store.embedder, "_recent", None)
+            if recent is not None:
+                recent.clear()
             user = users[(r * len(QUERIES) + len(times)) % len(users)]
             t = time.perf_counter()
             store.search(user, f"{q} {r}", k=5)
@@ -168,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(0)
     t0 = time.time() - 90 * 86400
     out: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "gpu": False},
+        "machine": {**machine(), "gpu": False},
         "embedder": emb.name,
         "note": "bulk memories use random unit vectors (pre-computed path); queries are embedded for real",
         "single_user": [],
@@ -192,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 **lat,
                 "index": store.stats("u")["index"]["type"],
                 "rss_mb": round(rss_mb()),
+                "rss_now_mb": round(rss_now_mb()),
             }
             out["single_user"].append(row)
             store.close()
@@ -214,12 +227,14 @@ def main(argv: list[str] | None = None) -> int:
                 "bulk_insert_per_s": round(n_users * per / fill_s),
                 **lat,
                 "rss_mb": round(rss_mb()),
+                "rss_now_mb": round(rss_now_mb()),
             }
             out["many_users"].append(row)
             store.close()
             if not args.json:
                 print(row, flush=True)
     out["rss_mb_peak"] = round(rss_mb())
+    out["load_average_end"] = load_average()
     if args.json:
         print(json.dumps(out))
     else:

