@@ -17,6 +17,7 @@ Engines and where their voices come from:
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -174,13 +175,16 @@ class PiperTTS:
     def __init__(self, args: PiperArgs | None = None) -> None:
         self.args = args or PiperArgs()
         try:
+            import onnxruntime
             from piper import PiperVoice
-            from piper.config import SynthesisConfig
+            from piper.config import PiperConfig, SynthesisConfig
         except ImportError as exc:
             raise EngineUnavailableError("Piper is missing: pip install -r requirements-speech.txt") from exc
         model = Path(self.args.piper_model) if self.args.piper_model else _joe_voice()
-        self._voice = PiperVoice.load(model, config_path=f"{model}.json")
-        self._voice.session = _single_thread_session(model, self._voice.session)
+        config = PiperConfig.from_dict(json.loads(Path(f"{model}.json").read_text(encoding="utf-8")))
+        session = onnxruntime.InferenceSession(str(model), sess_options=_piper_session_options(onnxruntime),
+                                               providers=["CPUExecutionProvider"])
+        self._voice = PiperVoice(config=config, session=session)
         self._config = SynthesisConfig(length_scale=self.args.piper_length_scale)
         self.sample_rate = int(self._voice.config.sample_rate)
         self._lock = threading.Lock()
@@ -201,24 +205,27 @@ class PiperTTS:
             yield chunk.audio_int16_array.reshape(-1)
 
 
-def _single_thread_session(model: Path, session: Any) -> Any:
-    """Piper's ONNX session again, with one intra-op thread that sleeps instead of spinning.
+def _piper_session_options(ort: Any) -> Any:
+    """ONNX Runtime options for Piper on a few shared cores, in a long-running server.
 
-    Piper opens it with ONNX Runtime's defaults: a thread per core, spinning between
-    operators. On two shared cores (Whisper, the embedder, other sessions) the spinning
-    thread keeps stealing the core the other one needs: a three-sentence reply cost
-    1.3-1.4 s of CPU and 1.7-1.9 s of wall time, against 0.75 s and 0.8 s with one
-    non-spinning thread (bench/concurrency.py profile; README "Profiling").
+    One intra-op thread that sleeps instead of spinning: with the defaults (a thread per
+    core, spinning between operators) the spinning thread kept stealing the core Whisper or
+    another session needed; a three-sentence reply cost 1.3-1.4 s of CPU and 1.7-1.9 s of
+    wall time, against 0.75 s and 0.8 s (bench/concurrency.py profile; README "Profiling").
+
+    No CPU memory arena: every sentence has its own input length, and the arena kept what
+    each new shape needed, so a server's resident memory grew by 380 MB over a 10-minute
+    soak (bench/soak.py). Synthesizing 120 sentences of 2 to 40 words in a loop, the process
+    grew to 460-550 MB with the arena and stayed at 200 MB without it. The price: about
+    15% more time per sentence (p50 583 -> 678 ms for a 13-word sentence, interleaved A/B
+    on the loaded machine); the first audio comes from a short first clause, so it moves less.
     """
-    try:
-        import onnxruntime as ort
-    except ImportError:  # Piper brought it; keep Piper's own session if that ever changes
-        return session
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(model), sess_options=options, providers=session.get_providers())
+    options.enable_cpu_mem_arena = False
+    return options
 
 
 def _joe_voice() -> Path:
