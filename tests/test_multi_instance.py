@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAI
-from tests.voice_client import VoiceClient
+from tests.voice_client import VoiceClient, type_until_stopped
 from tests.web_helpers import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -119,21 +119,6 @@ async def test_told_to_a_recalled_by_b_and_deleted_on_b_gone_from_a(instances):
     assert list(memory_dir.iterdir()) == [], "instances keep nothing on disk"
 
 
-async def _typing(url: str, user: str, stop: asyncio.Event) -> None:
-    """Typed turns, back to back, until ``stop`` or the server dies."""
-    client = await VoiceClient.open(url, user, audio_output=False)
-    try:
-        n = 0
-        while not stop.is_set():
-            n += 1
-            await client.say_text(f"note {n} from {user}: the number {n * 7} matters")
-            await client.wait_for("response.done", n, timeout=20)
-    except Exception:  # the server was killed under us
-        pass
-    finally:
-        await client.close()
-
-
 async def test_kill_9_of_one_instance_loses_nothing_acknowledged(instances, embedder):
     from agent.memory import MemoryStore
     from agent.memory.records_pg import PostgresRecordStore
@@ -143,7 +128,7 @@ async def test_kill_9_of_one_instance_loses_nothing_acknowledged(instances, embe
     seen: dict[str, set[str]] = {u: set() for u in users}
     stop = asyncio.Event()
     # Every user talks to both instances at once, so the killed one dies mid-write for users B serves too.
-    drivers = [asyncio.create_task(_typing(ws_url(s), u, stop)) for u in users for s in (a, b)]
+    drivers = [asyncio.create_task(type_until_stopped(ws_url(s), u, stop)) for u in users for s in (a, b)]
     started = time.monotonic()
     while time.monotonic() - started < 3.0 or sum(map(len, seen.values())) < 12:
         assert time.monotonic() - started < 60, f"too slow: {sum(map(len, seen.values()))} memories"

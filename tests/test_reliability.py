@@ -25,7 +25,7 @@ import pytest
 from agent.graph.prompts import APOLOGY
 from tests.fakes.openai_server import FakeOpenAI, Reply, echo
 from tests.server_harness import running_server
-from tests.voice_client import VoiceClient, silence
+from tests.voice_client import VoiceClient, silence, type_until_stopped
 
 pytestmark = pytest.mark.slow
 
@@ -232,22 +232,6 @@ def server_args(fake: FakeOpenAI, memory_dir: Path) -> list[str]:
             "--max_sessions", "32", "--tts", "espeak", "--log_level", "WARNING"]
 
 
-async def _typing(url: str, user_id: str, stop: asyncio.Event, done_turns: list[int]) -> None:
-    """Typed turns, back to back, until ``stop`` or the server dies."""
-    client = await VoiceClient.open(url, user_id, audio_output=False)
-    try:
-        n = 0
-        while not stop.is_set():
-            n += 1
-            await client.say_text(f"note {n} from {user_id}: the number {n * 7} matters")
-            await client.wait_for("response.done", n, timeout=20)
-            done_turns.append(n)
-    except Exception:  # the server was killed under us
-        pass
-    finally:
-        await client.close()
-
-
 async def test_kill_9_during_memory_writes_loses_nothing_acknowledged(tmp_path, embedder, fake_llm):
     from agent.memory import MemoryStore
     from agent.memory.vector_index import load_index
@@ -260,7 +244,7 @@ async def test_kill_9_during_memory_writes_loses_nothing_acknowledged(tmp_path, 
     with ServerProcess(server_args(fake_llm, memory_dir), env=env) as server:
         ws_url = server.url.replace("http://", "ws://") + "ws"
         stop = asyncio.Event()
-        drivers = [asyncio.create_task(_typing(ws_url, u, stop, done_turns)) for u in CRASH_USERS]
+        drivers = [asyncio.create_task(type_until_stopped(ws_url, u, stop, done_turns)) for u in CRASH_USERS]
         started = time.monotonic()
         while time.monotonic() - started < 5.0 or sum(map(len, seen.values())) < 30:
             assert time.monotonic() - started < 60, f"too slow: {sum(map(len, seen.values()))} memories"

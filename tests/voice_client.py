@@ -118,3 +118,20 @@ class VoiceClient:
 
 def silence(seconds: float, sample_rate: int = 16000) -> np.ndarray:
     return np.zeros(int(seconds * sample_rate), dtype=np.int16)
+
+
+async def type_until_stopped(url: str, user_id: str, stop: asyncio.Event, done_turns: list[int] | None = None) -> None:
+    """Typed turns, back to back, until ``stop`` or the server dies (for crash tests)."""
+    client = await VoiceClient.open(url, user_id, audio_output=False)
+    try:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            await client.say_text(f"note {n} from {user_id}: the number {n * 7} matters")
+            await client.wait_for("response.done", n, timeout=20)
+            if done_turns is not None:
+                done_turns.append(n)
+    except Exception:  # the server was killed under us
+        pass
+    finally:
+        await client.close()
