@@ -441,7 +441,8 @@ class CleanS2SEndpoint:
             if host not in ("127.0.0.1", "localhost", "::1") and not opts.auth_token:
                 log.warning("CleanS2S sockets listen on %s without --auth_token: anyone who can reach them can "
                             "talk to Parley. Set a token and add ?token=... to the front end's addresses.", host)
-        limits: dict[str, Any] = {"process_request": self._check_request, "max_size": 4 * opts.max_message_bytes}
+        limits: dict[str, Any] = {"process_request": self._check_request, "max_size": 4 * opts.max_message_bytes,
+                                  "compression": None}  # as on /ws: PCM hardly compresses
         async with serve(self._handle_recv, opts.recv_host, opts.recv_port, **limits) as recv_server, \
                 serve(self._handle_send, opts.send_host, opts.send_port, **limits) as send_server:
             opts.recv_port = int(next(iter(recv_server.sockets)).getsockname()[1])
