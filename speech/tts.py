@@ -214,11 +214,11 @@ def _piper_session_options(ort: Any) -> Any:
     wall time, against 0.75 s and 0.8 s (bench/concurrency.py profile; README "Profiling").
 
     No CPU memory arena: every sentence has its own input length, and the arena kept what
-    each new shape needed, so a server's resident memory grew by 380 MB over a 10-minute
-    soak (bench/soak.py). Synthesizing 120 sentences of 2 to 40 words in a loop, the process
-    grew to 460-550 MB with the arena and stayed at 200 MB without it. The price: about
-    15% more time per sentence (p50 583 -> 678 ms for a 13-word sentence, interleaved A/B
-    on the loaded machine); the first audio comes from a short first clause, so it moves less.
+    each new shape needed. Synthesizing 120 sentences of 2 to 40 words in a loop, the
+    process grew to 460-550 MB with the arena and stayed at 200 MB without it. The price:
+    about 15% more time per sentence (p50 583 -> 678 ms for a 13-word sentence, interleaved
+    A/B on the loaded machine); the first audio comes from a short first clause, so it
+    moves less.
     """
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
