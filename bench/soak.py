@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import emit, machine, print_table
+from bench.common import emit, fake_llm_server_args, machine, print_table, start_server
 
 USERS = 8
 SENTENCES = ["What time is it in London right now?", "Tell me something nice about the sea.",
@@ -209,7 +209,6 @@ def within(result: dict[str, Any], bounds: SoakBounds) -> list[str]:
 async def run_against_new_server(plan: SoakPlan, extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
     """Start a fake LLM and ``server.py`` in a temporary folder, soak it, stop both."""
     from tests.fakes.openai_server import FakeOpenAI, Reply, echo
-    from tests.web_helpers import ServerProcess
 
     def reply(request: dict[str, Any]) -> Reply:
         if "long story" in request["messages"][-1]["content"]:
@@ -217,12 +216,15 @@ async def run_against_new_server(plan: SoakPlan, extra_args: tuple[str, ...] = (
         return echo(request)
 
     with FakeOpenAI(reply) as fake, tempfile.TemporaryDirectory() as tmp:
-        args = ["--lm_model_url", fake.base_url, "--lm_model_name", "fake", "--memory_dir", str(Path(tmp) / "mem"),
-                "--lm_tool_routing", "off", "--extract_facts", "off", "--max_turns_per_minute", "100000",
+        args = [*fake_llm_server_args(fake.base_url, str(Path(tmp) / "mem")), "--max_turns_per_minute", "100000",
                 "--max_sessions", "64", "--log_level", "WARNING", *extra_args]
-        with ServerProcess(args, env={"LLM_API_KEY": "soak", "HF_HUB_OFFLINE": "1"}) as server:
-            result = await soak(server.url, plan)
-            result["server_exit"] = server.proc.poll() if server.proc else None  # None: still running
+        server = start_server(args, env={"LLM_API_KEY": "soak", "HF_HUB_OFFLINE": "1"})
+        try:
+            result = await soak(f"http://127.0.0.1:{server.port}/", plan)
+            result["server_exit"] = server.proc.poll()  # None: still running
+        finally:
+            server.stop()
+            server.log_path.unlink(missing_ok=True)
     return result
 
 
