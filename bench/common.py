@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -112,13 +113,16 @@ class ServerProcess:
 
 
 def start_server(args: list[str], env: dict[str, str] | None = None, timeout_s: float = 300.0,
-                 log_dir: Path | None = None) -> ServerProcess:
-    """Spawn ``python server.py --port FREE ARGS`` from the repository root and wait for ``PARLEY_READY``."""
+                 log_dir: Path | None = None, prefix: Sequence[str] = ()) -> ServerProcess:
+    """Spawn ``python server.py --port FREE ARGS`` from the repository root and wait for ``PARLEY_READY``.
+
+    ``prefix`` runs the server under another program, e.g. ``("heaptrack", "-o", "/tmp/parley")``.
+    """
     port = free_port()
     log_path = Path(tempfile.mkstemp(prefix="parley-bench-", suffix=".log", dir=log_dir)[1])
     start = time.perf_counter()
     with log_path.open("w") as log_file:
-        proc = subprocess.Popen([sys.executable, "server.py", "--port", str(port), *args], cwd=ROOT,
+        proc = subprocess.Popen([*prefix, sys.executable, "server.py", "--port", str(port), *args], cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=log_file, text=True,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
     assert proc.stdout is not None

@@ -54,6 +54,11 @@ class SoakPlan:
     """Audio streaming speed (1 = real time)."""
     seed: int = 7
     """Seed of every visitor's choices (visitor i uses seed + i)."""
+    actions: tuple[str, ...] = ("text", "text", "barge_in", "leave")
+    """What a visitor picks from (uniformly) when it does not speak; repeat a name to weight it.
+    Narrowing it (and ``audio_share``) bisects a growth to one kind of action."""
+    audio_output: float = 0.5
+    """Share of sessions that ask for spoken replies (the rest are text only, no TTS)."""
 
 
 @dataclass
@@ -82,7 +87,7 @@ class SoakCounts:
 
 
 def health(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url + "healthz", timeout=10) as resp:
+    with urllib.request.urlopen(url + "healthz", timeout=60) as resp:  # slow under a profiler
         return json.loads(resp.read())
 
 
@@ -135,7 +140,8 @@ async def visitor(url: str, index: int, plan: SoakPlan, audio: np.ndarray, stop_
     n = 0
     while time.monotonic() < stop_at:
         try:
-            client = await VoiceClient.open(ws_url, f"soak-{rng.randrange(USERS)}", audio_output=rng.random() < 0.5)
+            client = await VoiceClient.open(ws_url, f"soak-{rng.randrange(USERS)}",
+                                           audio_output=rng.random() < plan.audio_output)
         except Exception as exc:  # refused or dropped at the door: count it, the run goes on
             counts.failures.append(f"visitor {index} could not open a session: {type(exc).__name__}: {exc}")
             await asyncio.sleep(1.0)
@@ -144,7 +150,7 @@ async def visitor(url: str, index: int, plan: SoakPlan, audio: np.ndarray, stop_
         try:
             for _ in range(rng.randint(1, 3)):
                 r = rng.random()
-                action = "audio" if r < plan.audio_share else rng.choice(["text", "text", "barge_in", "leave"])
+                action = "audio" if r < plan.audio_share else rng.choice(plan.actions)
                 n += 1
                 try:
                     await _act(client, action, rng, audio, plan.speed, n)
@@ -206,7 +212,8 @@ def within(result: dict[str, Any], bounds: SoakBounds) -> list[str]:
             if result["growth"][k] > v]
 
 
-async def run_against_new_server(plan: SoakPlan, extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
+async def run_against_new_server(plan: SoakPlan, extra_args: tuple[str, ...] = (),
+                                 prefix: tuple[str, ...] = ()) -> dict[str, Any]:
     """Start a fake LLM and ``server.py`` in a temporary folder, soak it, stop both."""
     from tests.fakes.openai_server import FakeOpenAI, Reply, echo
 
@@ -218,7 +225,8 @@ async def run_against_new_server(plan: SoakPlan, extra_args: tuple[str, ...] = (
     with FakeOpenAI(reply) as fake, tempfile.TemporaryDirectory() as tmp:
         args = [*fake_llm_server_args(fake.base_url, str(Path(tmp) / "mem")), "--max_turns_per_minute", "100000",
                 "--max_sessions", "64", "--log_level", "WARNING", *extra_args]
-        server = start_server(args, env={"LLM_API_KEY": "soak", "HF_HUB_OFFLINE": "1"})
+        server = start_server(args, env={"LLM_API_KEY": "soak", "HF_HUB_OFFLINE": "1"}, prefix=prefix,
+                              timeout_s=900.0 if prefix else 300.0)
         try:
             result = await soak(f"http://127.0.0.1:{server.port}/", plan)
             result["server_exit"] = server.proc.poll()  # None: still running
@@ -236,12 +244,24 @@ def main() -> None:
     parser.add_argument("--warmup_s", type=float, default=SoakPlan.warmup_s)
     parser.add_argument("--clients", type=int, default=SoakPlan.clients)
     parser.add_argument("--speed", type=float, default=SoakPlan.speed)
+    parser.add_argument("--audio_share", type=float, default=SoakPlan.audio_share,
+                        help="Share of actions that are spoken turns.")
+    parser.add_argument("--actions", default=",".join(SoakPlan.actions),
+                        help="Comma-separated choices for the other actions (text, barge_in, leave).")
+    parser.add_argument("--audio_output", type=float, default=SoakPlan.audio_output,
+                        help="Share of sessions with spoken replies.")
+    parser.add_argument("--server_prefix", default="",
+                        help='Run the server under a profiler, e.g. "heaptrack -o /tmp/parley" (split on spaces).')
     args = parser.parse_args()
-    plan = SoakPlan(duration_s=args.duration_s, warmup_s=args.warmup_s, clients=args.clients, speed=args.speed)
+    actions = tuple(a for a in args.actions.split(",") if a)
+    if unknown := set(actions) - {"text", "barge_in", "leave"}:
+        parser.error(f"unknown actions: {sorted(unknown)}")
+    plan = SoakPlan(duration_s=args.duration_s, warmup_s=args.warmup_s, clients=args.clients, speed=args.speed,
+                    audio_share=args.audio_share, actions=actions, audio_output=args.audio_output)
     if args.quick:
         plan.duration_s, plan.warmup_s, plan.clients = 40.0, 20.0, 4
     with contextlib.redirect_stderr(io.StringIO()) if args.json else contextlib.nullcontext():
-        result = asyncio.run(run_against_new_server(plan))
+        result = asyncio.run(run_against_new_server(plan, prefix=tuple(args.server_prefix.split())))
     result["machine"] = machine()
     result["broken_bounds"] = within(result, SoakBounds())
     if not args.json:

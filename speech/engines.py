@@ -114,6 +114,7 @@ class SpeechEngines:
         t = time.perf_counter()
         stream = self.new_vad_stream()
         stream.process(np.zeros(1600, dtype=np.int16))
+        stream.close()
         timings["vad"] = time.perf_counter() - t
         t = time.perf_counter()
         tone = (0.1 * np.sin(2 * np.pi * 220 * np.arange(8000) / 16000)).astype(np.float32)

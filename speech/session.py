@@ -154,11 +154,14 @@ class VoiceSession:
 
     async def close(self) -> None:
         """Cancel what is running; a reply in progress is recorded with what was heard."""
-        await self._drop_speculation()
-        await self._interrupt()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self._drop_speculation()
+            await self._interrupt()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            self.vad.close()  # its model goes back to the pool for the next session
 
     # --- typed input -------------------------------------------------------------
 

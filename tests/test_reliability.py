@@ -305,8 +305,29 @@ async def test_short_soak_leaves_nothing_behind():
     assert counts["sessions"] >= 6 and sum(counts["actions"].values()) >= 9, counts
     assert result["final"]["sessions"] == 0 and result["final"]["pending_writes"] == 0
     assert result["final"]["tasks"] <= result["baseline"]["tasks"], "a finished session left a task behind"
-    # Resident memory is reported, not asserted: it grows with sessions (about 3.5 MB each in the
-    # 10-minute soak; README "Soak"), an open problem that bench/soak.py measures.
+    # Resident memory is reported here, not asserted: 30 s and a few dozen sessions cannot tell a
+    # per-session leak from the first barge-in or Chinese sentence filling a pool. The churn test
+    # below asserts it over many more sessions; bench/soak.py measures it over 10 minutes.
     broken = [b for b in within(result, SoakBounds()) if not b.startswith("rss_mb")]
     assert not broken, (broken, result["baseline"], result["final"])
     print(f"\nsoak: {counts['sessions']} sessions, {counts['actions']}, growth {result['growth']}")
+
+
+async def test_sessions_coming_and_going_do_not_grow_memory():
+    """Many short sessions (typed turns, connections dropped mid-reply): resident memory stays flat.
+
+    Each session used to build and free its own native Silero model, which left about 3 MB
+    behind every time: this run (well over 100 sessions) grew by several hundred MB then.
+    """
+    from bench.soak import SoakBounds, SoakPlan, run_against_new_server, within
+
+    plan = SoakPlan(duration_s=40.0, warmup_s=15.0, clients=4, audio_share=0.0, actions=("text", "text", "leave"),
+                    audio_output=0.0)
+    result = await run_against_new_server(plan)
+    counts = result["counts"]
+    assert counts["failures"] == [], counts["failures"][:5]
+    assert result["server_exit"] is None, "the server died"
+    assert counts["sessions"] >= 100, counts  # enough for a per-session leak of 1 MB to break the bound
+    broken = within(result, SoakBounds())
+    assert not broken, (broken, result["baseline"], result["final"])
+    print(f"\nchurn: {counts['sessions']} sessions, {counts['actions']}, growth {result['growth']}")

