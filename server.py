@@ -19,6 +19,7 @@ import time
 from agent.config import AgentConfig, add_agent_arguments
 from agent.logs import configure_logging
 from agent.runtime import Agent
+from speech.allocator import limit_arenas
 from speech.engines import SpeechEngines, add_speech_arguments, build_engines
 from speech.server import ParleyServer, ServerOptions, add_server_arguments
 
@@ -94,7 +95,13 @@ async def amain(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Parse flags and run the service."""
     args = build_parser().parse_args(argv)
+    if args.malloc_arena_max < 0:
+        build_parser().error("--malloc_arena_max must be 0 (glibc's default) or more")
+    # Before any engine starts its threads: a thread keeps the arena it was given first.
+    arenas_limited = limit_arenas(args.malloc_arena_max)
     configure_logging(args.log_level, extra_secrets=(args.auth_token,))
+    if not arenas_limited:
+        log.info("--malloc_arena_max has no effect here: the C library is not glibc")
     asyncio.run(amain(args))
     return 0
 

@@ -214,18 +214,21 @@ def main() -> None:
     parser.add_argument("--ttft_ms", type=float, default=0.0, help="Fake LLM time to first token.")
     parser.add_argument("--tokens_per_s", type=float, default=50.0, help="Fake LLM token rate.")
     parser.add_argument("--profile", type=Path, default=None, help="Folder for py-spy recordings of the server.")
+    parser.add_argument("--server_args", default="",
+                        help='Extra server.py flags for an A/B run, e.g. "--malloc_arena_max 0" (split on spaces).')
     args = parser.parse_args()
     if args.quick:
         args.voice_levels, args.voice_turns, args.text_levels, args.text_turns = [1], 1, [1, 4], 2
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-    result: dict[str, object] = {"machine": machine(), "ttft_ms": args.ttft_ms, "tokens_per_s": args.tokens_per_s}
+    result: dict[str, object] = {"machine": machine(), "ttft_ms": args.ttft_ms, "tokens_per_s": args.tokens_per_s,
+                                 "server_args": args.server_args}
     with (contextlib.redirect_stderr(io.StringIO()) if args.json else contextlib.nullcontext(),
           tempfile.TemporaryDirectory() as tmp):
         # One server for both modes (as deployed): its start-up (~25 s here) is most of a --quick run.
         fake = fake_llm(REPLY, ttft_ms=args.ttft_ms, tokens_per_s=args.tokens_per_s)
         server = start_server([*fake_llm_server_args(fake.base_url, str(Path(tmp) / "memory")),
-                               "--max_sessions", "512", "--max_turns_per_minute", "1000"])
+                               "--max_sessions", "512", "--max_turns_per_minute", "1000", *args.server_args.split()])
         result["server_ready_s"] = round(server.ready_s, 1)
         try:
             if "voice" in args.mode:

@@ -253,6 +253,8 @@ def main() -> None:
                         help="Share of sessions with spoken replies.")
     parser.add_argument("--server_prefix", default="",
                         help='Run the server under a profiler, e.g. "heaptrack -o /tmp/parley" (split on spaces).')
+    parser.add_argument("--server_args", default="",
+                        help='Extra server.py flags, e.g. "--malloc_arena_max 0" (split on spaces).')
     args = parser.parse_args()
     actions = tuple(a for a in args.actions.split(",") if a)
     if unknown := set(actions) - {"text", "barge_in", "leave"}:
@@ -262,8 +264,10 @@ def main() -> None:
     if args.quick:
         plan.duration_s, plan.warmup_s, plan.clients = 40.0, 20.0, 4
     with contextlib.redirect_stderr(io.StringIO()) if args.json else contextlib.nullcontext():
-        result = asyncio.run(run_against_new_server(plan, prefix=tuple(args.server_prefix.split())))
+        result = asyncio.run(run_against_new_server(plan, tuple(args.server_args.split()),
+                                                    prefix=tuple(args.server_prefix.split())))
     result["machine"] = machine()
+    result["server_args"] = args.server_args
     result["broken_bounds"] = within(result, SoakBounds())
     if not args.json:
         c = result["counts"]

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 
 from agent.ids import InvalidIdError, validate_user_id
 from agent.runtime import Agent
+from speech.allocator import arena_count, release_free_memory
 from speech.engines import SpeechEngines
 from speech.http_api import HttpRoutes, bearer_token, token_matches
 from speech.protocol import ProtocolError, SessionStart, error_event, event, parse_client_message
@@ -46,6 +48,15 @@ class ServerOptions:
     start_timeout_s: float = field(default=10.0, metadata=_help("Time a client has to send session.start."))
     idle_timeout_s: float = field(default=300.0, metadata=_help("Close a session silent for this long (seconds)."))
     max_turns_per_minute: int = field(default=30, metadata=_help("Turns a session may start per minute."))
+    malloc_arena_max: int = field(
+        default=2, metadata=_help("glibc malloc arenas at most, for the whole process, set by server.py at start "
+                                  "(0: glibc's default, 8 per core). More arenas let memory fragment across "
+                                  "the engines' threads (speech/allocator.py).")
+    )
+    trim_memory_every_s: float = field(
+        default=60.0, metadata=_help("When a session closes, hand free memory back to the system (glibc "
+                                     "malloc_trim) if the server is now idle or this long has passed; 0: never.")
+    )
     no_interruption: bool = field(default=False, metadata=_help("Half duplex: ignore the user while speaking."))
     enable_interruption: bool = field(default=True, metadata=_help("Accepted for CleanS2S compatibility (default)."))
     no_speculation: bool = field(
@@ -101,12 +112,43 @@ class ParleyServer:
             suggest_followups=options.suggest_followups,
         )
         self.routes = HttpRoutes(agent.memory, options.auth_token, self.health)
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self.memory_trims = 0
+        """How many times free memory was handed back (``/healthz`` ``process.memory_trims``)."""
+        self._trimmed_at = time.monotonic()
+        self._trimming = False
 
-    def _background_done(self, task: asyncio.Task[None]) -> None:
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:  # the first recall will retry the load
-            log.warning("memory preload failed: %s", task.exception())
+        # A failed preload is retried by the first recall; a failed trim by the next closed session.
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background task %s failed: %s", task.get_name(), task.exception())
+
+    def _start_in_background(self, name: str, work: Callable[[], object]) -> None:
+        task = asyncio.create_task(asyncio.to_thread(work), name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _maybe_trim_memory(self) -> None:
+        """After a session: give back what its buffers freed, once the server is idle or every interval.
+
+        Without it, pages freed in the middle of glibc's heaps stay resident: the server's
+        memory would follow its busiest moment instead of its load (README, "Security and limits").
+        """
+        every = self.options.trim_memory_every_s
+        since = time.monotonic() - self._trimmed_at
+        if every <= 0 or self._trimming or (self.sessions and since < every) or since < 1.0:
+            return
+        self._trimming = True
+
+        def trim() -> None:
+            try:
+                if release_free_memory():
+                    self.memory_trims += 1
+            finally:
+                self._trimmed_at, self._trimming = time.monotonic(), False
+
+        self._start_in_background("trim-memory", trim)
 
     def health(self) -> dict[str, Any]:
         """What ``/healthz`` reports."""
@@ -119,7 +161,7 @@ class ParleyServer:
             "uptime_s": round(time.time() - self.started_at, 1),
             "memory_writes": {"saved": self.agent.writer.saved, "failed": self.agent.writer.failed,
                               "pending": self.agent.writer.pending},
-            "process": process_figures(),
+            "process": {**process_figures(), "memory_trims": self.memory_trims},
         }
 
     async def _first_message(self, ws: ServerConnection) -> SessionStart:
@@ -164,9 +206,7 @@ class ParleyServer:
         self.sessions.add(session)
         log.info("session %s opened for user %s", conv.session_id, start.user_id)
         if getattr(self.agent.memory, "shared", False):  # warm this user's index cache from the database
-            warm = asyncio.create_task(asyncio.to_thread(self.agent.memory.preload, start.user_id))
-            self._background.add(warm)
-            warm.add_done_callback(self._background_done)
+            self._start_in_background("memory-preload", lambda: self.agent.memory.preload(start.user_id))
         try:
             await session.send(event("session.ready", session_id=conv.session_id,
                                      output_sample_rate=self.engines.output_sample_rate).to_json())
@@ -176,6 +216,7 @@ class ParleyServer:
         finally:
             self.sessions.discard(session)
             log.info("session %s closed", conv.session_id)
+            self._maybe_trim_memory()
 
     async def serve_forever(self, ready: asyncio.Event | None = None) -> None:
         """Listen until cancelled."""
@@ -201,13 +242,14 @@ class ParleyServer:
 
 
 def process_figures() -> dict[str, Any]:
-    """Resident memory, threads, open files and asyncio tasks: what a leak would make grow."""
+    """Resident memory, malloc arenas, threads, open files and asyncio tasks: what a leak would make grow."""
     proc = psutil.Process()
     try:
         tasks = len(asyncio.all_tasks())
     except RuntimeError:  # no running loop (called from a thread)
         tasks = -1
-    return {"rss_mb": round(proc.memory_info().rss / 2**20, 1), "threads": proc.num_threads(),
+    return {"rss_mb": round(proc.memory_info().rss / 2**20, 1), "malloc_arenas": arena_count(),
+            "threads": proc.num_threads(),
             "open_fds": proc.num_fds(), "tasks": tasks}
 
 

@@ -330,4 +330,6 @@ async def test_sessions_coming_and_going_do_not_grow_memory():
     assert counts["sessions"] >= 100, counts  # enough for a per-session leak of 1 MB to break the bound
     broken = within(result, SoakBounds())
     assert not broken, (broken, result["baseline"], result["final"])
+    assert result["final"]["malloc_arenas"] <= 2, result["final"]  # server.py caps them (speech/allocator.py)
+    assert result["final"]["memory_trims"] >= 1, result["final"]  # closed sessions hand their memory back
     print(f"\nchurn: {counts['sessions']} sessions, {counts['actions']}, growth {result['growth']}")

@@ -233,3 +233,36 @@ async def test_turn_rate_is_limited(make_config, embedder, speech_engines, fake_
         error = await client.wait_for("error")
         assert error["code"] == "rate_limited"
         await client.close()
+
+
+async def end_session(client: VoiceClient) -> None:
+    await client.send_json({"type": "session.end"})
+    await asyncio.wait_for(client.ws.wait_closed(), 10)
+    await client.close()
+
+
+async def test_free_memory_is_handed_back_when_the_server_goes_idle(make_config, embedder, speech_engines):
+    async with running_server(make_config(), embedder, speech_engines, trim_memory_every_s=60.0) as srv:
+        first = await VoiceClient.open(srv.ws_url, "first", audio_output=False)
+        second = await VoiceClient.open(srv.ws_url, "second", audio_output=False)
+        await asyncio.sleep(1.1)  # trims are at least a second apart
+        await end_session(first)
+        await asyncio.sleep(0.5)
+        assert srv.server.memory_trims == 0, "another session is still open and the interval has not passed"
+        await end_session(second)
+        for _ in range(100):
+            if srv.server.memory_trims:
+                break
+            await asyncio.sleep(0.1)
+        _, body = await ahttp("GET", f"{srv.http_url}/healthz")
+        assert body["process"]["memory_trims"] == 1
+
+
+async def test_trimming_can_be_turned_off(make_config, embedder, speech_engines):
+    async with running_server(make_config(), embedder, speech_engines, trim_memory_every_s=0.0) as srv:
+        client = await VoiceClient.open(srv.ws_url, "only", audio_output=False)
+        await asyncio.sleep(1.1)
+        await end_session(client)
+        await asyncio.sleep(1.0)
+        _, body = await ahttp("GET", f"{srv.http_url}/healthz")
+        assert body["process"]["memory_trims"] == 0
