@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from agent.config import AgentConfig
@@ -52,3 +53,14 @@ async def running_server(config: AgentConfig, embedder: Embedder, engines: Speec
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await agent.aclose()
+
+
+async def eventually(predicate: Callable[[], object], timeout: float = 15.0,  # noqa: ASYNC109
+                     interval: float = 0.1) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(interval)
+    return True

@@ -32,10 +32,15 @@ print(json.dumps({"limited": limited, "arenas": arena_count()}))
 """
 
 
-def arenas_after_busy_threads(limit: int) -> dict[str, object]:
-    out = subprocess.run([sys.executable, "-c", BUSY_THREADS, str(limit)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120, check=True)
+def run_fresh(snippet: str, *args: str) -> dict:
+    """Run ``snippet`` in a new interpreter (malloc settings are per process) and read its JSON line."""
+    out = subprocess.run([sys.executable, "-c", snippet, *args], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, check=True)
     return json.loads(out.stdout)
+
+
+def arenas_after_busy_threads(limit: int) -> dict:
+    return run_fresh(BUSY_THREADS, str(limit))
 
 
 pytestmark = pytest.mark.skipif(arena_count() is None, reason="the C library is not glibc")
@@ -90,9 +95,7 @@ print(json.dumps({"before": before, "untouched": untouched, "released": released
 
 
 def test_trimming_gives_freed_memory_back():
-    out = subprocess.run([sys.executable, "-c", FRAGMENTED], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         check=True)
-    mb = json.loads(out.stdout)
+    mb = run_fresh(FRAGMENTED)
     assert mb["released"] is True
     assert mb["untouched"] > mb["before"] - 20, mb  # glibc does not give it back by itself
     assert mb["after"] < mb["before"] - 200, mb  # about 400 MB were allocated and 95% freed

@@ -24,7 +24,7 @@ import pytest
 
 from agent.graph.prompts import APOLOGY
 from tests.fakes.openai_server import FakeOpenAI, Reply, echo
-from tests.server_harness import running_server
+from tests.server_harness import eventually, running_server
 from tests.voice_client import VoiceClient, silence, type_until_stopped
 
 pytestmark = pytest.mark.slow
@@ -47,15 +47,6 @@ def pool_and_other_threads() -> tuple[int, int]:
     names = [t.name for t in threading.enumerate()]
     pool = sum(1 for n in names if n.startswith("asyncio_"))
     return pool, len(names) - pool
-
-
-async def eventually(predicate, timeout: float = 15.0, interval: float = 0.1) -> bool:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(interval)
-    return True
 
 
 # --- 1. LLM faults over the WebSocket ------------------------------------------------------

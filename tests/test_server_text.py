@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.server_harness import running_server
+from tests.server_harness import eventually, running_server
 from tests.voice_client import VoiceClient
 
 pytestmark = pytest.mark.slow
@@ -250,10 +250,7 @@ async def test_free_memory_is_handed_back_when_the_server_goes_idle(make_config,
         await asyncio.sleep(0.5)
         assert srv.server.memory_trims == 0, "another session is still open and the interval has not passed"
         await end_session(second)
-        for _ in range(100):
-            if srv.server.memory_trims:
-                break
-            await asyncio.sleep(0.1)
+        await eventually(lambda: srv.server.memory_trims, 10)
         _, body = await ahttp("GET", f"{srv.http_url}/healthz")
         assert body["process"]["memory_trims"] == 1
 
