@@ -27,10 +27,13 @@ WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 
 
 def token_matches(expected: str | None, given: str | None) -> bool:
-    """Constant-time token check; no token configured means open access."""
+    """Constant-time token check; no token configured means open access.
+
+    ``surrogatepass``: a token decoded from JSON may hold a lone surrogate, which plain UTF-8
+    cannot encode; it must be refused like any other wrong token, not raise."""
     if not expected:
         return True
-    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+    return given is not None and hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
 
 
 def bearer_token(headers: Headers) -> str | None:

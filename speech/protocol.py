@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -59,20 +60,64 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], defaul
     return value
 
 
-def json_object(raw: str) -> dict[str, Any]:
-    """Decode a JSON text frame that must hold an object, or raise :class:`ProtocolError`."""
+def frame_size(raw: str | bytes, limit: int) -> int:
+    """The size of a frame in bytes as it came over the wire, counted only as far as needed to
+    compare it with ``limit`` (a text frame of n characters is n to 4n bytes of UTF-8)."""
+    if isinstance(raw, bytes) or len(raw) > limit or 4 * len(raw) <= limit:
+        return len(raw)
+    return len(raw.encode("utf-8", "surrogatepass"))
+
+
+def check_frame_size(raw: str | bytes, limit: int | None) -> None:
+    """Refuse a frame over ``limit`` bytes before anything parses it (``message_too_large``)."""
+    if limit is not None and frame_size(raw, limit) > limit:
+        raise ProtocolError("message_too_large", f"message over {limit} bytes")
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(obj: object) -> bool:
+    """True if a string anywhere in decoded JSON holds half of a UTF-16 pair (``"\\ud800"``).
+
+    Such a string cannot be encoded as UTF-8: it would fail later, when a reply quoting it is
+    sent or a memory holding it is saved. Iterative, as the nesting may be as deep as the
+    parser allows."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def json_object(raw: str, max_bytes: int | None = None) -> dict[str, Any]:
+    """Decode a JSON text frame that must hold an object, or raise :class:`ProtocolError`.
+
+    Refused: frames over ``max_bytes``, anything ``json.loads`` refuses (including integers of
+    more than 4,300 digits, a ``ValueError``, and nesting too deep, a ``RecursionError``), and
+    strings holding a lone UTF-16 surrogate."""
+    check_frame_size(raw, max_bytes)
     try:
         obj = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError, as is the digit limit
         raise ProtocolError("bad_json", "message is not valid JSON") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad_message", "message must be a JSON object")
+    if _has_lone_surrogate(obj):
+        raise ProtocolError("bad_text", "message holds text that is not valid Unicode (a lone surrogate)")
     return obj
 
 
-def parse_client_message(raw: str) -> ClientMessage:
+def parse_client_message(raw: str, max_bytes: int | None = None) -> ClientMessage:
     """Parse one JSON text frame from a client, or raise :class:`ProtocolError`."""
-    obj = json_object(raw)
+    obj = json_object(raw, max_bytes)
     kind = obj.get("type")
     if kind == "session.start":
         rate = _field(obj, "sample_rate", int, 16000)

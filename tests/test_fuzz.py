@@ -20,7 +20,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from speech.http_api import WEB_ROOT, HttpRoutes
+from agent.ids import InvalidIdError, validate_user_id
+from speech.http_api import WEB_ROOT, HttpRoutes, token_matches
 from speech.protocol import Interrupt, ProtocolError, SessionEnd, SessionStart, TextInput, parse_client_message
 from tests.server_harness import running_server
 from tests.voice_client import VoiceClient
@@ -68,6 +69,64 @@ def test_parser_any_json_object(obj):
 @given(st.integers(1, 200_000), st.sampled_from(["[", "{\"a\":"]))
 def test_parser_deep_nesting(depth, opener):
     check_parse(opener * depth)
+
+
+# --- hostile inputs found by the outside attack (issue 16) -----------------------------------
+
+def _code(raw: str, max_bytes: int | None = None) -> str:
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_message(raw, max_bytes)
+    return caught.value.code
+
+
+def test_parser_refuses_an_integer_of_more_than_4300_digits_as_bad_json():
+    # json.loads raises ValueError ("Exceeds the limit (4300 digits)"), not JSONDecodeError.
+    for digits in (4301, 50_000):
+        assert _code('{"type": "text", "text": "hi", "n": ' + "7" * digits + "}") == "bad_json"
+        assert _code('{"type": "session.start", "user_id": "a", "sample_rate": ' + "1" * digits + "}") == "bad_json"
+    assert isinstance(parse_client_message('{"type": "text", "text": "hi", "n": ' + "7" * 4300 + "}"), TextInput)
+
+
+def test_parser_refuses_lone_surrogates_anywhere():
+    for raw in ('{"type": "text", "text": "\\ud800"}', '{"type": "text", "text": "ok \\udfff end"}',
+                '{"type": "session.start", "user_id": "a", "token": "\\ud800"}',
+                '{"type": "interrupt", "x": [{"\\udbff": 1}]}', '{"type": "text", "text": "a", "deep": ' +
+                "[" * 500 + '"\\ud800"' + "]" * 500 + "}"):
+        assert _code(raw) == "bad_text", raw
+    # A proper surrogate pair is one character (an emoji), and welcome.
+    assert parse_client_message('{"type": "text", "text": "\\ud83d\\ude00"}') == TextInput("\U0001F600")
+
+
+def test_parser_counts_the_limit_in_bytes_before_parsing():
+    limit = 1 << 20
+    assert _code(json.dumps({"type": "text", "text": "x" * limit}), limit) == "message_too_large"
+    wide = json.dumps({"type": "text", "text": "中" * (limit // 3)}, ensure_ascii=False)  # ~1/3 M chars, ~1 MiB
+    assert len(wide) < limit < len(wide.encode()) and _code(wide, limit) == "message_too_large"
+    assert _code("[" * (limit + 1), limit) == "message_too_large", "refused before the parser sees it"
+    fits = json.dumps({"type": "text", "text": "中" * (limit // 3 - 20)}, ensure_ascii=False)
+    assert isinstance(parse_client_message(fits, limit), TextInput)
+
+
+@pytest.mark.parametrize("bad", ["alice\n", "..\n", "a" * 64 + "\n", "alice\r", "\nalice", "al\nice", "alice\x00",
+                                 "é", "\ud800"])
+def test_user_ids_must_match_in_full(bad):
+    with pytest.raises(InvalidIdError):
+        validate_user_id(bad)
+    assert validate_user_id("alice") == "alice" and validate_user_id("a" * 64) == "a" * 64
+
+
+def test_token_check_refuses_lone_surrogates_without_raising():
+    assert token_matches("secret-token", "\ud800") is False
+    assert token_matches("secret-token", "secret-token\ud800") is False
+    assert token_matches("secret-token", "secret-token") is True
+
+
+def test_memory_api_refuses_a_user_id_ending_in_a_newline():
+    for user in ("alice%0A", "alice%0D%0A", "..%0A"):
+        request = Request(f"/api/memory?user_id={user}", Headers({"Authorization": "Bearer secret-token"}))
+        response = asyncio.run(ROUTES.process_request(None, request))  # type: ignore[arg-type]
+        assert response is not None and response.status_code == 400, user
+        assert json.loads(response.body)["error"]["code"] == "invalid_user_id"
 
 
 class _Memory:
