@@ -43,6 +43,21 @@ class AgentConfig:
     lm_timeout_s: float = field(
         default=30.0, metadata=_help("Timeout of one LLM request, in seconds.", "LLM")
     )
+    lm_first_token_timeout_s: float = field(
+        default=8.0,
+        metadata=_help("Longest wait for the first word of a reply, retries included, before the apology "
+                       "(a voice user cannot wait out --lm_timeout_s).", "LLM"),
+    )
+    lm_wait_notice_s: float = field(
+        default=3.0,
+        metadata=_help("Say a short \"one moment\" when the first word has not come after this many seconds "
+                       "(0: never).", "LLM"),
+    )
+    lm_max_reply_chars: int = field(
+        default=3000,
+        metadata=_help("Longest reply Parley speaks, in characters, whatever the model streams (a model may "
+                       "ignore --lm_max_tokens).", "LLM"),
+    )
     lm_max_retries: int = field(
         default=1,
         metadata=_help("Retries of a failed LLM request before the first token (bounded).", "LLM"),

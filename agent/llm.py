@@ -1,9 +1,14 @@
-"""Chat model construction: every model is reached through langchain-openai's ``ChatOpenAI``."""
+"""Chat model construction (every model is reached through langchain-openai's ``ChatOpenAI``), and the
+bound on the wait for a reply's first token."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
@@ -12,6 +17,7 @@ from agent.config import AgentConfig
 from agent.embedded_llm import EmbeddedLLMServer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EMBEDDED_NOTICE = (
     "No LLM_API_KEY and no --lm_model_url: using the embedded offline demo model "
@@ -60,3 +66,53 @@ def build_chat_models(config: AgentConfig) -> ChatModels:
     )
     log.info("LLM: %s at %s", model_name, base_url)
     return ChatModels(chat=chat, model_name=model_name, base_url=base_url, embedded=embedded)
+
+
+class FirstTokenTimeout(TimeoutError):
+    """The model sent no word of its reply within ``--lm_first_token_timeout_s``."""
+
+
+async def bounded_first_token(
+    chunks: AsyncIterator[T], has_content: Callable[[T], bool], first_token_s: float,
+    notice_s: float = 0.0, on_notice: Callable[[], None] | None = None,
+) -> AsyncGenerator[T, None]:
+    """Pass ``chunks`` through, but raise :class:`FirstTokenTimeout` if none with content comes within
+    ``first_token_s`` (the client's own timeout bounds each read, and retries multiply it: 2 x 30 s by
+    default, far too long for a voice user). ``on_notice`` is called once if ``notice_s`` pass first.
+
+    The stream is closed (its HTTP request cancelled) however this ends.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + first_token_s
+    notice_at = loop.time() + notice_s if notice_s > 0 and on_notice is not None and notice_s < first_token_s else None
+    iterator = aiter(chunks)
+    waiting = True
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(iterator))
+            try:
+                while waiting and not step.done():
+                    until = notice_at if notice_at is not None else deadline
+                    await asyncio.wait({step}, timeout=max(0.0, until - loop.time()))
+                    if step.done():
+                        break
+                    if notice_at is not None:
+                        notice_at = None
+                        on_notice()  # type: ignore[misc]
+                    else:
+                        raise FirstTokenTimeout(f"no reply within {first_token_s:g} s")
+                chunk = await step
+            except StopAsyncIteration:
+                return
+            finally:
+                if not step.done():
+                    step.cancel()
+                    await asyncio.wait({step})  # let the cancelled read finish (never raises)
+            if waiting and has_content(chunk):
+                waiting = False
+            yield chunk
+    finally:
+        closer = getattr(iterator, "aclose", None)
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                await closer()

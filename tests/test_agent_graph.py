@@ -17,9 +17,9 @@ from tests.fakes.serper_server import SearchReply, organic
 
 def grounded(request: dict) -> Reply:
     """A fake model that answers with what its prompt gave it, so tests can see what reached it."""
-    system = next((m["content"] for m in request["messages"] if m["role"] == "system"), "")
+    system = "\n\n".join(m["content"] for m in request["messages"] if m["role"] == "system")
     ref = re.search(r"<reference>\n(.*?)\n</reference>", system, re.S)
-    memories = re.search(r"earlier conversations.*?:\n(.*?)(\n\n|$)", system, re.S)
+    memories = re.search(r"<memories>\n(.*?)\n</memories>", system, re.S)
     parts = [f"REF[{ref.group(1)}]" if ref else "", f"MEM[{memories.group(1)}]" if memories else ""]
     return Reply(text=" ".join(p for p in parts if p) or "Hello there, nice to talk to you.")
 

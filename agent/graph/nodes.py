@@ -20,8 +20,10 @@ from agent.graph.prompts import (
     NOTE_BLOCK,
     REFERENCE_BLOCK,
     SYSTEM_PROMPT,
+    WAIT_NOTICE,
 )
 from agent.graph.state import TurnState
+from agent.llm import bounded_first_token
 from agent.memory_writer import TurnRecord
 from agent.tools.base import ToolContext
 from agent.tools.memory_recall import format_memories
@@ -30,12 +32,13 @@ from agent.tools.registry import DIRECT_ROUTE
 log = logging.getLogger(__name__)
 
 
-_REFERENCE_TAG = re.compile(r"<\s*/?\s*reference\s*>", re.IGNORECASE)
+_DATA_TAG = re.compile(r"<\s*/?\s*(?:reference|memories)\s*>", re.IGNORECASE)
 
 
-def quote_reference(text: str) -> str:
-    """Web text with any <reference> tags defused, so a page cannot close the untrusted block early."""
-    return _REFERENCE_TAG.sub(lambda m: m.group(0).replace("<", "‹").replace(">", "›"), text)
+def quote_data(text: str) -> str:
+    """Untrusted text (web pages, memories) with the data blocks' tags defused, so it cannot
+    close its block early or open a block of the other kind."""
+    return _DATA_TAG.sub(lambda m: m.group(0).replace("<", "‹").replace(">", "›"), text)
 
 
 def _ms_since(start: float) -> float:
@@ -106,35 +109,68 @@ def make_tool_node(tool_name: str):
 
 
 def build_prompt(state: TurnState, config_prompt: str | None, history_turns: int) -> list[AnyMessage]:
-    """System prompt + memories + reference + bounded history + the user's words."""
+    """Instructions, then this turn's material, then bounded history and the user's words.
+
+    The first system message holds only Parley's own instructions. Memories and the tool's
+    reference, which hold text from users and web pages, go in a second one, each in a
+    delimited block that says it is data, with its tags defused so the text cannot close the
+    block early (the note on the material, written by Parley, goes with it).
+    """
     system = config_prompt or SYSTEM_PROMPT.format(
         language_name=LANGUAGE_NAMES.get(state.language, "English"), today=date.today().isoformat()
     )
-    parts = [system]
+    material = []
     if state.memories:
-        parts.append(MEMORY_BLOCK.format(memories="\n".join(state.memories)))
+        material.append(MEMORY_BLOCK.format(memories=quote_data("\n".join(state.memories))))
     if state.context:
-        parts.append(REFERENCE_BLOCK.format(instructions=state.instructions, context=quote_reference(state.context)))
+        material.append(REFERENCE_BLOCK.format(instructions=state.instructions, context=quote_data(state.context)))
     if state.context_note:
-        parts.append(NOTE_BLOCK.format(note=state.context_note))
+        material.append(NOTE_BLOCK.format(note=state.context_note))
     history = list(state.messages)[-2 * history_turns :] if history_turns > 0 else []
-    return [SystemMessage("\n\n".join(parts)), *history, HumanMessage(state.query)]
+    data = [SystemMessage("\n\n".join(material))] if material else []
+    return [SystemMessage(system), *data, *history, HumanMessage(state.query)]
 
 
 async def respond(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
-    """Stream the LLM's reply; tokens reach the caller through ``stream_mode="messages"``."""
+    """Stream the LLM's reply; tokens reach the caller through ``stream_mode="messages"``.
+
+    Bounded three ways: no first word within ``lm_first_token_timeout_s`` gives the apology (after
+    a short "one moment" at ``lm_wait_notice_s``); a reply longer than ``lm_max_reply_chars`` is
+    cut there (a model may ignore ``max_tokens``); the client's timeout bounds each read.
+    """
     ctx, start = runtime.context, time.perf_counter()
-    prompt = build_prompt(state, ctx.config.init_chat_prompt, ctx.config.history_turns)
+    config = ctx.config
+    prompt = build_prompt(state, config.init_chat_prompt, config.history_turns)
+    writer = get_stream_writer()
     pieces: list[str] = []
     metrics: dict[str, float] = {}
     error = ""
     finished = False
+    noticed = False
+
+    def notice() -> None:
+        nonlocal noticed
+        noticed = True
+        writer({"event": "delta", "delta": WAIT_NOTICE.get(state.language, WAIT_NOTICE["en"]) + " "})
+
+    chars = 0
     try:
-        async for chunk in ctx.chat.astream(prompt):
-            if chunk.content and "llm_ttft" not in metrics:
-                metrics["llm_ttft"] = _ms_since(start)
-            pieces.append(str(chunk.content))
-            finished = finished or bool(chunk.response_metadata.get("finish_reason"))
+        chunks = bounded_first_token(ctx.chat.astream(prompt), lambda c: bool(c.content),
+                                     config.lm_first_token_timeout_s, config.lm_wait_notice_s, notice)
+        try:
+            async for chunk in chunks:
+                if chunk.content and "llm_ttft" not in metrics:
+                    metrics["llm_ttft"] = _ms_since(start)
+                pieces.append(str(chunk.content))
+                chars += len(pieces[-1])
+                finished = finished or bool(chunk.response_metadata.get("finish_reason"))
+                if chars >= config.lm_max_reply_chars or len(pieces) >= config.lm_max_reply_chars:
+                    log.warning("reply cut at %d characters (%d chunks): --lm_max_reply_chars", chars, len(pieces))
+                    metrics["reply_cut"] = 1.0
+                    finished = True
+                    break
+        finally:
+            await chunks.aclose()  # the request is cancelled now, not when the generator is collected
         if not finished:  # the server closed the stream without saying it was done
             raise ConnectionError("stream ended before the reply was finished")
     except asyncio.CancelledError:
@@ -143,8 +179,8 @@ async def respond(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
         error = f"LLM failed: {type(exc).__name__}"
         log.warning("%s after %d chunks", error, len(pieces))
         apology = APOLOGY.get(state.language, APOLOGY["en"])
-        apology = (" " if pieces else "") + apology
-        get_stream_writer()({"event": "delta", "delta": apology})
+        apology = (" " if pieces and not noticed else "") + apology
+        writer({"event": "delta", "delta": apology})
         pieces.append(apology)
     answer = "".join(pieces).strip()
     metrics["llm_total"] = _ms_since(start)
