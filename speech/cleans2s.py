@@ -20,11 +20,8 @@ The bridge counts the same events, and stamps every message of a reply with the 
 turn that asked for it; so once the user barges in, what is left of the old reply is dropped
 by the browser as well as stopped here.
 
-Pairing: the 9002 socket never says who it is, so a 9001 connection is paired with the
-oldest unpaired 9002 connection from the same remote address (and vice versa). One browser
-per remote address may connect at a time; two connecting at the same moment from one
-address (e.g. behind one proxy) may be crossed, and then each drops the other's answers
-(the ``uid`` does not match). A pair lives and dies together.
+Pairing the two sockets of a browser, and the sockets themselves, are in
+:mod:`speech.cleans2s_endpoint` and :mod:`speech.cleans2s_pairing`. A pair lives and dies together.
 """
 
 from __future__ import annotations
@@ -35,30 +32,19 @@ import binascii
 import contextlib
 import json
 import logging
-import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
 
 import numpy as np
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from agent.conversation import Conversation
-from agent.ids import InvalidIdError, validate_user_id
 from speech.chunker import SentenceChunker, speech_units
-from speech.http_api import bearer_token, token_matches
 from speech.playout import join_pieces
-from speech.protocol import ProtocolError, SessionStart, json_object
-from speech.session import VoiceSession
+from speech.protocol import ProtocolError, json_object
 from speech.vad import PcmResampler
-
-if TYPE_CHECKING:
-    from speech.server import ParleyServer
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +70,6 @@ the TTS voices speak, for pacing ``answer_text`` (see :meth:`CleanS2SBridge._sen
 MAX_TURNS_KEPT = 16
 RESUME_FOR_S = 600.0
 """A browser that reconnects with the same uid within this time keeps its count and conversation."""
-CLOSE_BAD_START = 4400
-CLOSE_TOO_MANY = 4429
-CLOSE_NO_PARTNER = 4404
 
 
 class CompatError(ProtocolError):
@@ -132,13 +115,13 @@ def encode_pcm16(pcm: np.ndarray) -> str:
     return base64.b64encode(np.asarray(pcm, dtype="<i2").tobytes()).decode("ascii")
 
 
-def parse_inbound(raw: str | bytes) -> Inbound:
+def parse_inbound(raw: str | bytes, max_bytes: int | None = None) -> Inbound:
     """Parse a 9001 frame, or raise :class:`CompatError`. Lenient like CleanS2S: without a
     ``type``, a message with ``audio`` is audio and one with ``text`` is typed input."""
     if isinstance(raw, bytes):
         raise CompatError("bad_message", "CleanS2S messages are JSON text frames")
     try:
-        obj = json_object(raw)
+        obj = json_object(raw, max_bytes)
     except ProtocolError as exc:
         raise CompatError(exc.code, exc.message) from None
     kind = obj.get("type")
@@ -187,7 +170,7 @@ class CleanS2SBridge:
     """A 9001 + 9002 pair that looks like one ``/ws`` connection to :class:`VoiceSession`."""
 
     def __init__(self, recv_ws: ServerConnection, send_ws: ServerConnection, uid: str, count: int = 0,
-                 wait_for_suggestions: bool = False) -> None:
+                 wait_for_suggestions: bool = False, max_bytes: int | None = None) -> None:
         self.recv_ws = recv_ws
         self.send_ws = send_ws
         self.request = recv_ws.request
@@ -199,6 +182,8 @@ class CleanS2SBridge:
         self.browser_playing = False
         """What the browser last said about its playback (informational: the session knows when it speaks)."""
         self.wait_for_suggestions = wait_for_suggestions
+        self.max_bytes = max_bytes
+        """Largest 9001 frame accepted (``--max_message_bytes``); larger ones get ``message_too_large``."""
         self._first: str | bytes | None = None
         self._queue: deque[str | bytes] = deque()
         self._answered = True
@@ -231,7 +216,7 @@ class CleanS2SBridge:
                 raw = await self.recv_ws.recv()
             self._answered = False
             try:
-                message = parse_inbound(raw)
+                message = parse_inbound(raw, self.max_bytes)
             except CompatError as exc:
                 self._answered = True
                 await self._reply({"placeholder": "", "error": exc.code})
@@ -414,164 +399,3 @@ class CleanS2SBridge:
             return
         with contextlib.suppress(ConnectionClosed):
             await self.send_ws.send(json.dumps(obj, ensure_ascii=False))
-
-
-@dataclass
-class _Waiting:
-    ws: ServerConnection
-    partner: asyncio.Future[ServerConnection]
-
-
-class CleanS2SEndpoint:
-    """The two CleanS2S sockets of one :class:`~speech.server.ParleyServer`, sharing its sessions and limits."""
-
-    def __init__(self, server: ParleyServer) -> None:
-        self.server = server
-        self.options = server.options
-        self._waiting: dict[tuple[str, str], deque[_Waiting]] = {}
-        self._resume: OrderedDict[str, tuple[float, int, Conversation]] = OrderedDict()
-
-    @contextlib.asynccontextmanager
-    async def serving(self) -> AsyncIterator[CleanS2SEndpoint]:
-        """Listen on both ports until the block ends."""
-        opts = self.options
-        if opts.cleans2s_user_id is not None:
-            validate_user_id(opts.cleans2s_user_id)
-        for host in {opts.recv_host, opts.send_host}:
-            if host not in ("127.0.0.1", "localhost", "::1") and not opts.auth_token:
-                log.warning("CleanS2S sockets listen on %s without --auth_token: anyone who can reach them can "
-                            "talk to Parley. Set a token and add ?token=... to the front end's addresses.", host)
-        limits: dict[str, Any] = {"process_request": self._check_request, "max_size": 4 * opts.max_message_bytes,
-                                  "compression": None}  # as on /ws: PCM hardly compresses
-        async with serve(self._handle_recv, opts.recv_host, opts.recv_port, **limits) as recv_server, \
-                serve(self._handle_send, opts.send_host, opts.send_port, **limits) as send_server:
-            opts.recv_port = int(next(iter(recv_server.sockets)).getsockname()[1])
-            opts.send_port = int(next(iter(send_server.sockets)).getsockname()[1])
-            log.info("CleanS2S compatibility: browsers send on ws://%s:%d, receive on ws://%s:%d",
-                     opts.recv_host, opts.recv_port, opts.send_host, opts.send_port)
-            yield self
-
-    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """With ``--auth_token``, the upgrade must carry it (``?token=`` in the address, or a Bearer header)."""
-        if not self.options.auth_token:
-            return None
-        token = bearer_token(request.headers)
-        if token is None:
-            values = parse_qs(urlsplit(request.path).query).get("token")
-            token = values[0] if values else None
-        if token_matches(self.options.auth_token, token):
-            return None
-        return connection.respond(401, "missing or invalid token\n")
-
-    # --- pairing -------------------------------------------------------------------
-
-    @staticmethod
-    def _address(ws: ServerConnection) -> str:
-        remote = ws.remote_address
-        return str(remote[0]) if isinstance(remote, tuple) and remote else str(remote)
-
-    async def _pair(self, side: str, ws: ServerConnection) -> ServerConnection | None:
-        """The oldest open, unpaired connection of the other side from the same address (waiting for one)."""
-        key = self._address(ws)
-        other = self._waiting.get(("send" if side == "recv" else "recv", key))
-        while other:
-            waiting = other.popleft()
-            if not waiting.partner.done() and waiting.ws.state is State.OPEN:
-                waiting.partner.set_result(ws)
-                return waiting.ws
-        mine = self._waiting.setdefault((side, key), deque())
-        if len(mine) >= self.options.max_sessions:
-            return None
-        entry = _Waiting(ws, asyncio.get_running_loop().create_future())
-        mine.append(entry)
-        try:
-            return await asyncio.wait_for(entry.partner, self.options.start_timeout_s)
-        except TimeoutError:
-            return None
-        finally:
-            with contextlib.suppress(ValueError):
-                mine.remove(entry)
-            if not mine and self._waiting.get((side, key)) is mine:
-                del self._waiting[(side, key)]
-
-    async def _handle_send(self, ws: ServerConnection) -> None:
-        """9002: the browser only listens here. Anything it sends is ignored; its closing ends the pair."""
-        partner = await self._pair("send", ws)
-        if partner is None:
-            await ws.close(CLOSE_NO_PARTNER, "no sending socket from this address")
-            return
-        with contextlib.suppress(ConnectionClosed):
-            async for _ in ws:
-                pass
-        await partner.close()
-
-    async def _handle_recv(self, ws: ServerConnection) -> None:
-        """9001: pair, wait for the first message with a uid, then run a voice session."""
-        partner = await self._pair("recv", ws)
-        if partner is None:
-            await ws.close(CLOSE_NO_PARTNER, "no receiving socket from this address")
-            return
-        try:
-            await self._run_pair(ws, partner)
-        except ConnectionClosed:
-            pass
-        except Exception:  # one pair's failure must not touch the others
-            log.exception("CleanS2S pair failed")
-        finally:
-            await ws.close()
-            await partner.close()
-
-    async def _first_message(self, ws: ServerConnection) -> tuple[str | bytes, str] | None:
-        """The first message that names a usable uid (others get a placeholder reply)."""
-        deadline = time.monotonic() + self.options.start_timeout_s
-        while True:
-            try:
-                raw = await asyncio.wait_for(ws.recv(), max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                return None
-            try:
-                uid = parse_inbound(raw).uid
-                validate_user_id(uid)
-            except CompatError as exc:
-                await ws.send(json.dumps({"placeholder": "", "error": exc.code}))
-                continue
-            except InvalidIdError:
-                await ws.send(json.dumps({"placeholder": "", "error": "invalid_user_id"}))
-                continue
-            return raw, uid
-
-    async def _run_pair(self, recv_ws: ServerConnection, send_ws: ServerConnection) -> None:
-        first = await self._first_message(recv_ws)
-        if first is None:
-            await recv_ws.close(CLOSE_BAD_START, "no message with a uid")
-            return
-        raw, uid = first
-        server = self.server
-        if len(server.sessions) >= self.options.max_sessions:
-            await recv_ws.send(json.dumps({"placeholder": "", "error": "too_many_sessions"}))
-            await recv_ws.close(CLOSE_TOO_MANY, "too many sessions")
-            return
-        user_id = self.options.cleans2s_user_id or uid
-        count, conv = 0, None
-        resumed = self._resume.pop(uid, None)
-        if resumed is not None and time.monotonic() - resumed[0] < RESUME_FOR_S:
-            _, count, conv = resumed  # the same browser reconnected: keep its count and topic
-        if conv is None:
-            conv = server.agent.new_conversation(user_id)
-        bridge = CleanS2SBridge(recv_ws, send_ws, uid, count, wait_for_suggestions=self.options.suggest_followups)
-        bridge.conv = conv
-        bridge.feed_first(raw)
-        start = SessionStart(user_id=user_id, sample_rate=RATE, audio_output=True)
-        session = VoiceSession(bridge, server.agent, server.engines, start, conv,  # type: ignore[arg-type]
-                               server.session_options)
-        server.sessions.add(session)
-        log.info("CleanS2S session %s opened for user %s", conv.session_id, user_id)
-        try:
-            await session.run()
-        finally:
-            bridge.shutdown()
-            server.sessions.discard(session)
-            self._resume[uid] = (time.monotonic(), bridge.count, conv)
-            while len(self._resume) > 256:
-                self._resume.popitem(last=False)
-            log.info("CleanS2S session %s closed", conv.session_id)

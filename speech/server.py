@@ -75,6 +75,10 @@ class ServerOptions:
     send_host: str = field(default="127.0.0.1", metadata=_help("CleanS2S compat: address of the socket "
                                                                "browsers receive on."))
     send_port: int = field(default=9002, metadata=_help("CleanS2S compat: port browsers receive on."))
+    cleans2s_pair_window_s: float = field(
+        default=2.0, metadata=_help("CleanS2S compat: a browser's two sockets must both arrive within this "
+                                    "many seconds, or they are refused (docs/cleans2s.md, pairing).")
+    )
     cleans2s_user_id: str | None = field(
         default=None, metadata=_help("CleanS2S compat: user id for every browser (one shared memory); "
                                      "by default each browser's uid is its user id.")
@@ -113,6 +117,8 @@ class ParleyServer:
         )
         self.routes = HttpRoutes(agent.memory, options.auth_token, self.health)
         self._background: set[asyncio.Task[Any]] = set()
+        self.cleans2s: Any = None
+        """The CleanS2S endpoint (``speech.cleans2s_endpoint.CleanS2SEndpoint``) while it serves."""
         self.memory_trims = 0
         """How many times free memory was handed back (``/healthz`` ``process.memory_trims``)."""
         self._trimmed_at = time.monotonic()
@@ -168,7 +174,7 @@ class ParleyServer:
         raw = await asyncio.wait_for(ws.recv(), self.options.start_timeout_s)
         if isinstance(raw, bytes):
             raise ProtocolError("not_started", "send session.start before audio")
-        msg = parse_client_message(raw)
+        msg = parse_client_message(raw, self.options.max_message_bytes)
         if not isinstance(msg, SessionStart):
             raise ProtocolError("not_started", "the first message must be session.start")
         return msg
@@ -233,9 +239,10 @@ class ParleyServer:
             log.info("Parley listening on http://%s:%d/ (WebSocket /ws)", self.options.host, self.options.port)
             async with contextlib.AsyncExitStack() as extra:
                 if self.options.cleans2s_compat:
-                    from speech.cleans2s import CleanS2SEndpoint  # imports this module
+                    from speech.cleans2s_endpoint import CleanS2SEndpoint  # imports this module
 
-                    await extra.enter_async_context(CleanS2SEndpoint(self).serving())
+                    self.cleans2s = CleanS2SEndpoint(self)
+                    await extra.enter_async_context(self.cleans2s.serving())
                 if ready is not None:
                     ready.set()
                 await asyncio.Future()

@@ -56,7 +56,7 @@ class SessionOptions:
     speculative: bool = True
     """Start transcription and the reply at a short pause, release it once the turn is confirmed."""
     max_frame_bytes: int = 1 << 20
-    """Largest accepted binary frame."""
+    """Largest accepted frame, binary or text (larger ones get ``message_too_large``)."""
     idle_timeout_s: float = 300.0
     """A session that sends nothing for this long is closed."""
     max_turns_per_minute: int = 30
@@ -137,13 +137,15 @@ class VoiceSession:
                     await self._on_audio(message)
                     continue
                 try:
-                    msg = parse_client_message(message)
+                    msg = parse_client_message(message, self.options.max_frame_bytes)
                 except ProtocolError as exc:
                     await self.send(error_event(exc.code, exc.message).to_json())
                     continue
                 if isinstance(msg, TextInput):
                     await self._on_text(msg.text)
-                elif isinstance(msg, Interrupt):
+                elif isinstance(msg, Interrupt):  # stop everything in flight (CleanS2S: also "new topic")
+                    await self._drop_speculation()
+                    self._drop_unanswered_voice_turn()
                     await self._interrupt()
                 elif isinstance(msg, SessionEnd):
                     break
@@ -172,9 +174,21 @@ class VoiceSession:
             await self.send(error_event("empty_input" if "empty" in str(exc) else "input_too_long", str(exc)).to_json())
             return
         await self._drop_speculation()
+        self._drop_unanswered_voice_turn()
         await self._interrupt()
         if not await self._rate_limited():
             await self._start_reply(text, ReplyTiming(), confirmed=True)
+
+    def _drop_unanswered_voice_turn(self) -> None:
+        """Typed input or an interrupt supersedes a spoken turn still being transcribed (issue 16, defect 7).
+
+        Otherwise its reply starts when transcription ends, and interrupts the typed one before
+        it says a word (CleanS2S's front end then shows an empty answer that never ends).
+        """
+        pending, self._pending = self._pending, None
+        if pending is not None and pending.reply is None:
+            pending.dropped = True
+        self._prefix = ""
 
     # --- audio -------------------------------------------------------------------
 

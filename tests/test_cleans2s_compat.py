@@ -5,6 +5,10 @@ Float32 audio at 16 kHz in 1024-sample messages with ``is_playing`` on one socke
 answers on the other, and keeps the same counter (up one per ``return_info`` received and per
 ``user_input`` sent), dropping every answer whose ``uid`` or ``user_input_count`` is not its
 own. Real VAD, Whisper and TTS; the fake LLM is the only stand-in.
+
+:class:`Microphone` adds what CleanS2S's front end does on top (components/ChatSocket.ts,
+useMicrophone.ts, Controls.tsx): the microphone sends for the whole call, zeros once muted by the
+keyboard icon, with ``is_playing`` from the player; typed input and "new topic" are ``user_input``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from typing import Any
 import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
+from speech.cleans2s_endpoint import PAIR_SETTLE_S
 from tests.fakes.openai_server import Reply, echo
 from tests.server_harness import RunningServer, running_server
 from tests.voice_client import VoiceClient, silence
@@ -66,13 +72,18 @@ class Browser:
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    async def open(cls, srv: RunningServer) -> Browser:
+    async def open(cls, srv: RunningServer, query: str = "", settle: bool = True) -> Browser:
+        """Open both sockets at once, as the front end does; with ``settle``, wait until the server has
+        paired them (it pairs only once no other socket came from the same place for PAIR_SETTLE_S)."""
         options = srv.server.options
-        send_ws = await connect(f"ws://127.0.0.1:{options.recv_port}", max_size=None)
-        recv_ws = await connect(f"ws://127.0.0.1:{options.send_port}", max_size=None)
+        send_ws, recv_ws = await asyncio.gather(connect(f"ws://127.0.0.1:{options.recv_port}/{query}", max_size=None),
+                                                connect(f"ws://127.0.0.1:{options.send_port}/{query}", max_size=None))
         browser = cls(send_ws, recv_ws, str(uuid.uuid4()))
         loop = asyncio.get_running_loop()
         browser._tasks = [loop.create_task(browser._read_replies()), loop.create_task(browser._read_answers())]
+        if settle:
+            await asyncio.sleep(PAIR_SETTLE_S + 0.3)
+            assert send_ws.close_code is None and recv_ws.close_code is None, "the server refused the pair"
         return browser
 
     @property
@@ -151,6 +162,54 @@ class Browser:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@dataclass
+class Microphone:
+    """CleanS2S's microphone: a ScriptProcessor that sends 1024 samples every 64 ms for as long as the
+    call lasts, whatever the user does. Muted (the keyboard icon) it sends zeros; every message says
+    whether the front end is playing reply audio (``is_playing``)."""
+
+    browser: Browser
+    _speech: asyncio.Queue[np.ndarray] = field(default_factory=asyncio.Queue)
+    _spoken: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    playing_frames: int = 0
+    """Messages sent with ``is_playing`` true."""
+
+    def start(self) -> Microphone:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def say(self, pcm: np.ndarray) -> None:
+        """Speak ``pcm`` into the microphone; returns when its last sample has been sent."""
+        self._spoken.clear()
+        await self._speech.put(pcm)
+        await self._spoken.wait()
+
+    async def _run(self) -> None:
+        start, sent, pending = time.perf_counter(), 0, np.zeros(0, dtype=np.int16)
+        while True:
+            if not pending.size and not self._speech.empty():
+                pending = self._speech.get_nowait()
+            frame, pending = pending[:CHUNK], pending[CHUNK:]
+            if frame.size and not pending.size:
+                self._spoken.set()
+            frame = np.concatenate([frame, np.zeros(CHUNK - frame.size, dtype=np.int16)])
+            floats = (frame.astype(np.float32) / 32768.0).astype("<f4")
+            playing = self.browser.playing
+            self.playing_frames += playing
+            await self.browser.send({"type": "audio_input", "uid": self.browser.uid,
+                                     "audio": base64.b64encode(floats.tobytes()).decode(),
+                                     "is_playing": "true" if playing else "false"})
+            sent += 1
+            await asyncio.sleep(max(0.0, start + sent * CHUNK / RATE - time.perf_counter()))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
 
 
 def pcm_of(data: dict[str, Any]) -> np.ndarray:
@@ -303,6 +362,10 @@ async def test_bad_input_on_both_sockets_leaves_other_pairs_alone(make_config, e
             {"type": "user_input", "uid": ["x"], "text": "hi"},
             {"type": "session_settings", "uid": bad.uid},
             {"type": "mystery"},
+            # Found by the outside attack (issue 16): each closed both sockets, or ran a turn that could not be sent.
+            f'{{"type": "user_input", "uid": "{bad.uid}", "text": "hi", "n": {"9" * 5000}}}',
+            {"type": "user_input", "uid": bad.uid, "text": "\ud800 lone half of a pair"},
+            {"type": "user_input", "uid": bad.uid, "text": "x" * (3 << 19)},  # 1.5 MiB, over --max_message_bytes
         ]
         await bad.send({"type": "user_input", "uid": "bad uid with spaces", "text": "hi"})  # not a usable user id
         for item in garbage:  # before the session has started
@@ -322,7 +385,9 @@ async def test_bad_input_on_both_sockets_leaves_other_pairs_alone(make_config, e
         await bad.wait(lambda: len(bad.replies) >= 2 * len(garbage) + 3, 10, "a reply to every message")
         assert all(r.data.get("placeholder") == "" for r in bad.replies), "only harmless JSON replies"
         errors = {r.data.get("error") for r in bad.replies}
-        assert {"bad_json", "bad_message", "bad_audio", "unknown_type", "invalid_user_id", "uid_mismatch"} <= errors
+        assert {"bad_json", "bad_message", "bad_audio", "unknown_type", "invalid_user_id", "uid_mismatch",
+                "bad_text", "message_too_large"} <= errors
+        assert not any("lone half" in str(r["messages"]) for r in fake_llm.requests), "refused before the agent"
         assert not any(g.data["uid"] == bad.uid for g in good.answers)
         assert not any(g.data["uid"] == good.uid for g in bad.answers)
         # Both sessions are still alive and answer again.
@@ -335,3 +400,164 @@ async def test_bad_input_on_both_sockets_leaves_other_pairs_alone(make_config, e
         await good.close()
         await asyncio.sleep(0.3)
         assert srv.server.health()["sessions"] == 0
+
+
+# --- the front end's own message sequence (issue 16, defect 7) ----------------------------------
+
+def stories(request: dict) -> Reply:
+    last = request["messages"][-1]["content"].lower()
+    return Reply(text=LONG_REPLY, token_interval_s=0.02) if "story" in last else echo(request)
+
+
+def answers_of(browser: Browser, count: int) -> list[dict[str, Any]]:
+    return [g.data for g in browser.accepted if g.data["user_input_count"] == count]
+
+
+async def test_typed_question_just_after_a_spoken_one_gets_its_own_answer(make_config, embedder, speech_engines,
+                                                                          spoken, fake_llm):
+    # The microphone runs all along, as in the front end. The user asks a long spoken question, then
+    # clicks the keyboard icon (muted: zeros keep coming) and sends a typed one while the spoken one
+    # is still being transcribed. The typed question supersedes it and gets its own answer.
+    async with running_server(make_config(), embedder, speech_engines, **compat()) as srv:
+        browser = await Browser.open(srv)
+        mic = Microphone(browser).start()
+        question = ("What is the capital of France? I would like to know about its history, its people, "
+                    "its rivers and its famous buildings.")
+        await mic.say(spoken(question, "en"))
+        await browser.wait(lambda: browser.counter == 1, 10, "return_info for the spoken question")
+        await asyncio.sleep(1.0)  # the end of the turn is confirmed at 0.8 s of silence; ASR is still running
+        await browser.user_input("What is your name?")
+        assert browser.counter == 2
+        typed = await browser.wait_end(2)
+        check_answer(typed, 2, browser.uid)
+        assert typed[0]["question_text"] == "What is your name?"
+        assert answer_text(typed) == "You said: What is your name?"
+        await asyncio.sleep(1.5)  # nothing more comes under the typed question's count
+        assert answers_of(browser, 2) == typed
+        assert any(r["messages"][-1]["content"] == "What is your name?" for r in fake_llm.requests), \
+            "the typed question reached the agent"
+        await mic.stop()
+        await browser.close()
+
+
+async def test_front_end_sequence_spoken_typed_barge_in_and_new_topic(make_config, embedder, speech_engines,
+                                                                      spoken, fake_llm):
+    fake_llm.default = stories
+    async with running_server(make_config(), embedder, speech_engines, **compat()) as srv:
+        browser = await Browser.open(srv)
+        mic = Microphone(browser).start()
+        # 1. Spoken: a long story starts playing.
+        await mic.say(spoken("Please tell me a long story.", "en"))
+        await browser.wait(lambda: any(m["answer_audio"] and m["answer_text"] for m in answers_of(browser, 1)), 60,
+                           "the spoken story playing")
+        assert browser.counter == 1
+        # 2. Typed while it plays (mic muted): the story stops, the typed question is answered.
+        await browser.user_input("What is your name?")
+        typed_at = time.perf_counter()
+        typed = await browser.wait_end(2)
+        check_answer(typed, 2, browser.uid)
+        assert typed[0]["question_text"] == "What is your name?" and "You said: What is your name?" in \
+            answer_text(typed)
+        story = [g for g in browser.answers if g.data["user_input_count"] == 1]
+        assert max(g.at for g in story) - typed_at < 1.0, "the story stopped at once"
+        assert not any(g.data["user_input_count"] == 2 and "village" in str(g.data["answer_text"])
+                       for g in browser.answers), "none of the story came under the typed question's count"
+        # 3. Typed story, then the user speaks over it (barge-in; the front end says is_playing=true).
+        await browser.user_input("Now tell me another story")
+        await browser.wait(lambda: any(m["answer_audio"] and m["answer_text"] for m in answers_of(browser, 3)), 60,
+                           "the typed story playing")
+        assert browser.playing
+        await mic.say(spoken("Stop, what time is it?", "en"))
+        await browser.wait(lambda: browser.counter == 4, 10, "return_info for the barge-in")
+        barged = await browser.wait_end(4)
+        check_answer(barged, 4, browser.uid)
+        assert "time" in barged[0]["question_text"].lower()
+        assert mic.playing_frames > 0, "the microphone said is_playing=true while replies played"
+        # 4. "new topic" (counted by the front end, never answered), then a typed question with no history.
+        await browser.user_input("new topic")
+        await browser.user_input("What did I just ask?")
+        assert browser.counter == 6
+        fresh = await browser.wait_end(6)
+        check_answer(fresh, 6, browser.uid)
+        request = next(r for r in fake_llm.requests if r["messages"][-1]["content"] == "What did I just ask?")
+        assert [m for m in request["messages"] if m["role"] in ("user", "assistant")] == [
+            {"role": "user", "content": "What did I just ask?"}], "new topic cleared the history"
+        assert not answers_of(browser, 5), "new topic gets no answer"
+        await mic.stop()
+        await browser.close()
+
+
+# --- pairing without guessing (issue 16, defect 1) ---------------------------------------------
+
+async def listen(ws: ClientConnection) -> list[Any]:
+    """Everything a socket receives until it closes."""
+    got: list[Any] = []
+    with contextlib.suppress(Exception):
+        async for message in ws:
+            got.append(message)
+    return got
+
+
+async def closed_with(ws: ClientConnection, timeout: float = 10.0) -> int | None:  # noqa: ASYNC109
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(ws.wait_closed(), timeout)
+    return ws.close_code
+
+
+async def test_an_idle_receive_socket_never_gets_another_browsers_answers(make_config, embedder, speech_engines,
+                                                                          fake_llm):
+    async with running_server(make_config(), embedder, speech_engines, **compat()) as srv:
+        options = srv.server.options
+        # An idle receive socket from the same address, opened just before a browser connects.
+        idle = await connect(f"ws://127.0.0.1:{options.send_port}", max_size=None)
+        idle_heard = asyncio.create_task(listen(idle))
+        browser = await Browser.open(srv, settle=False)
+        codes = [await closed_with(ws) for ws in (idle, browser.send_ws, browser.recv_ws)]
+        assert codes == [4409, 4409, 4409], "three sockets from one place: nobody is paired, nobody guesses"
+        await browser.close()
+        # The attacker's socket opened between the browser's two sockets: the same.
+        send_ws = await connect(f"ws://127.0.0.1:{options.recv_port}", max_size=None)
+        wedge = await connect(f"ws://127.0.0.1:{options.send_port}", max_size=None)
+        recv_ws = await connect(f"ws://127.0.0.1:{options.send_port}", max_size=None)
+        wedge_heard = asyncio.create_task(listen(wedge))
+        assert [await closed_with(ws) for ws in (send_ws, wedge, recv_ws)] == [4409, 4409, 4409]
+        # A lone receive socket does not wait for the next browser: it is closed within the pairing window.
+        lone = await connect(f"ws://127.0.0.1:{options.send_port}", max_size=None)
+        opened = time.perf_counter()
+        lone_heard = asyncio.create_task(listen(lone))
+        assert await closed_with(lone) == 4404
+        assert time.perf_counter() - opened < options.cleans2s_pair_window_s + 1.0
+        # The browser reconnects (as ReconnectingWebSocket does) and is served; none of the others heard it.
+        browser = await Browser.open(srv)
+        await browser.user_input("my bank pin is 4321")
+        answer = await browser.wait_end(1)
+        assert "my bank pin is 4321" in answer_text(answer)
+        for heard in (idle_heard, wedge_heard, lone_heard):
+            assert await heard == [], "a socket that was never paired received something"
+        await browser.close()
+
+
+async def test_browsers_connecting_at_once_from_one_address_are_refused_or_told_apart(make_config, embedder,
+                                                                                      speech_engines, fake_llm):
+    async with running_server(make_config(), embedder, speech_engines, **compat()) as srv:
+        a, b = await asyncio.gather(Browser.open(srv, settle=False), Browser.open(srv, settle=False))
+        codes = [await closed_with(ws) for ws in (a.send_ws, a.recv_ws, b.send_ws, b.recv_ws)]
+        # Two browsers at once from one address cannot be told apart: every socket is refused (4409 while
+        # ambiguous; one arriving after that finds no partner, 4404), and both browsers reconnect.
+        assert set(codes) <= {4404, 4409} and 4409 in codes, codes
+        assert not a.answers and not b.answers
+        await a.close()
+        await b.close()
+        # With a per-browser secret in both addresses (?pair=...), they can connect at the very same moment.
+        a, b = await asyncio.gather(Browser.open(srv, f"?pair={uuid.uuid4().hex}"),
+                                    Browser.open(srv, f"?pair={uuid.uuid4().hex}"))
+        await asyncio.gather(a.user_input("I am browser A"), b.user_input("I am browser B"))
+        assert "I am browser A" in answer_text(await a.wait_end(1))
+        assert "I am browser B" in answer_text(await b.wait_end(1))
+        assert not any(g.data["uid"] == b.uid or "browser B" in str(g.data["answer_text"]) for g in a.answers)
+        assert not any(g.data["uid"] == a.uid or "browser A" in str(g.data["answer_text"]) for g in b.answers)
+        await a.close()
+        await b.close()
+        with pytest.raises(InvalidStatus) as refused:  # a pair key must look like a secret
+            await connect(f"ws://127.0.0.1:{srv.server.options.recv_port}/?pair=short")
+        assert refused.value.response.status_code == 400
