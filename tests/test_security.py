@@ -1,13 +1,17 @@
-"""Secrets and exposure (issue 7), against a real ``server.py`` process.
+"""Secrets and exposure (issue 7), against a real ``server.py`` process, and the hostile inputs of
+issue 16's outside attack, against an in-process server.
 
 API keys come only from the environment and never reach the logs (even at DEBUG), error
 events, replies or ``/healthz``, on success and on failure paths; listening beyond
-loopback without a token warns.
+loopback without a token warns. Integers of more than 4,300 digits, lone UTF-16 surrogates,
+frames over ``--max_message_bytes`` and user ids ending in a newline each get an error event,
+and the session goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -16,10 +20,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from server import build_parser, exposure_warning, server_options
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.serper_server import FakeSerper, SearchReply
+from tests.server_harness import running_server
 from tests.voice_client import VoiceClient
 from tests.web_helpers import ROOT, ServerProcess
 
@@ -88,3 +95,58 @@ def test_listening_beyond_loopback_without_a_token_warns(fake_llm: FakeOpenAI, t
     assert exposure_warning(server_options(build_parser().parse_args([]))) is None  # 127.0.0.1 by default
     exposed = exposure_warning(server_options(build_parser().parse_args(["--host", "0.0.0.0"])))
     assert exposed and "0.0.0.0" in exposed
+
+
+# --- hostile inputs found by the outside attack (issue 16) -----------------------------------
+
+async def first_frame_answer(url: str, frame: str) -> tuple[dict | None, int | None]:
+    """Send ``frame`` as the first message; return the server's event (if any) and the close code."""
+    async with connect(url, max_size=None) as ws:
+        await ws.send(frame)
+        reply = None
+        with contextlib.suppress(ConnectionClosed):
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if reply.get("type") == "session.ready":
+                return reply, None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ws.wait_closed(), 10)
+        return reply, ws.close_code
+
+
+async def test_hostile_frames_get_error_events_and_the_session_goes_on(make_config, embedder, speech_engines,
+                                                                         fake_llm):
+    start = {"type": "session.start", "user_id": "mallory", "token": AUTH_TOKEN, "audio_output": False}
+    async with running_server(make_config(), embedder, speech_engines, auth_token=AUTH_TOKEN) as srv:
+        url = srv.ws_url
+        # As the first message: each is refused with its error and close 4400/4401, never 1011 or a dropped line.
+        huge = json.dumps(start)[:-1] + ', "n": ' + "9" * 5000 + "}"
+        assert await first_frame_answer(url, huge) == ({"type": "error", "code": "bad_json",
+                                                        "message": "message is not valid JSON"}, 4400)
+        reply, code = await first_frame_answer(url, json.dumps({**start, "pad": "x" * (3 << 20)}))  # 3 MiB
+        assert reply and reply["code"] == "message_too_large" and code == 4400
+        reply, code = await first_frame_answer(url, json.dumps({**start, "token": "\ud800"}))
+        assert reply and reply["code"] == "bad_text" and code == 4400
+        reply, code = await first_frame_answer(url, json.dumps({**start, "token": AUTH_TOKEN[:-1] + "\udfff"}))
+        assert reply and reply["code"] == "bad_text" and code == 4400
+        for user_id in ("alice\n", "..\n", "a" * 64 + "\n"):
+            reply, code = await first_frame_answer(url, json.dumps({**start, "user_id": user_id}))
+            assert reply and reply["code"] == "invalid_user_id" and code == 4400, user_id
+        # Inside a session: an error event for each, and the session answers the next turn.
+        client = await VoiceClient.open(url, "mallory", audio_output=False, token=AUTH_TOKEN)
+        hostile = ['{"type": "text", "text": "hi", "n": ' + "9" * 5000 + "}",
+                   json.dumps({"type": "text", "text": "my pin is \ud800 4321"}),
+                   json.dumps({"type": "text", "text": "y" * (3 << 19)}),  # 1.5 MiB
+                   json.dumps({"type": "interrupt", "pad": "z" * (3 << 19)})]
+        for frame in hostile:
+            await client.ws.send(frame)
+        await client.wait_for("error", len(hostile), timeout=10)
+        assert [e["code"] for e in client.events("error")] == ["bad_json", "bad_text", "message_too_large",
+                                                               "message_too_large"]
+        assert not any("4321" in str(r["messages"]) for r in fake_llm.requests), "refused before the agent"
+        await client.say_text("are you still there")
+        done = await client.wait_for("response.done", timeout=30)
+        assert done["text"] == "You said: are you still there"
+        await client.close()
+        await srv.agent.writer.flush()
+        assert any("are you still there" in r.text for r in srv.agent.memory.list("mallory")), "the turn was saved"
+        assert srv.server.health()["sessions"] == 0
