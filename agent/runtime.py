@@ -22,6 +22,7 @@ from agent.language import detect_language
 from agent.llm import ChatModels, build_chat_models
 from agent.memory import MemoryStore, open_memory
 from agent.memory_writer import MemoryWriter, TurnRecord
+from agent.text_safety import replace_lone_surrogates
 from agent.tools import Tool, ToolDeps, build_registry
 from agent.tools.base import Source
 
@@ -117,7 +118,7 @@ class Agent:
             if mode == "messages":
                 chunk, meta = payload
                 if meta.get("langgraph_node") == "respond" and isinstance(chunk, AIMessageChunk) and chunk.content:
-                    yield TextDelta(str(chunk.content))
+                    yield TextDelta(replace_lone_surrogates(str(chunk.content)))  # what is heard must encode
             elif mode == "custom":
                 event = payload.get("event")
                 if event == "route":

@@ -41,6 +41,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from agent.conversation import Conversation
+from agent.text_safety import replace_lone_surrogates
 from speech.chunker import SentenceChunker, speech_units
 from speech.playout import join_pieces
 from speech.protocol import ProtocolError, json_object
@@ -398,4 +399,4 @@ class CleanS2SBridge:
         if self._closed:
             return
         with contextlib.suppress(ConnectionClosed):
-            await self.send_ws.send(json.dumps(obj, ensure_ascii=False))
+            await self.send_ws.send(replace_lone_surrogates(json.dumps(obj, ensure_ascii=False)))

@@ -22,6 +22,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from agent.ids import InvalidIdError, validate_user_id
+from agent.text_safety import replace_lone_surrogates
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 
@@ -50,7 +51,7 @@ def _json_default(value: Any) -> Any:
 
 def json_response(status: int, payload: Any) -> Response:
     """A JSON HTTP response."""
-    body = json.dumps(payload, ensure_ascii=False, default=_json_default).encode()
+    body = replace_lone_surrogates(json.dumps(payload, ensure_ascii=False, default=_json_default)).encode()
     headers = Headers([("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(body))),
                        ("Cache-Control", "no-store")])
     return Response(status, HTTPStatus(status).phrase, headers, body)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from agent.text_safety import has_lone_surrogate, replace_lone_surrogates
 
 SUPPORTED_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 
@@ -74,9 +75,6 @@ def check_frame_size(raw: str | bytes, limit: int | None) -> None:
         raise ProtocolError("message_too_large", f"message over {limit} bytes")
 
 
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
 def _has_lone_surrogate(obj: object) -> bool:
     """True if a string anywhere in decoded JSON holds half of a UTF-16 pair (``"\\ud800"``).
 
@@ -87,7 +85,7 @@ def _has_lone_surrogate(obj: object) -> bool:
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if _SURROGATE.search(item):
+            if has_lone_surrogate(item):
                 return True
         elif isinstance(item, dict):
             stack.extend(item.keys())
@@ -146,7 +144,8 @@ class ServerEvent:
     fields: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps({"type": self.type, **self.fields}, ensure_ascii=False)
+        """The event as JSON; a lone surrogate (e.g. from the model) becomes U+FFFD, so it can be sent."""
+        return replace_lone_surrogates(json.dumps({"type": self.type, **self.fields}, ensure_ascii=False))
 
 
 def event(kind: str, **fields: Any) -> ServerEvent:

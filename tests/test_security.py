@@ -150,3 +150,25 @@ async def test_hostile_frames_get_error_events_and_the_session_goes_on(make_conf
         await srv.agent.writer.flush()
         assert any("are you still there" in r.text for r in srv.agent.memory.list("mallory")), "the turn was saved"
         assert srv.server.health()["sessions"] == 0
+
+
+async def test_a_lone_surrogate_from_the_model_is_replaced_not_a_dropped_connection(make_config, embedder,
+                                                                                     speech_engines, fake_llm):
+    # The same defect the other way round: a model (or a page it quotes) may stream "\ud800" in JSON.
+    fake_llm.push(Reply(text="Half a pair \ud800 here, and the rest of the answer."))
+    async with running_server(make_config(), embedder, speech_engines) as srv:
+        client = await VoiceClient.open(srv.ws_url, "surrogate-reply", audio_output=False)
+        await client.say_text("say something odd")
+        done = await client.wait_for("response.done", timeout=30)
+        assert done["text"] == "Half a pair \ufffd here, and the rest of the answer."
+        deltas = "".join(e["delta"] for e in client.events("response.text.delta"))
+        assert deltas.strip() == done["text"]
+        await client.say_text("and now")
+        assert (await client.wait_for("response.done", 2, timeout=30))["text"] == "You said: and now"
+        await client.close()
+        await srv.agent.writer.flush()
+        saved = [r.text for r in srv.agent.memory.list("surrogate-reply")]
+        assert any("rest of the answer" in t for t in saved) and not any("\ud800" in t for t in saved)
+        listed = await asyncio.to_thread(lambda: urllib.request.urlopen(
+            f"{srv.http_url}/api/memory?user_id=surrogate-reply", timeout=10).read().decode())
+        assert "rest of the answer" in listed

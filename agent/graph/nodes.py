@@ -25,6 +25,7 @@ from agent.graph.prompts import (
 from agent.graph.state import TurnState
 from agent.llm import bounded_first_token
 from agent.memory_writer import TurnRecord
+from agent.text_safety import replace_lone_surrogates
 from agent.tools.base import ToolContext
 from agent.tools.memory_recall import format_memories
 from agent.tools.registry import DIRECT_ROUTE
@@ -161,7 +162,7 @@ async def respond(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
             async for chunk in chunks:
                 if chunk.content and "llm_ttft" not in metrics:
                     metrics["llm_ttft"] = _ms_since(start)
-                pieces.append(str(chunk.content))
+                pieces.append(replace_lone_surrogates(str(chunk.content)))  # history and memory must encode
                 chars += len(pieces[-1])
                 finished = finished or bool(chunk.response_metadata.get("finish_reason"))
                 if chars >= config.lm_max_reply_chars or len(pieces) >= config.lm_max_reply_chars:
