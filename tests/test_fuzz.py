@@ -199,6 +199,15 @@ def random_frame(rng: random.Random) -> str | bytes:
         return json.dumps({"type": "text", "text": "y" * rng.randrange(1000, MAX_MESSAGE_BYTES - 100)})
     if kind < 0.75:  # not JSON
         return "".join(rng.choice(string.printable) for _ in range(rng.randrange(0, 200)))
+    if kind < 0.82:  # the outside attack's finds (issue 16)
+        return rng.choice([
+            '{"type": "text", "text": "hi", "n": ' + "9" * rng.randrange(4301, 20000) + "}",
+            json.dumps({"type": "text", "text": rng.choice(["\ud800", "a\udfff", "\udbff\udbff"]) + " pin 4321"}),
+            json.dumps({"type": rng.choice(["text", "interrupt"]), "text": "w" * rng.randrange(MAX_MESSAGE_BYTES + 1,
+                                                                                        3 * MAX_MESSAGE_BYTES)}),
+            json.dumps({"type": "text", "text": "中" * (MAX_MESSAGE_BYTES // 3 + 10)}, ensure_ascii=False),
+            json.dumps({"type": "session.start", "user_id": rng.choice(["alice\n", "..\n", "a" * 64 + "\n"])}),
+        ])
     # valid messages, interleaved (a real turn now and then: each costs an agent turn and a memory write)
     if rng.random() < 0.1:
         return json.dumps({"type": "text", "text": f"fuzz {rng.randrange(1000)}"})
