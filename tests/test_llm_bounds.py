@@ -14,6 +14,8 @@ import time
 from agent.events import TextDelta, TurnDone
 from agent.graph.prompts import APOLOGY, WAIT_NOTICE
 from tests.fakes.openai_server import Reply
+from tests.server_harness import running_server
+from tests.voice_client import VoiceClient
 
 SORRY = APOLOGY["en"]
 
@@ -38,6 +40,7 @@ async def test_a_hung_model_gets_a_notice_then_the_apology_within_the_first_toke
     agent = make_agent(make_config(lm_timeout_s=30.0, lm_max_retries=1, lm_first_token_timeout_s=1.5,
                                    lm_wait_notice_s=0.5))
     deltas, result, took = await timed_turn(agent, "tell me something")
+    print(f"\nhung model: notice at {deltas[0][0]:.2f} s, apology at {took:.2f} s (bound 1.5 s, notice 0.5 s)")
     assert took < 3.0, f"the apology took {took:.1f} s"
     assert result.error.startswith("LLM failed") and SORRY in result.text and "late" not in result.text
     assert deltas[0][1].strip() == WAIT_NOTICE["en"] and 0.4 < deltas[0][0] < 1.4, deltas
@@ -70,6 +73,7 @@ async def test_a_model_that_ignores_max_tokens_is_cut_at_the_reply_cap(make_conf
     agent = make_agent(make_config(lm_max_reply_chars=600))
     deltas, result, took = await timed_turn(agent, "go on forever")
     assert result.error == "", "a cut reply is not a failure"
+    print(f"\nmodel ignoring max_tokens: cut at {len(result.text)} characters after {took:.2f} s (cap 600)")
     assert 600 <= len(result.text) <= 610 and took < 5.0
     assert len("".join(d for _, d in deltas)) <= 610, "nothing past the cap reaches the speaker"
 
@@ -93,3 +97,28 @@ async def test_memories_are_delimited_data_outside_the_instructions(make_config,
     assert block.count("</memories>") == 1 and "<memories>" not in block, "a memory closed the block early"
     assert "</reference>" not in block, "nor can it fake the end of a reference block"
     assert request["messages"][-1] == {"role": "user", "content": "what does my cat Tiger like to eat"}
+
+
+async def test_a_voice_user_hears_the_notice_while_the_model_hangs(make_config, embedder, speech_engines, fake_llm):
+    fake_llm.default = lambda request: Reply(text="far too late", hang_s=5.0)
+    config = make_config(lm_first_token_timeout_s=2.0, lm_wait_notice_s=0.5)
+    async with running_server(config, embedder, speech_engines) as srv:
+        client = await VoiceClient.open(srv.ws_url, "waiting-voice")
+        sent = time.perf_counter()
+        await client.say_text("what is the weather like")
+        done = await client.wait_for("response.done", timeout=30)
+        heard = client.first_time("response.audio.start")
+        assert heard is not None and heard - sent < 1.9, "speech started before the model's bound ran out"
+        assert client.audio_bytes() > 0
+        assert done["text"] == SORRY and (await client.wait_for("error"))["code"] == "llm_failed"
+        print(f"\nvoice, hung model: audio from {heard - sent:.2f} s, response.done at "
+              f"{client.first_time('response.done') - sent:.2f} s (bound 2 s, notice 0.5 s)")
+        await client.close()
+
+
+def test_the_notice_is_spoken_at_once_in_both_languages():
+    # The chunker holds tiny sentences for the next one; the notice must not wait for the apology.
+    from speech.chunker import SentenceChunker
+
+    for language, notice in WAIT_NOTICE.items():
+        assert SentenceChunker().push(notice + " ") == [notice], language
