@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -25,7 +25,7 @@ from agent.conversation import Conversation
 from agent.ids import InvalidIdError, validate_user_id
 from speech.cleans2s import RATE, RESUME_FOR_S, CleanS2SBridge, CompatError, parse_inbound
 from speech.cleans2s_pairing import ALONE, AMBIGUOUS, FULL, PAIR_KEY, Pairing, place_key
-from speech.http_api import bearer_token, token_matches
+from speech.http_api import bearer_token, split_target, token_matches
 from speech.protocol import SessionStart
 from speech.session import VoiceSession
 
@@ -45,7 +45,7 @@ third socket from the same place (the cost: a CleanS2S session starts half a sec
 
 def _query(source: ServerConnection | Request) -> dict[str, list[str]]:
     request = source if isinstance(source, Request) else source.request
-    return parse_qs(urlsplit(request.path).query) if request is not None else {}
+    return parse_qs(split_target(request.path)[1]) if request is not None else {}
 
 
 def _pair_key(ws: ServerConnection) -> str | None:

@@ -15,7 +15,7 @@ from dataclasses import asdict, is_dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
@@ -35,6 +35,15 @@ def token_matches(expected: str | None, given: str | None) -> bool:
     if not expected:
         return True
     return given is not None and hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """A request target (``/path?query``) as its path and query strings.
+
+    Not ``urlsplit``: it reads ``//[`` as the start of an IPv6 host and raises ``ValueError``
+    (found by the HTTP route fuzz), and a request target is a path, never a URL with a host."""
+    path, _, query = target.partition("?")
+    return path.partition("#")[0], query.partition("#")[0]
 
 
 def bearer_token(headers: Headers) -> str | None:
@@ -81,9 +90,9 @@ class HttpRoutes:
         self._web_root = web_root.resolve()
 
     async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        url = urlsplit(request.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        path = unquote(url.path)
+        raw_path, raw_query = split_target(request.path)
+        query = {k: v[-1] for k, v in parse_qs(raw_query).items()}
+        path = unquote(raw_path)
         if path == "/ws":
             if request.headers.get("Upgrade", "").lower() != "websocket":
                 return error_response(426, "upgrade_required", "connect with a WebSocket client")
