@@ -38,7 +38,10 @@ AUTOSAVE_MIN = 256
 """Writes after which a user's index file is re-saved (or 10% of its size, whichever is larger)."""
 
 CACHE_VECTORS = 200_000
-"""Default bound of a shared store's index cache, in vectors (about 300 MB of MiniLM vectors)."""
+"""Default bound of the index cache, in vectors (about 300 MB of MiniLM vectors)."""
+
+CACHE_USERS = 1000
+"""Default bound of the index cache, in users: idle users' indexes are dropped (saved first) past it."""
 
 
 class MemoryNotFoundError(KeyError):
@@ -117,6 +120,7 @@ class MemoryStore:
         records: RecordStore | None = None,
         params: RecallParams | None = None,
         cache_vectors: int = CACHE_VECTORS,
+        cache_users: int = CACHE_USERS,
     ) -> None:
         self.shared = bool(getattr(records, "shared", False))
         if path is None and records is None:
@@ -134,9 +138,10 @@ class MemoryStore:
         )
         self.params = params or RecallParams()
         self._lock = threading.RLock()
-        # Least recently used first; only a shared store evicts (a local one's users all fit in memory).
+        # Least recently used first, bounded by cache_vectors and cache_users (see _evict).
         self._users: OrderedDict[str, _UserState] = OrderedDict()
         self.cache_vectors = cache_vectors
+        self.cache_users = max(1, cache_users)
         self._closed = False
 
     # -- helpers -----------------------------------------------------------------------------
@@ -160,6 +165,16 @@ class MemoryStore:
         # load_embedder() returns a CachedEmbedder: the router's embedding of this turn is reused.
         return np.asarray(self.embedder.encode([query]), dtype=np.float32)[0]
 
+    def _existing_state(self, user_id: str) -> _UserState | None:
+        """``_state`` for the read-only calls, but None for a user who is not cached and has no memories.
+
+        Nothing is cached for such a user and no index file is written, so reads under
+        made-up user ids leave no trace on disk or in the process.
+        """
+        if user_id not in self._users and self.records.count(user_id) == 0:
+            return None
+        return self._state(user_id)
+
     def _state(self, user_id: str) -> _UserState:
         """The user's indexes, loaded (caught up or rebuilt) on first use. Caller holds the lock."""
         st = self._users.get(user_id)
@@ -174,10 +189,17 @@ class MemoryStore:
         elif st is None:
             st = _UserState(index=self._load_vectors(user_id))
             self._users[user_id] = st
-        elif self.shared:
+            self._evict()
+        else:
             self._users.move_to_end(user_id)
-            self._catch_up(user_id, st)
+            if self.shared:
+                self._catch_up(user_id, st)
         return st
+
+    def _state_or_empty(self, user_id: str) -> _UserState:
+        """``_state`` for read-only calls: an uncached, unremembered empty state for unknown users."""
+        st = self._existing_state(user_id)
+        return st if st is not None else _UserState(index=UserIndex(self.embedder.dim))
 
     def _load_unlocked(self, user_id: str) -> None:
         """Build a shared store's missing user index *outside* the store lock, then cache it.
@@ -186,6 +208,8 @@ class MemoryStore:
         would stall every other user's recall on this instance meanwhile.
         """
         if not self.shared or user_id in self._users:
+            return
+        if self.records.count(user_id) == 0:  # nothing to load; reads must not cache unknown users
             return
         version = self.records.version(user_id)  # type: ignore[attr-defined]  # before the rows, as in _state
         index = self._rebuild_vectors(user_id)
@@ -224,11 +248,17 @@ class MemoryStore:
         self._evict()
 
     def _evict(self) -> None:
-        """Drop least recently used users until the cache fits ``cache_vectors`` (keeping the newest one)."""
+        """Drop least recently used users until the cache fits ``cache_vectors`` and ``cache_users``.
+
+        The most recently used user always stays. A local store saves an evicted user's
+        index first if it changed, so eviction costs a file load on that user's next use.
+        """
         total = sum(st.index.ntotal for st in self._users.values())
-        while total > self.cache_vectors and len(self._users) > 1:
-            _, old = self._users.popitem(last=False)
+        while (total > self.cache_vectors or len(self._users) > self.cache_users) and len(self._users) > 1:
+            uid, old = self._users.popitem(last=False)
             total -= old.index.ntotal
+            if not self.shared and old.index.dirty:
+                save_index(old.index, self._index_path(uid), self._watermark(uid))
 
     def _load_vectors(self, user_id: str) -> UserIndex:
         path = self._index_path(user_id)
@@ -246,7 +276,7 @@ class MemoryStore:
                     ui = None
         if ui is None:
             ui = self._rebuild_vectors(user_id)
-            ui.dirty = max(ui.dirty, 1)
+            ui.dirty = max(ui.dirty, 1) if count else 0  # an empty index is not worth a file
         if ui.dirty:
             save_index(ui, path, self._watermark(user_id))
         return ui
@@ -477,9 +507,9 @@ class MemoryStore:
         validate_user_id(user_id)
         validate_memory_id(memory_id)
         with self._lock:
-            st = self._state(user_id)
-            seq = self.records.delete(user_id, memory_id)
-            if seq is None:
+            st = self._existing_state(user_id)
+            seq = self.records.delete(user_id, memory_id) if st is not None else None
+            if st is None or seq is None:
                 raise MemoryNotFoundError(f"no memory {memory_id!r} for user {user_id!r}")
             self.records.unmark_superseded_by(user_id, memory_id)
             st.index.remove([seq])
@@ -518,7 +548,7 @@ class MemoryStore:
         validate_user_id(user_id)
         with self._lock:
             out = self.records.stats(user_id)
-            st = self._state(user_id)
+            st = self._state_or_empty(user_id)
             out["index"] = {
                 "type": "ivf" if st.index.is_ivf else "flat",
                 "vectors": st.index.ntotal,
@@ -563,7 +593,7 @@ class MemoryStore:
         now = time.time() if now is None else now
         self._load_unlocked(user_id)
         with self._lock:
-            st = self._state(user_id)
+            st = self._state_or_empty(user_id)
             if st.index.ntotal == 0:
                 return []
             pool = max(p.pool, 4 * k)
@@ -623,7 +653,7 @@ class MemoryStore:
         """Compare the user's vector index with SQLite: ``{"ok", "missing", "extra"}`` (seq lists)."""
         validate_user_id(user_id)
         with self._lock:
-            st = self._state(user_id)
+            st = self._state_or_empty(user_id)
             in_index = set(st.index.ids().tolist())
             in_db = set(self.records.seqs(user_id))
         return {
@@ -648,7 +678,7 @@ class MemoryStore:
         validate_user_id(user_id)
         self._load_unlocked(user_id)
         with self._lock:
-            self._state(user_id)
+            self._existing_state(user_id)
 
     def flush(self) -> None:
         """Save every index that changed since its last save."""
