@@ -37,14 +37,20 @@ K = 10
 
 def stages(base: RecallParams) -> list[tuple[str, str, RecallParams]]:
     """(name, search mode, params): each stage adds one thing to the one before."""
-    off = replace(base, window_boost=0.0, window_scan=0, neighbour_hits=0, recency_weight=0.0)
+    off = replace(base, window_boost=0.0, fuzzy_window_boost=0.0, window_scan=0, event_windows=False,
+                  neighbour_hits=0, recency_weight=0.0, current_recency_weight=0.0)
     bm25 = replace(off, dense_weight=0.0, cjk_dense_weight=0.0)
+    timed = replace(off, window_boost=base.window_boost, fuzzy_window_boost=base.fuzzy_window_boost,
+                    window_scan=base.window_scan)
+    events = replace(timed, event_windows=base.event_windows)
+    neighbours = replace(events, neighbour_hits=base.neighbour_hits)
     return [
         ("dense", "dense", base),
         ("bm25", "hybrid", bm25),
         ("+dense (RRF)", "hybrid", off),
-        ("+time window", "hybrid", replace(off, window_boost=base.window_boost, window_scan=base.window_scan)),
-        ("+neighbours", "hybrid", replace(base, recency_weight=0.0)),
+        ("+time window", "hybrid", timed),
+        ("+event window", "hybrid", events),
+        ("+neighbours", "hybrid", neighbours),
         ("+recency (default)", "hybrid", base),
     ]
 

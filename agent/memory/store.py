@@ -24,7 +24,7 @@ from agent.memory import facts
 from agent.memory.lexical import LexicalIndex, tokenize
 from agent.memory.recall import RecallParams, fuse
 from agent.memory.records import MemoryRecord, NewRow, RecordStore, SQLiteRecordStore
-from agent.memory.timewindow import find_time_window
+from agent.memory.timewindow import find_relative_event, find_time_window
 from agent.memory.vector_index import UserIndex, build_index, load_index, remove_files, save_index
 
 log = logging.getLogger(__name__)
@@ -591,6 +591,15 @@ class MemoryStore:
         qvec = self._encode_query(query)
         p = self.params
         now = time.time() if now is None else now
+        window = find_time_window(query, now, tz)
+        relative = find_relative_event(query) if window is None and p.event_windows and mode == "hybrid" else None
+        if relative is not None:
+            # First find the event the period is named after; its time gives the window.
+            # (Taking the earliest of several strong matches, since later mentions mostly look
+            # back at the event, scored lower on the tuning half: it often picked another event.)
+            anchor = self.search(user_id, relative.anchor, 1, now=now, tz=tz, kinds=kinds)
+            if anchor:
+                window = relative.window(anchor[0].created_at)
         self._load_unlocked(user_id)
         with self._lock:
             st = self._state_or_empty(user_id)
@@ -600,11 +609,13 @@ class MemoryStore:
             d_scores, d_seqs = st.index.search(qvec, pool)
             if mode == "dense":
                 return self._dense_only(user_id, d_scores, d_seqs, k, include_superseded, kinds)
-            window = find_time_window(query, now, tz)
-            q_tokens = tokenize(query)
+            q_tokens = tokenize(relative.rest if relative is not None and window is not None else query)
             if window is not None:
                 q_tokens = [t for t in q_tokens if t not in p.time_words]
-            lexical = self._lexical(user_id, st).search(q_tokens, pool)
+            lexical_index = self._lexical(user_id, st)
+            lexical = lexical_index.search(q_tokens, pool)
+            dense = list(zip(d_seqs.tolist(), d_scores.tolist(), strict=True))
+            cjk = _is_cjk(query)
             window_ranked: list[tuple[int, float]] = []
             if window is not None:
                 wseqs = self.records.seqs_in_window(user_id, window.start, window.end, p.window_scan)
@@ -617,15 +628,15 @@ class MemoryStore:
             return fuse(
                 self.records,
                 user_id,
-                dense=list(zip(d_seqs.tolist(), d_scores.tolist(), strict=True)),
+                dense=dense,
                 lexical=lexical,
                 window_ranked=window_ranked,
                 window=window,
                 k=k,
-                params=p,
+                params=_current(p, query),
                 include_superseded=include_superseded,
                 kinds=kinds,
-                cjk_query=_is_cjk(query),
+                cjk_query=cjk,
             )
 
     def _dense_only(
@@ -724,6 +735,16 @@ def open_memory(config: Any, embedder: Embedder) -> MemoryStore:
     log.info("long-term memory in PostgreSQL at %s (shared with other instances)", records.dsn_redacted)
     return MemoryStore(None, embedder=embedder, records=records,
                        cache_vectors=getattr(config, "memory_cache_vectors", CACHE_VECTORS))
+
+
+def _current(p: RecallParams, query: str) -> RecallParams:
+    """Params for this query: questions about the present ("现在", "currently") weigh recency more."""
+    q = f" {query.lower()}"
+    if any(w in q for w in p.current_words):
+        from dataclasses import replace
+
+        return replace(p, recency_weight=p.current_recency_weight)
+    return p
 
 
 def _is_cjk(text: str) -> bool:
