@@ -617,7 +617,7 @@ class MemoryStore:
             dense = list(zip(d_seqs.tolist(), d_scores.tolist(), strict=True))
             cjk = _is_cjk(query)
             window_ranked: list[tuple[int, float]] = []
-            if window is not None:
+            if window is not None and not (window.fuzzy and p.fuzzy_window_boost == 0):
                 wseqs = self.records.seqs_in_window(user_id, window.start, window.end, p.window_scan)
                 if wseqs:
                     seqs_arr, vecs = self.records.vectors_for(user_id, wseqs)
