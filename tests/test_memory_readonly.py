@@ -87,3 +87,19 @@ async def test_http_reads_for_never_seen_users_create_no_files(make_config, embe
             assert (await asyncio.to_thread(_http, "DELETE", f"{base}/{'a' * 32}?user_id=nobody{i}"))[0] == 404
         assert _index_files(store) == []
         assert not any(u.startswith("nobody") for u in store._users)
+
+
+def test_large_users_bm25_is_built_off_the_search_path(tmp_path, embedder):
+    rows = [{"text": f"note {i} about the weather", "session_id": f"s{i // 10}"} for i in range(60)]
+    rows[17] = {"text": "the zebra-striped umbrella is in the hallway closet", "session_id": "s1"}
+    d = tmp_path / "mem"
+    with MemoryStore(d, embedder=embedder) as s:
+        s.add_many("big", rows)
+    store = MemoryStore(d, embedder=embedder, lexical_sync_max=10)  # 60 memories count as large here
+    assert store.search("big", "where is the umbrella?", k=3)  # answered at once (dense) while BM25 builds
+    store.add("big", "the zebra mug is in the dishwasher", session_id="s9")  # written during the build
+    assert store.wait_for_indexes("big", timeout=30)
+    hits = store.search("big", "zebra", k=2, mode="hybrid")
+    assert {h.text for h in hits} == {rows[17]["text"], "the zebra mug is in the dishwasher"}
+    assert store.check_consistency("big")["ok"]
+    store.close()

@@ -22,6 +22,7 @@ from agent.embedding import Embedder, load_embedder
 from agent.ids import InvalidIdError, validate_user_id
 from agent.memory import facts
 from agent.memory.lexical import LexicalIndex, tokenize
+from agent.memory.lexical_state import SYNC_BUILD_MAX, UserLexical
 from agent.memory.recall import RecallParams, fuse
 from agent.memory.records import MemoryRecord, NewRow, RecordStore, SQLiteRecordStore
 from agent.memory.timewindow import find_relative_event, find_time_window
@@ -82,7 +83,7 @@ class _Item:
 @dataclass
 class _UserState:
     index: UserIndex
-    lexical: LexicalIndex | None = None
+    lexical: UserLexical = field(default_factory=UserLexical)
     sessions: set[str] = field(default_factory=set)
     version: int = 0  # shared stores: the user's change counter the indexes reflect
 
@@ -121,6 +122,7 @@ class MemoryStore:
         params: RecallParams | None = None,
         cache_vectors: int = CACHE_VECTORS,
         cache_users: int = CACHE_USERS,
+        lexical_sync_max: int = SYNC_BUILD_MAX,
     ) -> None:
         self.shared = bool(getattr(records, "shared", False))
         if path is None and records is None:
@@ -142,6 +144,7 @@ class MemoryStore:
         self._users: OrderedDict[str, _UserState] = OrderedDict()
         self.cache_vectors = cache_vectors
         self.cache_users = max(1, cache_users)
+        self.lexical_sync_max = lexical_sync_max
         self._closed = False
 
     # -- helpers -----------------------------------------------------------------------------
@@ -230,7 +233,7 @@ class MemoryStore:
         if new:
             seqs, vecs = self.records.vectors_for(user_id, new)
             st.index.add(seqs, vecs)
-        if st.lexical is not None:
+        if st.lexical.index is not None or st.lexical.building:
             for s in gone:
                 st.lexical.remove(s)
             for s, toks in (self.records.tokens_for(user_id, new) if new else {}).items():  # type: ignore[attr-defined]
@@ -307,10 +310,10 @@ class MemoryStore:
             return UserIndex(self.embedder.dim)
         return build_index(self.embedder.dim, np.concatenate(all_seqs), np.vstack(all_vecs))
 
-    def _lexical(self, user_id: str, st: _UserState) -> LexicalIndex:
-        if st.lexical is None or st.lexical.needs_rebuild():
-            st.lexical = LexicalIndex.from_rows(self.records.iter_tokens(user_id))
-        return st.lexical
+    def _lexical(self, user_id: str, st: _UserState) -> LexicalIndex | None:
+        """The user's BM25 index; None while a large user's first build runs (see :mod:`.lexical_state`)."""
+        return st.lexical.get(lambda: self.records.iter_tokens(user_id), st.index.ntotal, self._lock,
+                              self.lexical_sync_max)
 
     def _maybe_save(self, user_id: str, st: _UserState) -> None:
         if self.shared:
@@ -470,8 +473,7 @@ class MemoryStore:
         seqs = self.records.insert(rows)  # durable from here on
         st.index.add(np.asarray(seqs, dtype=np.int64), vecs[which])
         for row, seq, i in zip(rows, seqs, which, strict=True):
-            if st.lexical is not None:
-                st.lexical.add(seq, row.tokens.split())
+            st.lexical.add(seq, row.tokens.split())
             ids[i] = row.id
 
     def _add_fact_locked(self, user_id: str, st: _UserState, it: _Item, vec: np.ndarray) -> str:
@@ -513,8 +515,7 @@ class MemoryStore:
                 raise MemoryNotFoundError(f"no memory {memory_id!r} for user {user_id!r}")
             self.records.unmark_superseded_by(user_id, memory_id)
             st.index.remove([seq])
-            if st.lexical is not None:
-                st.lexical.remove(seq)
+            st.lexical.remove(seq)
             self._own_writes(user_id, st)
             self._maybe_save(user_id, st)
 
@@ -613,7 +614,7 @@ class MemoryStore:
             if window is not None:
                 q_tokens = [t for t in q_tokens if t not in p.time_words]
             lexical_index = self._lexical(user_id, st)
-            lexical = lexical_index.search(q_tokens, pool)
+            lexical = lexical_index.search(q_tokens, pool) if lexical_index is not None else []
             dense = list(zip(d_seqs.tolist(), d_scores.tolist(), strict=True))
             cjk = _is_cjk(query)
             window_ranked: list[tuple[int, float]] = []
@@ -689,7 +690,16 @@ class MemoryStore:
         validate_user_id(user_id)
         self._load_unlocked(user_id)
         with self._lock:
-            self._existing_state(user_id)
+            st = self._existing_state(user_id)
+            if st is not None:
+                self._lexical(user_id, st)  # a large user's BM25 build starts now, in the background
+
+    def wait_for_indexes(self, user_id: str, timeout: float | None = None) -> bool:
+        """Wait until no background BM25 build of this user is running; False on timeout."""
+        validate_user_id(user_id)
+        with self._lock:
+            st = self._users.get(user_id)
+        return st is None or st.lexical.done.wait(timeout)
 
     def flush(self) -> None:
         """Save every index that changed since its last save."""
