@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 import uuid
@@ -19,8 +18,9 @@ import faiss
 import numpy as np
 
 from agent.embedding import Embedder, load_embedder
-from agent.ids import InvalidIdError, validate_user_id
+from agent.ids import validate_user_id
 from agent.memory import facts
+from agent.memory.items import Item, MemoryNotFoundError, parse_item, validate_memory_id
 from agent.memory.lexical import LexicalIndex, tokenize
 from agent.memory.lexical_state import SYNC_BUILD_MAX, UserLexical
 from agent.memory.recall import RecallParams, fuse
@@ -29,12 +29,6 @@ from agent.memory.timewindow import find_relative_event, find_time_window
 from agent.memory.vector_index import UserIndex, build_index, load_index, remove_files, save_index
 
 log = logging.getLogger(__name__)
-_MEMORY_ID = re.compile(r"^[0-9a-f]{32}$")
-_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_ITEM_FIELDS = frozenset(
-    {"text", "kind", "metadata", "created_at", "session_id", "supersedes", "auto_supersede"}
-)
-
 AUTOSAVE_MIN = 256
 """Writes after which a user's index file is re-saved (or 10% of its size, whichever is larger)."""
 
@@ -43,41 +37,6 @@ CACHE_VECTORS = 200_000
 
 CACHE_USERS = 1000
 """Default bound of the index cache, in users: idle users' indexes are dropped (saved first) past it."""
-
-
-class MemoryNotFoundError(KeyError):
-    """No memory with this id for this user (it never existed, was deleted, or is someone else's)."""
-
-    def __str__(self) -> str:  # KeyError would print the repr of its argument
-        return str(self.args[0]) if self.args else "memory not found"
-
-
-def validate_memory_id(memory_id: object) -> str:
-    """Return ``memory_id`` if it has the shape of a memory id (32 lower-case hex digits)."""
-    if not isinstance(memory_id, str) or not _MEMORY_ID.match(memory_id):
-        raise InvalidIdError(f"invalid memory id: expected 32 hex digits (got {str(memory_id)[:80]!r})")
-    return memory_id
-
-
-def _timestamp(value: float | int | datetime | None) -> float:
-    if value is None:
-        return time.time()
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise TypeError(f"created_at must be epoch seconds or a datetime, not {type(value).__name__}")
-
-
-@dataclass
-class _Item:
-    text: str
-    kind: str
-    metadata: dict[str, Any]
-    created_at: float
-    session_id: str | None
-    supersedes: str | None = None
-    auto_supersede: bool = True
 
 
 @dataclass
@@ -327,38 +286,6 @@ class MemoryStore:
             raise MemoryNotFoundError(f"no memory {memory_id!r} for user {user_id!r}")
         return rec
 
-    @staticmethod
-    def _item(raw: str | dict[str, Any]) -> _Item:
-        d: dict[str, Any] = {"text": raw} if isinstance(raw, str) else dict(raw)
-        unknown = set(d) - _ITEM_FIELDS
-        if unknown:
-            raise ValueError(f"unknown memory fields: {sorted(unknown)}")
-        text = d.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("memory text must be a non-empty string")
-        kind = d.get("kind") or "turn"
-        if not isinstance(kind, str) or not _KIND.match(kind):
-            raise ValueError(f"invalid memory kind {kind!r}: use lower-case letters, digits and _")
-        metadata = dict(d.get("metadata") or {})
-        session_id = d.get("session_id") or metadata.get("session_id")
-        if session_id is not None:
-            session_id = str(session_id)
-            if len(session_id) > 128:
-                raise ValueError("session_id longer than 128 characters")
-            metadata["session_id"] = session_id
-        supersedes = d.get("supersedes")
-        if supersedes is not None:
-            validate_memory_id(supersedes)
-        return _Item(
-            text=text.strip(),
-            kind=kind,
-            metadata=metadata,
-            created_at=_timestamp(d.get("created_at")),
-            session_id=session_id,
-            supersedes=supersedes,
-            auto_supersede=bool(d.get("auto_supersede", True)),
-        )
-
     # -- writes ------------------------------------------------------------------------------
     def add(
         self,
@@ -402,7 +329,7 @@ class MemoryStore:
         against the ones before it).
         """
         validate_user_id(user_id)
-        parsed = [self._item(raw) for raw in items]
+        parsed = [parse_item(raw) for raw in items]
         if not parsed:
             return []
         vecs = self._encode([it.text for it in parsed])  # outside the lock: the slow part
@@ -413,7 +340,7 @@ class MemoryStore:
     ) -> list[str]:
         """Bulk insert with vectors computed elsewhere (benchmarks, migrations). Skips fact policy."""
         validate_user_id(user_id)
-        parsed = [self._item(raw) for raw in items]
+        parsed = [parse_item(raw) for raw in items]
         vecs = np.asarray(vectors, dtype=np.float32)
         if vecs.shape != (len(parsed), self.embedder.dim):
             raise ValueError(f"vectors must have shape ({len(parsed)}, {self.embedder.dim})")
@@ -422,7 +349,7 @@ class MemoryStore:
         return self._write(user_id, parsed, vecs, fact_policy=False)
 
     def _write(
-        self, user_id: str, items: list[_Item], vecs: np.ndarray, fact_policy: bool = True
+        self, user_id: str, items: list[Item], vecs: np.ndarray, fact_policy: bool = True
     ) -> list[str]:
         ids: list[str | None] = [None] * len(items)
         pending: list[int] = []
@@ -444,7 +371,7 @@ class MemoryStore:
         self,
         user_id: str,
         st: _UserState,
-        items: list[_Item],
+        items: list[Item],
         vecs: np.ndarray,
         which: list[int],
         ids: list[str | None],
@@ -476,7 +403,7 @@ class MemoryStore:
             st.lexical.add(seq, row.tokens.split())
             ids[i] = row.id
 
-    def _add_fact_locked(self, user_id: str, st: _UserState, it: _Item, vec: np.ndarray) -> str:
+    def _add_fact_locked(self, user_id: str, st: _UserState, it: Item, vec: np.ndarray) -> str:
         if it.supersedes is not None:
             self._get_or_raise(user_id, it.supersedes)
         same = self.records.find_by_hash(user_id, "fact", facts.content_hash(it.text))
