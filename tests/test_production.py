@@ -100,6 +100,37 @@ async def test_readiness_follows_the_memory_store_and_the_drain(make_config, emb
                                     "checks": {"engines": "ok", "memory": "unreachable", "draining": "ok"}}
 
 
+@pytest.mark.slow
+async def test_readiness_in_shared_mode_follows_postgresql(make_config, embedder, speech_engines):
+    import os
+
+    from agent.memory import MemoryStore
+    from agent.memory.records_pg import PostgresRecordStore
+    from speech import probes
+    from tests.pg import PostgresUnavailable, PrivatePostgres
+
+    pg = PrivatePostgres()
+    try:
+        pg.start()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL could not be started (CI must run this test): {exc}")
+        pytest.skip(f"PostgreSQL could not be started: {exc}")
+    try:
+        store = MemoryStore(None, embedder=embedder, records=PostgresRecordStore(pg.dsn, timeout_s=2.0))
+        async with running_server(make_config(), embedder, speech_engines, memory=store) as srv:
+            status, body = await aget(f"{srv.http_url}/readyz")
+            assert status == 200 and json.loads(body)["checks"]["memory"] == "ok"
+            await asyncio.to_thread(pg.stop)  # the shared database goes down
+            await asyncio.sleep(probes.READINESS_CACHE_S)
+            status, body = await aget(f"{srv.http_url}/readyz")
+            assert status == 503 and json.loads(body)["checks"]["memory"] == "unreachable"
+            assert pg.dsn.rsplit("@", 1)[-1] not in body.decode(), "the probe does not say where the database is"
+        await asyncio.to_thread(store.close)
+    finally:
+        pg.stop()
+
+
 # --- metrics ----------------------------------------------------------------------------------
 
 @pytest.mark.slow
