@@ -3,7 +3,7 @@
 A deployment (a container, a systemd unit) can then be configured without a command line.
 The environment only changes defaults, so a flag given on the command line still wins. A
 value that does not parse is refused with the variable's name, as a bad flag would be; an
-on/off flag takes 1/true/yes/on or 0/false/no/off.
+on/off flag takes 1/true/yes/on or 0/false/no/off; an empty variable counts as unset.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 PREFIX = "PARLEY_"
 TRUE = ("1", "true", "yes", "on")
-FALSE = ("0", "false", "no", "off", "")
+FALSE = ("0", "false", "no", "off")
 
 
 def env_name(dest: str) -> str:
@@ -31,7 +31,7 @@ def _parse(parser: argparse.ArgumentParser, action: argparse.Action, name: str, 
     if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
         word = raw.strip().lower()
         if word not in TRUE + FALSE:
-            parser.error(f"{name}={raw!r}: expected one of {', '.join(TRUE + FALSE[:-1])}")
+            parser.error(f"{name}={raw!r}: expected one of {', '.join(TRUE + FALSE)}")
         on = word in TRUE
         return on if isinstance(action, argparse._StoreTrueAction) else not on
     try:
@@ -53,5 +53,5 @@ def apply_environment(parser: argparse.ArgumentParser, environ: Mapping[str, str
         name = env_name(action.dest)
         if action.help is not argparse.SUPPRESS and name not in (action.help or ""):
             action.help = f"{action.help or ''} [env {name}]".strip()
-        if name in env:
+        if env.get(name, "") != "":  # set but empty (as compose files often leave them) counts as unset
             parser.set_defaults(**{action.dest: _parse(parser, action, name, env[name])})

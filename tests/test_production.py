@@ -201,6 +201,9 @@ def test_every_flag_comes_from_the_environment_and_flags_win():
     args = parser.parse_args(["--max_sessions", "4", "--log_format", "text"])
     assert (args.max_sessions, args.log_format) == (4, "text"), "a flag on the command line wins"
     assert "[env PARLEY_MAX_SESSIONS]" in parser.format_help()
+    parser = _parser()
+    apply_environment(parser, {"PARLEY_MAX_SESSIONS": ""})
+    assert parser.parse_args([]).max_sessions == 16, "an empty variable counts as unset"
 
 
 @pytest.mark.parametrize("env", [{"PARLEY_MAX_SESSIONS": "many"}, {"PARLEY_LOG_FORMAT": "xml"},
