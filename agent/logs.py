@@ -130,6 +130,9 @@ def configure_logging(level: int | str, extra_secrets: tuple[str | None, ...] = 
         handler.addFilter(redactor)
         if fmt == "json":
             handler.setFormatter(JsonFormatter(redactor))
+    if user_ids == "hash" and not os.environ.get("PARLEY_LOG_HASH_KEY"):
+        logging.getLogger(__name__).warning("--log_user_id hash without PARLEY_LOG_HASH_KEY: anyone can hash a "
+                                            "guessed user id and compare; set a secret key")
     # websockets at DEBUG dumps every frame: users' words and audio do not belong in a log.
     logging.getLogger("websockets").setLevel(max(logging.getLogger().level, logging.INFO))
     return redactor

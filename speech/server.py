@@ -240,7 +240,7 @@ class ParleyServer:
             log.exception("session %s failed", conv.session_id)
         finally:
             self.sessions.discard(session)
-            log.info("session %s closed", conv.session_id)
+            log.info("session %s closed", conv.session_id, extra={"session_id": conv.session_id})
             self._maybe_trim_memory()
 
     async def serve_forever(self, ready: asyncio.Event | None = None) -> None:
