@@ -52,6 +52,7 @@ from agent.conversation import Conversation
 from agent.ids import InvalidIdError, validate_user_id
 from speech.chunker import SentenceChunker, speech_units
 from speech.http_api import bearer_token, token_matches
+from speech.metrics import MeteredConnection
 from speech.playout import join_pieces
 from speech.protocol import ProtocolError, SessionStart, json_object
 from speech.session import VoiceSession
@@ -547,9 +548,11 @@ class CleanS2SEndpoint:
             return
         raw, uid = first
         server = self.server
-        if len(server.sessions) >= self.options.max_sessions:
-            await recv_ws.send(json.dumps({"placeholder": "", "error": "too_many_sessions"}))
-            await recv_ws.close(CLOSE_TOO_MANY, "too many sessions")
+        if server.draining or len(server.sessions) >= self.options.max_sessions:
+            reason = "server_draining" if server.draining else "too_many_sessions"
+            server.metrics.reject(reason, "cleans2s")
+            await recv_ws.send(json.dumps({"placeholder": "", "error": reason}))
+            await recv_ws.close(CLOSE_TOO_MANY, reason.replace("_", " "))
             return
         user_id = self.options.cleans2s_user_id or uid
         count, conv = 0, None
@@ -562,10 +565,12 @@ class CleanS2SEndpoint:
         bridge.conv = conv
         bridge.feed_first(raw)
         start = SessionStart(user_id=user_id, sample_rate=RATE, audio_output=True)
-        session = VoiceSession(bridge, server.agent, server.engines, start, conv,  # type: ignore[arg-type]
+        metered = MeteredConnection(bridge, server.metrics.observer("cleans2s", conv.session_id, user_id))
+        session = VoiceSession(metered, server.agent, server.engines, start, conv,  # type: ignore[arg-type]
                                server.session_options)
         server.sessions.add(session)
-        log.info("CleanS2S session %s opened for user %s", conv.session_id, user_id)
+        log.info("CleanS2S session %s opened for user %s", conv.session_id, user_id,
+                 extra={"session_id": conv.session_id, "user_id": user_id})
         try:
             await session.run()
         finally:
