@@ -17,9 +17,11 @@ import sys
 import time
 
 from agent.config import AgentConfig, add_agent_arguments
+from agent.envflags import apply_environment
 from agent.logs import configure_logging
 from agent.runtime import Agent
 from speech.allocator import limit_arenas
+from speech.drain import drain
 from speech.engines import SpeechEngines, add_speech_arguments, build_engines
 from speech.server import ParleyServer, ServerOptions, add_server_arguments
 
@@ -31,9 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python server.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--log_format", default="text", choices=("text", "json"),
+                        help="text for people; json: one object per line with session_id, turn_id, user_id, "
+                             "route and timings (default: text)")
+    parser.add_argument("--log_user_id", default="plain", choices=("plain", "hash"),
+                        help="How user ids appear in logs: as given, or as a keyed hash (key: env "
+                             "PARLEY_LOG_HASH_KEY) that still tells users apart (default: plain)")
     add_server_arguments(parser)
     add_agent_arguments(parser)
     add_speech_arguments(parser)
+    apply_environment(parser)
     return parser
 
 
@@ -77,15 +86,18 @@ async def amain(args: argparse.Namespace) -> None:
     # and a SIGTERM still under the default action killed the process without stopping the
     # embedded LLM's child process (bench.startup left llama.cpp servers behind that way).
     stop = asyncio.Event()
+    stopped_by: list[signal.Signals] = []
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, lambda s=sig: (stopped_by.append(s), stop.set()))
     ready = asyncio.Event()
     serving = asyncio.create_task(server.serve_forever(ready))
     await ready.wait()
     log.info("ready in %.1f s: open http://%s:%d/", time.perf_counter() - started, options.host, options.port)
     print(f"PARLEY_READY http://{options.host}:{options.port}/", flush=True)
     await stop.wait()
+    if stopped_by and stopped_by[0] == signal.SIGTERM:  # a supervisor's stop: finish live turns first
+        await drain(server, options.drain_timeout_s)
     serving.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await serving
@@ -99,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("--malloc_arena_max must be 0 (glibc's default) or more")
     # Before any engine starts its threads: a thread keeps the arena it was given first.
     arenas_limited = limit_arenas(args.malloc_arena_max)
-    configure_logging(args.log_level, extra_secrets=(args.auth_token,))
+    configure_logging(args.log_level, extra_secrets=(args.auth_token,), fmt=args.log_format,
+                      user_ids=args.log_user_id)
     if not arenas_limited:
         log.info("--malloc_arena_max has no effect here: the C library is not glibc")
     asyncio.run(amain(args))

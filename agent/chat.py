@@ -14,6 +14,7 @@ import logging
 import sys
 
 from agent.config import AgentConfig, add_agent_arguments
+from agent.envflags import apply_environment
 from agent.events import RouteChosen, SourcesFound, TextDelta, TurnDone
 from agent.ids import InvalidIdError, validate_user_id
 from agent.logs import configure_logging
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--once", metavar="TEXT", help="Answer TEXT, print the answer, and exit.")
     parser.add_argument("--verbose", action="store_true", help="Log what the agent does.")
     add_agent_arguments(parser)
+    apply_environment(parser)  # the same PARLEY_<FLAG> variables as server.py
     return parser
 
 

@@ -113,7 +113,8 @@ class MemoryWriter:
                     self._schedule_facts(turn)
             except Exception:  # one bad write must not stop the writer
                 self.failed += 1
-                log.exception("could not save a turn of user %s", turn.user_id)
+                log.exception("could not save a turn of user %s", turn.user_id,
+                              extra={"user_id": turn.user_id, "session_id": turn.session_id, "turn_id": turn.turn_id})
             finally:
                 self._queue.task_done()
 
@@ -144,7 +145,8 @@ class MemoryWriter:
                     metadata={"session_id": turns[-1].session_id}, created_at=turns[-1].created_at,
                 )
         except Exception as exc:
-            log.warning("fact extraction failed for user %s: %s", user_id, type(exc).__name__)
+            log.warning("fact extraction failed for user %s: %s", user_id, type(exc).__name__,
+                        extra={"user_id": user_id})
         finally:
             self._extracting.discard(task)  # type: ignore[arg-type]
 

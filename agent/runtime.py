@@ -141,7 +141,9 @@ class Agent:
             error=final.get("error", ""),
         )
         conv.record(text, result.text)
-        log.info("turn %s user=%s route=%s metrics=%s", turn_id, conv.user_id, result.route, metrics)
+        log.info("turn %s user=%s route=%s metrics=%s", turn_id, conv.user_id, result.route, metrics,
+                 extra={"session_id": conv.session_id, "turn_id": turn_id, "user_id": conv.user_id,
+                        "route": result.route})
         yield TurnDone(result)
 
     async def run_turn(self, conv: Conversation, text: str) -> TurnResult:

@@ -77,6 +77,10 @@ class WhisperArgs:
     whisper_threads: int = field(default=0, metadata={"help": "CPU threads for Whisper; 0 = all cores."})
     asr_languages: str = field(default="zh,en", metadata={
         "help": "Languages auto-detection chooses between (comma separated)."})
+    zh_simplify: str = field(default="zhconv", metadata={
+        "help": "Turn Traditional characters in Chinese transcripts into Simplified with zhconv (its conversion "
+                "tables are GPL-2.0-or-later, loaded in this process; see THIRD_PARTY.md), or 'off'.",
+        "choices": ("zhconv", "off")})
 
 
 def cache_dir() -> Path:
@@ -264,7 +268,7 @@ class WhisperASR:
         if detect_in_decoder:
             language = "zh" if any(_has_cjk(t) for _, _, t in segs) else "en"
             prob = 1.0
-        if language == "zh":
+        if language == "zh" and self.args.zh_simplify == "zhconv":
             segs = [(a, b, to_simplified(t)) for a, b, t in segs]
             words = [(a, b, to_simplified(t)) for a, b, t in words]
         text = join_segments([t for _, _, t in segs], language)

@@ -26,6 +26,7 @@ from agent.ids import InvalidIdError, validate_user_id
 from speech.cleans2s import RATE, RESUME_FOR_S, CleanS2SBridge, CompatError, parse_inbound
 from speech.cleans2s_pairing import ALONE, AMBIGUOUS, FULL, PAIR_KEY, Pairing, place_key
 from speech.http_api import bearer_token, split_target, token_matches
+from speech.metrics import MeteredConnection
 from speech.protocol import SessionStart
 from speech.session import VoiceSession
 
@@ -167,9 +168,11 @@ class CleanS2SEndpoint:
             return
         raw, uid = first
         server = self.server
-        if len(server.sessions) >= self.options.max_sessions:
-            await recv_ws.send(json.dumps({"placeholder": "", "error": "too_many_sessions"}))
-            await recv_ws.close(CLOSE_TOO_MANY, "too many sessions")
+        if server.draining or len(server.sessions) >= self.options.max_sessions:
+            reason = "server_draining" if server.draining else "too_many_sessions"
+            server.metrics.reject(reason, "cleans2s")
+            await recv_ws.send(json.dumps({"placeholder": "", "error": reason}))
+            await recv_ws.close(CLOSE_TOO_MANY, reason.replace("_", " "))
             return
         user_id = self.options.cleans2s_user_id or uid
         count, conv = 0, None
@@ -183,10 +186,12 @@ class CleanS2SEndpoint:
         bridge.conv = conv
         bridge.feed_first(raw)
         start = SessionStart(user_id=user_id, sample_rate=RATE, audio_output=True)
-        session = VoiceSession(bridge, server.agent, server.engines, start, conv,  # type: ignore[arg-type]
+        metered = MeteredConnection(bridge, server.metrics.observer("cleans2s", conv.session_id, user_id))
+        session = VoiceSession(metered, server.agent, server.engines, start, conv,  # type: ignore[arg-type]
                                server.session_options)
         server.sessions.add(session)
-        log.info("CleanS2S session %s opened for user %s", conv.session_id, user_id)
+        log.info("CleanS2S session %s opened for user %s", conv.session_id, user_id,
+                 extra={"session_id": conv.session_id, "user_id": user_id})
         try:
             await session.run()
         finally:

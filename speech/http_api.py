@@ -10,7 +10,7 @@ import asyncio
 import hmac
 import json
 import mimetypes
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, is_dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -82,11 +82,13 @@ def memory_json(record: Any) -> dict[str, Any]:
 class HttpRoutes:
     """Answers HTTP requests; returns None for WebSocket upgrades on ``/ws``."""
 
-    def __init__(self, memory: Any, auth_token: str | None, health: Callable[[], dict[str, Any]],
+    def __init__(self, memory: Any, auth_token: str | None,
+                 extra_routes: dict[str, Callable[[bool], Awaitable[Response]]] | None = None,
                  web_root: Path = WEB_ROOT) -> None:
         self._memory = memory
         self._auth_token = auth_token
-        self._health = health
+        self._extra_routes = dict(extra_routes or {})
+        """Path -> route told whether the caller holds the token: probes and metrics (speech/probes.py)."""
         self._web_root = web_root.resolve()
 
     async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -100,8 +102,9 @@ class HttpRoutes:
             if given is not None and not token_matches(self._auth_token, given):
                 return error_response(401, "unauthorized", "invalid token")
             return None  # the token may also come in session.start
-        if path == "/healthz":
-            return json_response(200, self._health())
+        if path in self._extra_routes:
+            authorized = token_matches(self._auth_token, bearer_token(request.headers) or query.get("token"))
+            return await self._extra_routes[path](authorized)
         if path.startswith("/api/"):
             if not token_matches(self._auth_token, bearer_token(request.headers) or query.get("token")):
                 return error_response(401, "unauthorized", "missing or invalid token")

@@ -159,7 +159,7 @@ class Reply:
             if self.result is not None:  # the agent had finished and recorded it: take it back
                 self.agent.forget_turn(self.conv, self.user_text, self.turn_id)
             await self.send(event("response.done", turn_id=self.turn_id, text="", interrupted=True,
-                                  metrics={}).to_json())
+                                  merged=True, metrics={}).to_json())
             return
         self.interrupted = interrupted
         heard = self._playout.heard_text() if self._playout is not None else "".join(self._streamed).strip()

@@ -20,6 +20,8 @@ from agent.runtime import Agent
 from speech.allocator import arena_count, release_free_memory
 from speech.engines import SpeechEngines
 from speech.http_api import HttpRoutes, bearer_token, token_matches
+from speech.metrics import MeteredConnection, ServerMetrics
+from speech.probes import Probes
 from speech.protocol import ProtocolError, SessionStart, error_event, event, parse_client_message
 from speech.session import SessionOptions, VoiceSession
 
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_MANY = 4429
 CLOSE_BAD_START = 4400
+CLOSE_DRAINING = 4503
 
 
 def _help(text: str) -> dict[str, str]:
@@ -56,6 +59,10 @@ class ServerOptions:
     trim_memory_every_s: float = field(
         default=60.0, metadata=_help("When a session closes, hand free memory back to the system (glibc "
                                      "malloc_trim) if the server is now idle or this long has passed; 0: never.")
+    )
+    drain_timeout_s: float = field(
+        default=20.0, metadata=_help("On SIGTERM: refuse new sessions, let live turns finish for at most this "
+                                     "long (seconds), save their memories, then exit.")
     )
     no_interruption: bool = field(default=False, metadata=_help("Half duplex: ignore the user while speaking."))
     enable_interruption: bool = field(default=True, metadata=_help("Accepted for CleanS2S compatibility (default)."))
@@ -115,7 +122,12 @@ class ParleyServer:
             max_turns_per_minute=options.max_turns_per_minute,
             suggest_followups=options.suggest_followups,
         )
-        self.routes = HttpRoutes(agent.memory, options.auth_token, self.health)
+        self.draining = False
+        """Set on SIGTERM (speech/drain.py): new sessions are refused and /readyz answers 503."""
+        self.metrics = ServerMetrics(self)
+        self.probes = Probes(self)
+        self.routes = HttpRoutes(agent.memory, options.auth_token,
+                                 {**self.probes.routes(), "/metrics": self.metrics.route})
         self._background: set[asyncio.Task[Any]] = set()
         self.cleans2s: Any = None
         """The CleanS2S endpoint (``speech.cleans2s_endpoint.CleanS2SEndpoint``) while it serves."""
@@ -184,9 +196,11 @@ class ParleyServer:
         try:
             start = await self._first_message(ws)
         except TimeoutError:
+            self.metrics.reject("no_start")
             await ws.close(CLOSE_BAD_START, "no session.start")
             return
         except ProtocolError as exc:
+            self.metrics.reject(exc.code)
             await _send_quietly(ws, error_event(exc.code, exc.message).to_json())
             await ws.close(CLOSE_BAD_START, exc.code)
             return
@@ -194,23 +208,34 @@ class ParleyServer:
             return
         token = start.token or (bearer_token(ws.request.headers) if ws.request else None)
         if not token_matches(self.options.auth_token, token):
+            self.metrics.reject("unauthorized")
             await _send_quietly(ws, error_event("unauthorized", "missing or invalid token").to_json())
             await ws.close(CLOSE_UNAUTHORIZED, "unauthorized")
             return
         try:
             validate_user_id(start.user_id)
         except InvalidIdError as exc:
+            self.metrics.reject("invalid_user_id")
             await _send_quietly(ws, error_event("invalid_user_id", str(exc)).to_json())
             await ws.close(CLOSE_BAD_START, "invalid user id")
             return
+        if self.draining:
+            self.metrics.reject("server_draining")
+            await _send_quietly(ws, error_event("server_draining", "the server is shutting down; reconnect").to_json())
+            await ws.close(CLOSE_DRAINING, "server draining")
+            return
         if len(self.sessions) >= self.options.max_sessions:
+            self.metrics.reject("too_many_sessions")
             await _send_quietly(ws, error_event("too_many_sessions", "the server is full; try again later").to_json())
             await ws.close(CLOSE_TOO_MANY, "too many sessions")
             return
         conv = self.agent.new_conversation(start.user_id)
-        session = VoiceSession(ws, self.agent, self.engines, start, conv, self.session_options)
+        metered = MeteredConnection(ws, self.metrics.observer("ws", conv.session_id, start.user_id))
+        session = VoiceSession(metered, self.agent, self.engines, start, conv,  # type: ignore[arg-type]
+                               self.session_options)
         self.sessions.add(session)
-        log.info("session %s opened for user %s", conv.session_id, start.user_id)
+        log.info("session %s opened for user %s", conv.session_id, start.user_id,
+                 extra={"session_id": conv.session_id, "user_id": start.user_id})
         if getattr(self.agent.memory, "shared", False):  # warm this user's index cache from the database
             self._start_in_background("memory-preload", lambda: self.agent.memory.preload(start.user_id))
         try:
@@ -221,7 +246,7 @@ class ParleyServer:
             log.exception("session %s failed", conv.session_id)
         finally:
             self.sessions.discard(session)
-            log.info("session %s closed", conv.session_id)
+            log.info("session %s closed", conv.session_id, extra={"session_id": conv.session_id})
             self._maybe_trim_memory()
 
     async def serve_forever(self, ready: asyncio.Event | None = None) -> None:

@@ -116,6 +116,14 @@ class VoiceSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turn_times: deque[float] = deque()
 
+    @property
+    def busy(self) -> bool:
+        """A confirmed turn is being transcribed or answered (what a graceful shutdown waits for)."""
+        reply, pending = self.reply, self._pending
+        if reply is not None and reply.confirmed and not reply.done:
+            return True
+        return pending is not None and pending.task is not None and not pending.task.done()
+
     async def send(self, message: str | bytes) -> None:
         """Send to the client; a closed socket is not an error here (the receive loop ends)."""
         with contextlib.suppress(ConnectionClosed):

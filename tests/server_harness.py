@@ -39,9 +39,14 @@ class RunningServer:
 
 @contextlib.asynccontextmanager
 async def running_server(config: AgentConfig, embedder: Embedder, engines: SpeechEngines,
-                         **options: object) -> AsyncIterator[RunningServer]:
-    """Serve until the block ends; every session is closed and the agent's memory flushed after."""
-    agent = Agent(config, build_chat_models(config), embedder, MemoryStore(config.memory_dir, embedder=embedder))
+                         memory: MemoryStore | None = None, **options: object) -> AsyncIterator[RunningServer]:
+    """Serve until the block ends; every session is closed and the agent's memory flushed after.
+
+    ``memory``: a store to use (e.g. on PostgreSQL) instead of SQLite in ``config.memory_dir``.
+    """
+    if memory is None:
+        memory = MemoryStore(config.memory_dir, embedder=embedder)
+    agent = Agent(config, build_chat_models(config), embedder, memory)
     server = ParleyServer(agent, engines, ServerOptions(port=0, **options))  # type: ignore[arg-type]
     ready = asyncio.Event()
     task = asyncio.create_task(server.serve_forever(ready))

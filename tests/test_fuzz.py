@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from agent.ids import InvalidIdError, validate_user_id
-from speech.http_api import WEB_ROOT, HttpRoutes, token_matches
+from speech.http_api import WEB_ROOT, HttpRoutes, json_response, token_matches
 from speech.protocol import Interrupt, ProtocolError, SessionEnd, SessionStart, TextInput, parse_client_message
 from tests.server_harness import running_server
 from tests.voice_client import VoiceClient
@@ -152,7 +152,11 @@ class _Memory:
         return {"user_id": user_id, "count": 0}
 
 
-ROUTES = HttpRoutes(_Memory(), "secret-token", lambda: {"status": "ok"})
+async def _liveness(authorized: bool) -> Response:
+    return json_response(200, {"status": "ok"})
+
+
+ROUTES = HttpRoutes(_Memory(), "secret-token", {"/healthz": _liveness})
 path_chars = st.text(alphabet=string.printable + "é中\x00%", max_size=60)
 paths = (path_chars.map(lambda s: "/" + s)
          | st.tuples(st.sampled_from(["/api/memory", "/api/memory/", "/api/memory/stats", "/", "/ws", "/../",

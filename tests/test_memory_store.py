@@ -81,6 +81,8 @@ def test_add_many_mixed_items_and_stats(store):
         store.add("bob", "   ")
     with pytest.raises(ValueError):
         store.add("bob", "x", kind="Bad Kind!")
+    with pytest.raises(ValueError):
+        store.add("bob", "x", kind="turn\n")  # "$" alone would let a final newline through
 
 
 def test_invalid_user_ids_rejected_everywhere(store):
@@ -102,7 +104,7 @@ def test_invalid_user_ids_rejected_everywhere(store):
 
 def test_bad_and_unknown_memory_ids(store):
     store.add("alice", "hello")
-    for bad in ["", "../etc/passwd", "xyz", "A" * 32, 123]:
+    for bad in ["", "../etc/passwd", "xyz", "A" * 32, 123, "0" * 32 + "\n"]:
         with pytest.raises(InvalidIdError):
             store.get("alice", bad)
     with pytest.raises(MemoryNotFoundError, match="no memory"):

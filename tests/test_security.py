@@ -60,7 +60,12 @@ async def test_api_keys_never_reach_logs_events_or_health(fake_llm: FakeOpenAI, 
         request = urllib.request.Request(server.url + "api/memory?user_id=alice",
                                          headers={"Authorization": f"Bearer {AUTH_TOKEN}"})
         memories = await asyncio.to_thread(lambda: urllib.request.urlopen(request, timeout=10).read().decode())
-        health = await asyncio.to_thread(lambda: urllib.request.urlopen(server.url + "healthz", timeout=10).read())
+        def authorized(path: str) -> bytes:  # the detailed /healthz and /metrics need the token
+            req = urllib.request.Request(server.url + path, headers={"Authorization": f"Bearer {AUTH_TOKEN}"})
+            return urllib.request.urlopen(req, timeout=10).read()
+
+        health = await asyncio.to_thread(authorized, "healthz")
+        health += await asyncio.to_thread(authorized, "metrics")
         log = "\n".join(server.lines)
     assert fake_llm.auth_headers and set(fake_llm.auth_headers) == {f"Bearer {LLM_KEY}"}, "the key was used"
     assert len(fake_serper.queries) >= 2, "the search route ran"

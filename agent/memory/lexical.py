@@ -101,6 +101,14 @@ class LexicalIndex:
     def size(self) -> int:
         return len(self._main_seqs) + len(self._tail) - len(self._deleted)
 
+    def contains(self, seq: int) -> bool:
+        """True if ``seq`` is indexed (main rows are in seq order, as the store reads them)."""
+        seq = int(seq)
+        if seq in self._tail:
+            return True
+        i = int(np.searchsorted(self._main_seqs, seq))
+        return i < len(self._main_seqs) and int(self._main_seqs[i]) == seq and seq not in self._deleted
+
     def needs_rebuild(self) -> bool:
         churn = len(self._tail) + len(self._deleted)
         return churn > max(REBUILD_MIN, REBUILD_FRACTION * len(self._main_seqs))

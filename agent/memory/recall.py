@@ -19,11 +19,19 @@ class RecallParams:
     """Reciprocal rank fusion constant: 1 / (rrf_k + rank)."""
     dense_weight: float = 2.0
     """Weight of the dense ranking for mostly non-Chinese queries..."""
-    cjk_dense_weight: float = 1.0
-    """...and for Chinese ones: the default embedder (MiniLM) is English-only, so BM25 counts as much."""
+    cjk_dense_weight: float = 0.5
+    """...and for Chinese ones: the default embedder (MiniLM) is English-only, so BM25 counts double."""
     lexical_weight: float = 1.0
     window_boost: float = 0.05
     """Added to memories inside the query's time window (about 3x a top-1 RRF score: in-window wins)."""
+    fuzzy_window_boost: float = 0.0
+    """...and inside a vague one ("recently", "最近"), where it is a hint, not a filter."""
+    event_windows: bool = True
+    """Resolve "the week after I went hiking" by finding that event first (see ``find_relative_event``)."""
+    current_recency_weight: float = 0.01
+    """Recency weight instead of ``recency_weight`` when the query asks about now ("现在", "currently")."""
+    current_words: tuple[str, ...] = (" now", "currently", "these days", "at the moment", "at present",
+                                      "现在", "目前", "如今")
     window_scan: int = 2000
     """At most this many memories of a time window are scored densely (newest first)."""
     neighbour_hits: int = 3
@@ -96,7 +104,7 @@ def fuse(
     for s, r in recs.items():
         v = scores[s] + p.recency_weight * (r.created_at - lo) / span
         if window is not None and window.contains(r.created_at):
-            v += p.window_boost
+            v += p.fuzzy_window_boost if window.fuzzy else p.window_boost
         final[s] = v
 
     # Neighbouring turns: the exchange just before/after a strong hit often holds the

@@ -107,6 +107,7 @@ class RecordStore(Protocol):
     def update_embeddings(
         self, user_id: str, seqs: Sequence[int], vectors: np.ndarray, model: str
     ) -> None: ...
+    def ping(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -399,6 +400,11 @@ class SQLiteRecordStore:
             (user_id, session_id, seq),
         )
         return [int(r[0]) for r in prev + nxt]
+
+    def ping(self) -> None:
+        """Raise if the database cannot answer a query (the readiness probe, speech/probes.py)."""
+        with self._lock:
+            self._db.execute("SELECT 1").fetchone()
 
     def close(self) -> None:
         with self._lock:

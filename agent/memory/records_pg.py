@@ -359,5 +359,10 @@ class PostgresRecordStore:
         )
         return [int(r[0]) for r in rows]
 
+    def ping(self, timeout_s: float = 2.0) -> None:
+        """Raise if PostgreSQL cannot answer a query within ``timeout_s`` (the readiness probe)."""
+        with self._pool.connection(timeout=timeout_s) as conn:
+            conn.execute("SELECT 1").fetchone()
+
     def close(self) -> None:
         self._pool.close()

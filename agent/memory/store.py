@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 import uuid
@@ -19,67 +18,31 @@ import faiss
 import numpy as np
 
 from agent.embedding import Embedder, load_embedder
-from agent.ids import InvalidIdError, validate_user_id
+from agent.ids import validate_user_id
 from agent.memory import facts
+from agent.memory.items import Item, MemoryNotFoundError, parse_item, validate_memory_id
 from agent.memory.lexical import LexicalIndex, tokenize
+from agent.memory.lexical_state import SYNC_BUILD_MAX, UserLexical
 from agent.memory.recall import RecallParams, fuse
 from agent.memory.records import MemoryRecord, NewRow, RecordStore, SQLiteRecordStore
-from agent.memory.timewindow import find_time_window
+from agent.memory.timewindow import find_relative_event, find_time_window
 from agent.memory.vector_index import UserIndex, build_index, load_index, remove_files, save_index
 
 log = logging.getLogger(__name__)
-_MEMORY_ID = re.compile(r"^[0-9a-f]{32}$")
-_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_ITEM_FIELDS = frozenset(
-    {"text", "kind", "metadata", "created_at", "session_id", "supersedes", "auto_supersede"}
-)
-
 AUTOSAVE_MIN = 256
 """Writes after which a user's index file is re-saved (or 10% of its size, whichever is larger)."""
 
 CACHE_VECTORS = 200_000
-"""Default bound of a shared store's index cache, in vectors (about 300 MB of MiniLM vectors)."""
+"""Default bound of the index cache, in vectors (about 300 MB of MiniLM vectors)."""
 
-
-class MemoryNotFoundError(KeyError):
-    """No memory with this id for this user (it never existed, was deleted, or is someone else's)."""
-
-    def __str__(self) -> str:  # KeyError would print the repr of its argument
-        return str(self.args[0]) if self.args else "memory not found"
-
-
-def validate_memory_id(memory_id: object) -> str:
-    """Return ``memory_id`` if it has the shape of a memory id (32 lower-case hex digits)."""
-    if not isinstance(memory_id, str) or not _MEMORY_ID.match(memory_id):
-        raise InvalidIdError(f"invalid memory id: expected 32 hex digits (got {str(memory_id)[:80]!r})")
-    return memory_id
-
-
-def _timestamp(value: float | int | datetime | None) -> float:
-    if value is None:
-        return time.time()
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise TypeError(f"created_at must be epoch seconds or a datetime, not {type(value).__name__}")
-
-
-@dataclass
-class _Item:
-    text: str
-    kind: str
-    metadata: dict[str, Any]
-    created_at: float
-    session_id: str | None
-    supersedes: str | None = None
-    auto_supersede: bool = True
+CACHE_USERS = 1000
+"""Default bound of the index cache, in users: idle users' indexes are dropped (saved first) past it."""
 
 
 @dataclass
 class _UserState:
     index: UserIndex
-    lexical: LexicalIndex | None = None
+    lexical: UserLexical = field(default_factory=UserLexical)
     sessions: set[str] = field(default_factory=set)
     version: int = 0  # shared stores: the user's change counter the indexes reflect
 
@@ -117,6 +80,8 @@ class MemoryStore:
         records: RecordStore | None = None,
         params: RecallParams | None = None,
         cache_vectors: int = CACHE_VECTORS,
+        cache_users: int = CACHE_USERS,
+        lexical_sync_max: int = SYNC_BUILD_MAX,
     ) -> None:
         self.shared = bool(getattr(records, "shared", False))
         if path is None and records is None:
@@ -134,9 +99,11 @@ class MemoryStore:
         )
         self.params = params or RecallParams()
         self._lock = threading.RLock()
-        # Least recently used first; only a shared store evicts (a local one's users all fit in memory).
+        # Least recently used first, bounded by cache_vectors and cache_users (see _evict).
         self._users: OrderedDict[str, _UserState] = OrderedDict()
         self.cache_vectors = cache_vectors
+        self.cache_users = max(1, cache_users)
+        self.lexical_sync_max = lexical_sync_max
         self._closed = False
 
     # -- helpers -----------------------------------------------------------------------------
@@ -160,6 +127,16 @@ class MemoryStore:
         # load_embedder() returns a CachedEmbedder: the router's embedding of this turn is reused.
         return np.asarray(self.embedder.encode([query]), dtype=np.float32)[0]
 
+    def _existing_state(self, user_id: str) -> _UserState | None:
+        """``_state`` for the read-only calls, but None for a user who is not cached and has no memories.
+
+        Nothing is cached for such a user and no index file is written, so reads under
+        made-up user ids leave no trace on disk or in the process.
+        """
+        if user_id not in self._users and self.records.count(user_id) == 0:
+            return None
+        return self._state(user_id)
+
     def _state(self, user_id: str) -> _UserState:
         """The user's indexes, loaded (caught up or rebuilt) on first use. Caller holds the lock."""
         st = self._users.get(user_id)
@@ -174,10 +151,17 @@ class MemoryStore:
         elif st is None:
             st = _UserState(index=self._load_vectors(user_id))
             self._users[user_id] = st
-        elif self.shared:
+            self._evict()
+        else:
             self._users.move_to_end(user_id)
-            self._catch_up(user_id, st)
+            if self.shared:
+                self._catch_up(user_id, st)
         return st
+
+    def _state_or_empty(self, user_id: str) -> _UserState:
+        """``_state`` for read-only calls: an uncached, unremembered empty state for unknown users."""
+        st = self._existing_state(user_id)
+        return st if st is not None else _UserState(index=UserIndex(self.embedder.dim))
 
     def _load_unlocked(self, user_id: str) -> None:
         """Build a shared store's missing user index *outside* the store lock, then cache it.
@@ -186,6 +170,8 @@ class MemoryStore:
         would stall every other user's recall on this instance meanwhile.
         """
         if not self.shared or user_id in self._users:
+            return
+        if self.records.count(user_id) == 0:  # nothing to load; reads must not cache unknown users
             return
         version = self.records.version(user_id)  # type: ignore[attr-defined]  # before the rows, as in _state
         index = self._rebuild_vectors(user_id)
@@ -206,7 +192,7 @@ class MemoryStore:
         if new:
             seqs, vecs = self.records.vectors_for(user_id, new)
             st.index.add(seqs, vecs)
-        if st.lexical is not None:
+        if st.lexical.index is not None or st.lexical.building:
             for s in gone:
                 st.lexical.remove(s)
             for s, toks in (self.records.tokens_for(user_id, new) if new else {}).items():  # type: ignore[attr-defined]
@@ -224,11 +210,17 @@ class MemoryStore:
         self._evict()
 
     def _evict(self) -> None:
-        """Drop least recently used users until the cache fits ``cache_vectors`` (keeping the newest one)."""
+        """Drop least recently used users until the cache fits ``cache_vectors`` and ``cache_users``.
+
+        The most recently used user always stays. A local store saves an evicted user's
+        index first if it changed, so eviction costs a file load on that user's next use.
+        """
         total = sum(st.index.ntotal for st in self._users.values())
-        while total > self.cache_vectors and len(self._users) > 1:
-            _, old = self._users.popitem(last=False)
+        while (total > self.cache_vectors or len(self._users) > self.cache_users) and len(self._users) > 1:
+            uid, old = self._users.popitem(last=False)
             total -= old.index.ntotal
+            if not self.shared and old.index.dirty:
+                save_index(old.index, self._index_path(uid), self._watermark(uid))
 
     def _load_vectors(self, user_id: str) -> UserIndex:
         path = self._index_path(user_id)
@@ -246,7 +238,7 @@ class MemoryStore:
                     ui = None
         if ui is None:
             ui = self._rebuild_vectors(user_id)
-            ui.dirty = max(ui.dirty, 1)
+            ui.dirty = max(ui.dirty, 1) if count else 0  # an empty index is not worth a file
         if ui.dirty:
             save_index(ui, path, self._watermark(user_id))
         return ui
@@ -277,10 +269,10 @@ class MemoryStore:
             return UserIndex(self.embedder.dim)
         return build_index(self.embedder.dim, np.concatenate(all_seqs), np.vstack(all_vecs))
 
-    def _lexical(self, user_id: str, st: _UserState) -> LexicalIndex:
-        if st.lexical is None or st.lexical.needs_rebuild():
-            st.lexical = LexicalIndex.from_rows(self.records.iter_tokens(user_id))
-        return st.lexical
+    def _lexical(self, user_id: str, st: _UserState) -> LexicalIndex | None:
+        """The user's BM25 index; None while a large user's first build runs (see :mod:`.lexical_state`)."""
+        return st.lexical.get(lambda: self.records.iter_tokens(user_id), st.index.ntotal, self._lock,
+                              self.lexical_sync_max)
 
     def _maybe_save(self, user_id: str, st: _UserState) -> None:
         if self.shared:
@@ -293,38 +285,6 @@ class MemoryStore:
         if rec is None:
             raise MemoryNotFoundError(f"no memory {memory_id!r} for user {user_id!r}")
         return rec
-
-    @staticmethod
-    def _item(raw: str | dict[str, Any]) -> _Item:
-        d: dict[str, Any] = {"text": raw} if isinstance(raw, str) else dict(raw)
-        unknown = set(d) - _ITEM_FIELDS
-        if unknown:
-            raise ValueError(f"unknown memory fields: {sorted(unknown)}")
-        text = d.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("memory text must be a non-empty string")
-        kind = d.get("kind") or "turn"
-        if not isinstance(kind, str) or not _KIND.match(kind):
-            raise ValueError(f"invalid memory kind {kind!r}: use lower-case letters, digits and _")
-        metadata = dict(d.get("metadata") or {})
-        session_id = d.get("session_id") or metadata.get("session_id")
-        if session_id is not None:
-            session_id = str(session_id)
-            if len(session_id) > 128:
-                raise ValueError("session_id longer than 128 characters")
-            metadata["session_id"] = session_id
-        supersedes = d.get("supersedes")
-        if supersedes is not None:
-            validate_memory_id(supersedes)
-        return _Item(
-            text=text.strip(),
-            kind=kind,
-            metadata=metadata,
-            created_at=_timestamp(d.get("created_at")),
-            session_id=session_id,
-            supersedes=supersedes,
-            auto_supersede=bool(d.get("auto_supersede", True)),
-        )
 
     # -- writes ------------------------------------------------------------------------------
     def add(
@@ -369,7 +329,7 @@ class MemoryStore:
         against the ones before it).
         """
         validate_user_id(user_id)
-        parsed = [self._item(raw) for raw in items]
+        parsed = [parse_item(raw) for raw in items]
         if not parsed:
             return []
         vecs = self._encode([it.text for it in parsed])  # outside the lock: the slow part
@@ -380,7 +340,7 @@ class MemoryStore:
     ) -> list[str]:
         """Bulk insert with vectors computed elsewhere (benchmarks, migrations). Skips fact policy."""
         validate_user_id(user_id)
-        parsed = [self._item(raw) for raw in items]
+        parsed = [parse_item(raw) for raw in items]
         vecs = np.asarray(vectors, dtype=np.float32)
         if vecs.shape != (len(parsed), self.embedder.dim):
             raise ValueError(f"vectors must have shape ({len(parsed)}, {self.embedder.dim})")
@@ -389,7 +349,7 @@ class MemoryStore:
         return self._write(user_id, parsed, vecs, fact_policy=False)
 
     def _write(
-        self, user_id: str, items: list[_Item], vecs: np.ndarray, fact_policy: bool = True
+        self, user_id: str, items: list[Item], vecs: np.ndarray, fact_policy: bool = True
     ) -> list[str]:
         ids: list[str | None] = [None] * len(items)
         pending: list[int] = []
@@ -411,7 +371,7 @@ class MemoryStore:
         self,
         user_id: str,
         st: _UserState,
-        items: list[_Item],
+        items: list[Item],
         vecs: np.ndarray,
         which: list[int],
         ids: list[str | None],
@@ -440,11 +400,10 @@ class MemoryStore:
         seqs = self.records.insert(rows)  # durable from here on
         st.index.add(np.asarray(seqs, dtype=np.int64), vecs[which])
         for row, seq, i in zip(rows, seqs, which, strict=True):
-            if st.lexical is not None:
-                st.lexical.add(seq, row.tokens.split())
+            st.lexical.add(seq, row.tokens.split())
             ids[i] = row.id
 
-    def _add_fact_locked(self, user_id: str, st: _UserState, it: _Item, vec: np.ndarray) -> str:
+    def _add_fact_locked(self, user_id: str, st: _UserState, it: Item, vec: np.ndarray) -> str:
         if it.supersedes is not None:
             self._get_or_raise(user_id, it.supersedes)
         same = self.records.find_by_hash(user_id, "fact", facts.content_hash(it.text))
@@ -477,14 +436,13 @@ class MemoryStore:
         validate_user_id(user_id)
         validate_memory_id(memory_id)
         with self._lock:
-            st = self._state(user_id)
-            seq = self.records.delete(user_id, memory_id)
-            if seq is None:
+            st = self._existing_state(user_id)
+            seq = self.records.delete(user_id, memory_id) if st is not None else None
+            if st is None or seq is None:
                 raise MemoryNotFoundError(f"no memory {memory_id!r} for user {user_id!r}")
             self.records.unmark_superseded_by(user_id, memory_id)
             st.index.remove([seq])
-            if st.lexical is not None:
-                st.lexical.remove(seq)
+            st.lexical.remove(seq)
             self._own_writes(user_id, st)
             self._maybe_save(user_id, st)
 
@@ -518,7 +476,7 @@ class MemoryStore:
         validate_user_id(user_id)
         with self._lock:
             out = self.records.stats(user_id)
-            st = self._state(user_id)
+            st = self._state_or_empty(user_id)
             out["index"] = {
                 "type": "ivf" if st.index.is_ivf else "flat",
                 "vectors": st.index.ntotal,
@@ -561,22 +519,33 @@ class MemoryStore:
         qvec = self._encode_query(query)
         p = self.params
         now = time.time() if now is None else now
+        window = find_time_window(query, now, tz)
+        relative = find_relative_event(query) if window is None and p.event_windows and mode == "hybrid" else None
+        if relative is not None:
+            # First find the event the period is named after; its time gives the window.
+            # (Taking the earliest of several strong matches, since later mentions mostly look
+            # back at the event, scored lower on the tuning half: it often picked another event.)
+            anchor = self.search(user_id, relative.anchor, 1, now=now, tz=tz, kinds=kinds)
+            if anchor:
+                window = relative.window(anchor[0].created_at)
         self._load_unlocked(user_id)
         with self._lock:
-            st = self._state(user_id)
+            st = self._state_or_empty(user_id)
             if st.index.ntotal == 0:
                 return []
             pool = max(p.pool, 4 * k)
             d_scores, d_seqs = st.index.search(qvec, pool)
             if mode == "dense":
                 return self._dense_only(user_id, d_scores, d_seqs, k, include_superseded, kinds)
-            window = find_time_window(query, now, tz)
-            q_tokens = tokenize(query)
+            q_tokens = tokenize(relative.rest if relative is not None and window is not None else query)
             if window is not None:
                 q_tokens = [t for t in q_tokens if t not in p.time_words]
-            lexical = self._lexical(user_id, st).search(q_tokens, pool)
+            lexical_index = self._lexical(user_id, st)
+            lexical = lexical_index.search(q_tokens, pool) if lexical_index is not None else []
+            dense = list(zip(d_seqs.tolist(), d_scores.tolist(), strict=True))
+            cjk = _is_cjk(query)
             window_ranked: list[tuple[int, float]] = []
-            if window is not None:
+            if window is not None and not (window.fuzzy and p.fuzzy_window_boost == 0):
                 wseqs = self.records.seqs_in_window(user_id, window.start, window.end, p.window_scan)
                 if wseqs:
                     seqs_arr, vecs = self.records.vectors_for(user_id, wseqs)
@@ -587,15 +556,15 @@ class MemoryStore:
             return fuse(
                 self.records,
                 user_id,
-                dense=list(zip(d_seqs.tolist(), d_scores.tolist(), strict=True)),
+                dense=dense,
                 lexical=lexical,
                 window_ranked=window_ranked,
                 window=window,
                 k=k,
-                params=p,
+                params=_current(p, query),
                 include_superseded=include_superseded,
                 kinds=kinds,
-                cjk_query=_is_cjk(query),
+                cjk_query=cjk,
             )
 
     def _dense_only(
@@ -623,7 +592,7 @@ class MemoryStore:
         """Compare the user's vector index with SQLite: ``{"ok", "missing", "extra"}`` (seq lists)."""
         validate_user_id(user_id)
         with self._lock:
-            st = self._state(user_id)
+            st = self._state_or_empty(user_id)
             in_index = set(st.index.ids().tolist())
             in_db = set(self.records.seqs(user_id))
         return {
@@ -648,7 +617,16 @@ class MemoryStore:
         validate_user_id(user_id)
         self._load_unlocked(user_id)
         with self._lock:
-            self._state(user_id)
+            st = self._existing_state(user_id)
+            if st is not None:
+                self._lexical(user_id, st)  # a large user's BM25 build starts now, in the background
+
+    def wait_for_indexes(self, user_id: str, timeout: float | None = None) -> bool:
+        """Wait until no background BM25 build of this user is running; False on timeout."""
+        validate_user_id(user_id)
+        with self._lock:
+            st = self._users.get(user_id)
+        return st is None or st.lexical.done.wait(timeout)
 
     def flush(self) -> None:
         """Save every index that changed since its last save."""
@@ -694,6 +672,16 @@ def open_memory(config: Any, embedder: Embedder) -> MemoryStore:
     log.info("long-term memory in PostgreSQL at %s (shared with other instances)", records.dsn_redacted)
     return MemoryStore(None, embedder=embedder, records=records,
                        cache_vectors=getattr(config, "memory_cache_vectors", CACHE_VECTORS))
+
+
+def _current(p: RecallParams, query: str) -> RecallParams:
+    """Params for this query: questions about the present ("现在", "currently") weigh recency more."""
+    q = f" {query.lower()}"
+    if any(w in q for w in p.current_words):
+        from dataclasses import replace
+
+        return replace(p, recency_weight=p.current_recency_weight)
+    return p
 
 
 def _is_cjk(text: str) -> bool:

@@ -17,6 +17,8 @@ class TimeWindow:
     start: float
     end: float
     phrase: str
+    fuzzy: bool = False
+    """A vague phrase ("recently", "最近"): a hint, not a filter (see ``RecallParams.fuzzy_window_boost``)."""
 
     def contains(self, t: float) -> bool:
         return self.start <= t < self.end
@@ -84,9 +86,58 @@ def find_time_window(query: str, now: float, tz: tzinfo | None = None) -> TimeWi
             r"few days ago|couple of days ago|几天前|前几天",
             lambda: days(day0 - timedelta(days=5), 5, "few days ago"),
         ),
-        (r"\brecently\b|\blately\b|最近|近来", lambda: days(day0 - timedelta(days=14), 15, "recently")),
+        (
+            r"\brecently\b|\blately\b|最近|近来",
+            lambda: TimeWindow((day0 - timedelta(days=14)).timestamp(), (day0 + timedelta(days=1)).timestamp(),
+                               "recently", fuzzy=True),
+        ),
     ]
     for pattern, make in rules:
         if re.search(pattern, q):
             return make()
+    return None
+
+
+@dataclass(frozen=True)
+class RelativeEvent:
+    """A period named by an event of the user's own: "the week after I went hiking", "搬家之前的那个月"."""
+
+    anchor: str
+    """The words that name the event (searched for to find when it happened)."""
+    rest: str
+    """The query without the anchor and the period words."""
+    after: bool
+    days: float
+
+    def window(self, anchor_time: float) -> TimeWindow:
+        # The anchor's own session (same evening) is neither before nor after it.
+        gap = 6 * 3600.0
+        if self.after:
+            return TimeWindow(anchor_time + gap, anchor_time + self.days * 86400.0, self.anchor)
+        return TimeWindow(anchor_time - self.days * 86400.0, anchor_time - gap, self.anchor)
+
+
+_SPAN_EN = {"day": 1.0, "days": 3.0, "week": 7.0, "weeks": 14.0, "month": 31.0}
+_SPAN_ZH = {"天": 1.0, "几天": 3.0, "周": 7.0, "星期": 7.0, "礼拜": 7.0, "个月": 31.0, "月": 31.0}
+_REL_EN = re.compile(
+    r"^(?P<rest>.*?)\b(?:in |during )?the (?P<span>day|days|week|weeks|month) (?P<dir>after|before) "
+    r"(?P<anchor>.+?)[?.!]*$", re.IGNORECASE)
+_REL_ZH = re.compile(
+    r"^(?P<anchor>.+?)(?P<dir>之后|以后|后|之前|以前|前)的?(?:那|这)?(?:一)?(?P<span>几天|天|周|星期|礼拜|个月|月)"
+    r"(?P<rest>.*)$")
+
+
+def find_relative_event(query: str) -> RelativeEvent | None:
+    """The event-relative period a query asks about, or None ("what did I do the week after my trip?")."""
+    q = query.strip()
+    m = _REL_EN.match(q)
+    if m:
+        anchor = re.sub(r"^(?:i |my |we |our )", "", m.group("anchor"), flags=re.IGNORECASE)
+        return RelativeEvent(anchor=anchor, rest=m.group("rest"), after=m.group("dir").lower() == "after",
+                             days=_SPAN_EN[m.group("span").lower()])
+    m = _REL_ZH.match(q)
+    if m and len(m.group("anchor")) >= 2:
+        anchor = re.sub(r"^(?:我们|我)", "", m.group("anchor"))
+        return RelativeEvent(anchor=anchor, rest=m.group("rest"), after=m.group("dir") in ("之后", "以后", "后"),
+                             days=_SPAN_ZH[m.group("span")])
     return None
