@@ -200,9 +200,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="5 short, 3 long, 2 paused utterances, TTFT 0.")
+    parser.add_argument("--quick", action="store_true", help="5 short, 3 long, 2 paused utterances, 2 barge-ins.")
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
-    parser.add_argument("--ttft_ms", type=float, nargs="+", default=[0.0, 300.0], help="Fake LLM TTFTs to run.")
+    parser.add_argument("--ttft_ms", type=float, nargs="+", default=None,
+                        help="Fake LLM TTFTs to run (default 0 and 300; 0 with --quick).")
     parser.add_argument("--rounds", type=int, default=1, help="Times the utterance sets are gone through.")
     parser.add_argument("--barge_ins", type=int, default=4)
     parser.add_argument("--speed", type=float, default=1.0, help="Audio streaming speed (1 = real time).")
@@ -210,7 +211,9 @@ def main() -> None:
                         help="Speech flags for the server, e.g. --whisper_window full (last on the line).")
     args = parser.parse_args()
     if args.quick:
-        args.barge_ins, args.ttft_ms = 2, [0.0]
+        args.barge_ins = 2
+    if args.ttft_ms is None:
+        args.ttft_ms = [0.0] if args.quick else [0.0, 300.0]
     with contextlib.redirect_stderr(io.StringIO()) if args.json else contextlib.nullcontext():
         result = asyncio.run(run(args))
     emit(result, args.json)
