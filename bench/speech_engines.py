@@ -21,7 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from speech.asr import IncrementalTranscriber, WhisperASR
+from speech.asr_incremental import IncrementalTranscriber
+from speech.asr_whisper import WhisperASR
 from speech.tts import EspeakTTS, MultilingualTTS, PiperTTS
 from speech.tts_zh import ZhTTS
 from speech.vad import FRAME_SAMPLES, SileroVAD, resample_float

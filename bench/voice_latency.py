@@ -1,17 +1,22 @@
-"""Voice-to-voice latency, premature replies and barge-in, measured the way a user feels them.
+"""Voice-to-voice latency, premature replies, barge-in and false stops, measured the way a user feels them.
 
 A client that follows docs/protocol.md streams speech made by the embedded TTS at
 real time to a real Parley server (real VAD, Whisper, TTS) whose LLM is a fake
 OpenAI server with a set time to first token and token rate.
 
-    .venv/bin/python -m bench.voice_latency [--quick] [--json] [--ttft_ms 0 300] [--turns 20]
+    flock /tmp/parley-bench.lock .venv/bin/python -m bench.voice_latency [--quick] [--json]
+        [--ttft_ms 0 300] [--server_args --whisper_window full ...]
 
-Per turn, client side: ``e2e`` = first reply audio byte received - end of the user's
-speech sent. ``overhead`` = e2e - the configured end-of-turn silence - the fake TTFT.
-Premature replies: utterances with 0.5-1 s pauses inside; a reply that starts before
-the whole utterance was sent, or two replies to one utterance, counts.
-Barge-in: from the first frame of speech sent during a reply to the last reply audio
-frame received.
+Utterances (bench/voice_utterances.py): ``short`` questions of ~3 s, ``long`` ~10 s
+sentences (English and Mandarin) with 0.5-1.1 s pauses inside, ``paused`` two
+fragments with a 0.5-1.0 s pause between.
+
+Per turn, client side: final-answer latency = first reply audio byte received - the end
+of the last word sent. Premature: a reply whose audio starts before the last word was
+sent, or two answers to one utterance. Barge-in: from the first speech frame sent during
+a reply to the last reply audio frame received. False stops: a click, a noise burst and
+a 120 ms speech blip sent during a reply; a stop is counted when the reply ends
+interrupted, a pause when its audio stops for more than 150 ms and then goes on.
 """
 
 from __future__ import annotations
@@ -26,24 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import emit, machine, print_table, summary_ms
+from bench.common import emit, load_average, machine, print_table, summary_ms
 
-SENTENCES = [
-    "What is the capital of France and how big is it?",
-    "Can you tell me a fun fact about octopuses?",
-    "How long does it take to boil an egg?",
-    "Which planet in our solar system is the largest?",
-    "Please explain why the sky looks blue.",
-    "What should I cook for dinner tonight?",
-    "How many people live in Tokyo today?",
-    "Tell me something interesting about whales.",
-]
-PAUSED = [
-    ("I would like to know", "the height of Mount Everest"),
-    ("Can you tell me", "how far away the moon is"),
-    ("My favourite fruit is", "mango and I eat it every day"),
-]
-REPLY = "Sure. Here is a short answer to your question. It has two more sentences. This is the last one."
+REPLY = "Sure. Here is a short answer to your question."
 LONG_REPLY = " ".join(["This is a long answer that goes on and on so that it can be interrupted."] * 8)
 
 
@@ -60,32 +50,47 @@ async def settle(client, quiet_s: float = 1.5) -> None:
         await asyncio.sleep(0.1)
 
 
-async def one_turn(client, speech: np.ndarray, speed: float) -> dict[str, float | int]:
-    """Stream lead-in silence + speech + trailing silence; time the reply."""
+async def one_turn(client, utt, speed: float) -> dict[str, object]:
+    """Stream lead-in silence + speech + trailing silence; time the answer from the last word."""
     before, after = 0.3, 2.5
-    n_done = len(client.events("response.done"))
+    n_received = len(client.received)
     start = time.perf_counter()
-    await client.stream_pcm(np.concatenate([silence(before), speech, silence(after)]), speed=speed)
-    speech_end = start + (before + len(speech) / 16000) / speed
-    done = await client.wait_for("response.done", n_done + 1, timeout=120)
+    await client.stream_pcm(np.concatenate([silence(before), utt.pcm, silence(after)]), speed=speed)
+    last_word = start + (before + utt.last_word_s) / speed
+    deadline = time.perf_counter() + 120
+    while not [r for r in client.received[n_received:] if r.event and r.event["type"] == "response.done"
+               and not r.event["interrupted"]]:
+        if time.perf_counter() > deadline:
+            raise TimeoutError("no answer")
+        await asyncio.sleep(0.05)
     await settle(client)
-    first_audio = client.first_time("response.audio.start", after=start)
-    first_byte = next((r.at for r in client.received if r.audio is not None and r.at >= start), None)
-    replies = len(client.events("response.done")) - n_done
+    new = client.received[n_received:]
+    answers = [r.event for r in new if r.event and r.event["type"] == "response.done" and not r.event["interrupted"]]
+    audio_starts = [r.at for r in new if r.event and r.event["type"] == "response.audio.start"]
+    first_byte = next((r.at for r in new if r.audio is not None), None)
     return {
-        "e2e": (first_byte - speech_end) * 1000 if first_byte else float("nan"),
-        "premature": int(bool(first_audio and first_audio < speech_end) or replies > 1),
-        **{f"server_{k}": v for k, v in done["metrics"].items()},
+        "kind": utt.kind,
+        "e2e": (first_byte - last_word) * 1000 if first_byte else float("nan"),
+        "premature": int(bool(audio_starts and audio_starts[0] < last_word) or len(answers) > 1),
+        **{f"server_{k}": v for k, v in answers[-1]["metrics"].items()},
     }
 
 
-async def barge_in(client, speech: np.ndarray, speed: float) -> float:
-    """Ask for a long answer by text, interrupt it with speech; return ms to the last reply frame."""
+async def start_long_reply(client) -> int:
     await settle(client)
     n_done = len(client.events("response.done"))
     await client.say_text("tell me a very long story")
     await client.wait_for("response.audio.start", len(client.events("response.audio.start")) + 1, timeout=60)
     await asyncio.sleep(1.0)
+    return n_done
+
+
+async def barge_in(client, speech: np.ndarray, speed: float) -> float:
+    """Ask for a long answer by text, interrupt it with speech.
+
+    Returns ms from the first speech frame sent to the last reply frame received.
+    """
+    n_done = await start_long_reply(client)
     speech_start = time.perf_counter()
     await client.stream_pcm(np.concatenate([speech, silence(1.5)]), speed=speed)
     done = await client.wait_for("response.done", n_done + 1, timeout=60)
@@ -98,33 +103,71 @@ async def barge_in(client, speech: np.ndarray, speed: float) -> float:
     return (last - speech_start) * 1000
 
 
+async def false_stops(client, sounds: dict[str, np.ndarray], speed: float) -> dict[str, int]:
+    """Non-speech sounds during a reply: how many stopped it (interrupted) or paused its audio."""
+    stops = pauses = 0
+    for sound in sounds.values():
+        n_done = await start_long_reply(client)
+        sent = time.perf_counter()
+        await client.stream_pcm(np.concatenate([sound, silence(1.2)]), speed=speed)
+        frames = [r.at for r in client.received if r.audio is not None and r.at >= sent - 0.1]
+        gaps = np.diff(frames) if len(frames) > 1 else np.zeros(0)
+        ended = client.events("response.done")[n_done:]
+        if ended and ended[0]["interrupted"]:
+            stops += 1
+        elif gaps.size and gaps.max() > 0.15:
+            pauses += 1
+        await client.send_json({"type": "interrupt"})
+        await client.wait_for("response.done", n_done + 1, timeout=30)
+        await settle(client)
+    return {"false_stops": stops, "false_pauses": pauses, "sounds": len(sounds)}
+
+
+def rows_for(turns: list[dict[str, object]], ttft: float, kind: str) -> dict[str, object]:
+    sel = [t for t in turns if kind == "all" or t["kind"] == kind]
+    e2e = [float(t["e2e"]) for t in sel]  # type: ignore[arg-type]
+    stats = summary_ms(e2e)
+    stage = {k: summary_ms([float(t[k]) for t in sel if k in t])["p50"]  # type: ignore[arg-type]
+             for k in ("server_vad_end", "server_asr", "server_llm_ttft", "server_tts_first_audio")
+             if any(k in t for t in sel)}
+    return {"ttft_ms": ttft, "set": kind, "turns": len(sel), "e2e_p50": stats["p50"], "e2e_p95": stats["p95"],
+            "premature": f"{sum(int(t['premature']) for t in sel)}/{len(sel)}",  # type: ignore[call-overload]
+            **{k.removeprefix("server_") + "_p50": v for k, v in stage.items()}}
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     from agent.config import AgentConfig
     from agent.embedding import load_embedder
-    from speech.engines import build_engines
+    from bench.voice_utterances import make_utterances, trim
+    from speech.engines import add_speech_arguments, build_engines
     from speech.vad import resample_pcm16
     from tests.fakes.openai_server import FakeOpenAI, Reply
     from tests.server_harness import running_server
     from tests.voice_client import VoiceClient
 
-    engines = build_engines()
+    parser = argparse.ArgumentParser()
+    add_speech_arguments(parser)
+    engines = build_engines(parser.parse_args(args.server_args))
     engines.warm_up()
     embedder = load_embedder()
+    sets = make_utterances(engines.tts, engines.tts.sample_rate, args.quick)
+    utterances = [u for _ in range(args.rounds) for name in ("short", "long", "paused") for u in sets[name]]
 
     def speak(text: str) -> np.ndarray:
-        pcm = np.concatenate(list(engines.tts.synthesize(text, "en")))
-        return resample_pcm16(pcm, engines.tts.sample_rate, 16000)
+        return trim(resample_pcm16(np.concatenate(list(engines.tts.synthesize(text, "en"))),
+                                   engines.tts.sample_rate, 16000))
 
-    sentences = [speak(s) for s in SENTENCES]
-    paused = [np.concatenate([speak(a), silence(0.5 + 0.25 * i), speak(b)]) for i, (a, b) in enumerate(PAUSED)]
     interruption = speak("Stop please, that is enough.")
-    silence_ms = engines.args.min_silence_ms
+    rng = np.random.default_rng(7)
+    sounds = {"click": (rng.standard_normal(320) * 12000).clip(-32000, 32000).astype(np.int16),
+              "noise_200ms": (rng.standard_normal(3200) * 3000).astype(np.int16),
+              "speech_blip_120ms": speak("Hm, yes.")[:1920]}
     results: dict[str, object] = {
-        "machine": machine(), "speed": args.speed, "min_silence_ms": silence_ms,
-        "speculative_silence_ms": engines.args.speculative_silence_ms,
-        "utterance_s": round(float(np.mean([len(s) / 16000 for s in sentences])), 2),
+        "machine": machine(), "speed": args.speed, "server_args": " ".join(args.server_args),
+        "min_silence_ms": engines.args.min_silence_ms, "speculative_silence_ms": engines.args.speculative_silence_ms,
+        "utterance_s": {k: round(float(np.mean([u.pcm.size / 16000 for u in v])), 2) for k, v in sets.items()},
     }
-    rows = []
+    rows, extras = [], []
     for ttft in args.ttft_ms:
         def reply(request: dict, ttft: float = ttft) -> Reply:
             text = LONG_REPLY if "long story" in request["messages"][-1]["content"] else REPLY
@@ -135,46 +178,42 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                                  memory_dir=str(Path(tmp) / "mem"), lm_tool_routing="off", extract_facts="off")
             async with running_server(config, embedder, engines, max_turns_per_minute=1000) as srv:
                 client = await VoiceClient.open(srv.ws_url, "bench")
-                turns = [await one_turn(client, sentences[i % len(sentences)], args.speed)
-                         for i in range(args.turns)]
-                pauses = [await one_turn(client, paused[i % len(paused)], args.speed)
-                          for i in range(args.paused)]
+                turns = [await one_turn(client, u, args.speed) for u in utterances]
                 barges = [await barge_in(client, interruption, args.speed) for _ in range(args.barge_ins)]
+                noise = await false_stops(client, sounds, args.speed) if args.barge_ins else {}
                 await client.close()
-        e2e = [t["e2e"] for t in turns]
-        stages = {k: summary_ms([t[k] for t in turns if k in t])["p50"]
-                  for k in ("server_vad_end", "server_asr", "server_llm_ttft", "server_tts_first_audio", "server_e2e")}
-        row = {
-            "ttft_ms": ttft,
-            "turns": len(turns),
-            "e2e_p50": summary_ms(e2e)["p50"],
-            "e2e_p95": summary_ms(e2e)["p95"],
-            "overhead_p50": round(summary_ms(e2e)["p50"] - silence_ms - ttft, 1),
-            "premature": f"{sum(int(t['premature']) for t in pauses + turns)}/{len(pauses) + len(turns)}",
-            "barge_in_p50": summary_ms(barges)["p50"] if barges else None,
-            **{k.removeprefix("server_") + "_p50": v for k, v in stages.items()},
-        }
-        rows.append(row)
+        rows += [rows_for(turns, ttft, k) for k in ("all", "short", "long", "paused")]
+        extras.append({"ttft_ms": ttft, "barge_in_p50": summary_ms(barges)["p50"] if barges else None,
+                       "barge_in_max": round(max(barges), 1) if barges else None, **noise})
     results["runs"] = rows
+    results["barge_in"] = extras
+    results["load_average_after"] = load_average()
     if not args.json:
-        print(f"utterances {results['utterance_s']} s, end-of-turn silence {silence_ms} ms, "
-              f"speculative at {results['speculative_silence_ms']} ms, speed x{args.speed}")
-        print_table("Voice-to-voice latency (ms, client side)", rows)
+        print(f"utterances {results['utterance_s']} s, end-of-turn silence {results['min_silence_ms']} ms, "
+              f"speculative at {results['speculative_silence_ms']} ms, speed x{args.speed}, "
+              f"server args '{results['server_args']}', load before {results['machine']['load_average']}")
+        print_table("Final-answer latency after the last word (ms, client side)", rows)
+        print_table("Barge-in (ms) and non-speech sounds during a reply", extras)
+        print("load after", results["load_average_after"])
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="5 turns, 3 paused utterances, 2 barge-ins, TTFT 0.")
+    parser.add_argument("--quick", action="store_true", help="5 short, 3 long, 2 paused utterances, 2 barge-ins.")
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
-    parser.add_argument("--ttft_ms", type=float, nargs="+", default=[0.0, 300.0], help="Fake LLM TTFTs to run.")
-    parser.add_argument("--turns", type=int, default=20)
-    parser.add_argument("--paused", type=int, default=6, help="Utterances with pauses inside.")
-    parser.add_argument("--barge_ins", type=int, default=5)
+    parser.add_argument("--ttft_ms", type=float, nargs="+", default=None,
+                        help="Fake LLM TTFTs to run (default 0 and 300; 0 with --quick).")
+    parser.add_argument("--rounds", type=int, default=1, help="Times the utterance sets are gone through.")
+    parser.add_argument("--barge_ins", type=int, default=4)
     parser.add_argument("--speed", type=float, default=1.0, help="Audio streaming speed (1 = real time).")
+    parser.add_argument("--server_args", nargs=argparse.REMAINDER, default=[],
+                        help="Speech flags for the server, e.g. --whisper_window full (last on the line).")
     args = parser.parse_args()
     if args.quick:
-        args.turns, args.paused, args.barge_ins, args.ttft_ms = 5, 3, 2, [0.0]
+        args.barge_ins = 2
+    if args.ttft_ms is None:
+        args.ttft_ms = [0.0] if args.quick else [0.0, 300.0]
     with contextlib.redirect_stderr(io.StringIO()) if args.json else contextlib.nullcontext():
         result = asyncio.run(run(args))
     emit(result, args.json)

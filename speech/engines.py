@@ -5,7 +5,10 @@ returns :class:`SpeechEngines`, shared by every session:
 
 * ``vad`` makes a fresh, independent :class:`~speech.vad.VADStream` per session
   (``new_vad_stream()``); a stream is not thread-safe, the factory is.
-* ``asr`` and ``tts`` are thread-safe: each serializes its model calls with a lock.
+* ``asr`` and ``tts`` are thread-safe: each serializes its model calls with a lock;
+  sessions reach ``asr`` through ``recognizer``, one queue that runs one decode at a time
+  (end-of-speech decodes before partial ones, stale requests skipped);
+* ``turn_model`` (smart-turn, with ``--turn_end smart``) scores whether a pause ends the turn.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from speech.asr import ASR, WhisperArgs
+from speech.asr_queue import RecognizerQueue
 from speech.tts import (
     OUTPUT_SAMPLE_RATE,
     TTS,
@@ -29,13 +33,14 @@ from speech.tts import (
     PiperArgs,
     Resampled,
 )
+from speech.turn_end import SmartTurn, TurnEndArgs, TurnModel
 from speech.vad import VAD, SileroVAD, VADArgs, VADStream
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class EngineArgs(VADArgs, WhisperArgs, EspeakArgs, PiperArgs):
+class EngineArgs(VADArgs, TurnEndArgs, WhisperArgs, EspeakArgs, PiperArgs):
     """Every speech flag (VAD, ASR, TTS), in the style of one dataclass per engine."""
 
     asr: str = field(default="whisper", metadata={
@@ -98,6 +103,8 @@ class SpeechEngines:
     tts: TTS
     output_sample_rate: int
     load_seconds: dict[str, float] = field(default_factory=dict)
+    turn_model: TurnModel | None = None
+    recognizer: RecognizerQueue = field(default_factory=RecognizerQueue)
 
     @property
     def language_hint(self) -> str | None:
@@ -111,6 +118,7 @@ class SpeechEngines:
     def describe(self) -> dict[str, Any]:
         """What is loaded, for /health and logs."""
         return {"vad": type(self.vad).__name__, "asr": self.asr.name, "tts": self.tts.name,
+                "turn_end": self.args.turn_end,
                 "output_sample_rate": self.output_sample_rate, "language": self.args.language,
                 "load_seconds": {k: round(v, 2) for k, v in self.load_seconds.items()}}
 
@@ -126,6 +134,10 @@ class SpeechEngines:
         tone = (0.1 * np.sin(2 * np.pi * 220 * np.arange(8000) / 16000)).astype(np.float32)
         self.asr.transcribe(tone, self.language_hint or "en")
         timings["asr"] = time.perf_counter() - t
+        if self.turn_model is not None:
+            t = time.perf_counter()
+            self.turn_model(tone)
+            timings["turn_model"] = time.perf_counter() - t
         for lang, text in (("en", "Hello."), ("zh", "你好。")):
             if self.args.language in ("auto", lang):
                 t = time.perf_counter()
@@ -142,7 +154,7 @@ def build_asr(a: EngineArgs) -> ASR:
         from speech.asr_funasr import FunASR, FunASRArgs
 
         return FunASR(FunASRArgs(stt_model_name=a.stt_model_name))
-    from speech.asr import WhisperASR
+    from speech.asr_whisper import WhisperASR
 
     return WhisperASR(_sub(WhisperArgs, a))
 
@@ -195,4 +207,10 @@ def build_engines(args: argparse.Namespace | EngineArgs | None = None) -> Speech
     t = time.perf_counter()
     tts = build_tts(a)
     timings["tts"] = time.perf_counter() - t
-    return SpeechEngines(args=a, vad=vad, asr=asr, tts=tts, output_sample_rate=tts.sample_rate, load_seconds=timings)
+    turn_model = None
+    if a.turn_end == "smart":
+        t = time.perf_counter()
+        turn_model = SmartTurn()
+        timings["turn_model"] = time.perf_counter() - t
+    return SpeechEngines(args=a, vad=vad, asr=asr, tts=tts, output_sample_rate=tts.sample_rate, load_seconds=timings,
+                         turn_model=turn_model)

@@ -56,6 +56,33 @@ class Playout:
     started_at: float | None = None
     """Wall time (perf_counter) of the first audio byte sent."""
     sent_samples: int = 0
+    _paused_at: float | None = None
+    _unpaused: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._unpaused.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_at is not None
+
+    def pause(self) -> None:
+        """Stop sending frames (speech may be starting); the frame in flight is the last one."""
+        if self._paused_at is None:
+            self._paused_at = time.perf_counter()
+            self._unpaused.clear()
+
+    def resume(self) -> None:
+        """Go on sending where it stopped, paced as if the pause had not happened."""
+        if self._paused_at is None:
+            return
+        if self.started_at is not None:
+            # The client played what it had, then nothing: shift the clock so pacing neither bursts nor
+            # counts the pause as heard audio.
+            played_before = min(self.sent_samples / self.sample_rate, self._paused_at - self.started_at)
+            self.started_at = time.perf_counter() - played_before
+        self._paused_at = None
+        self._unpaused.set()
 
     def add_piece(self, text: str, filler: bool = False) -> int:
         """Register a piece of text about to be synthesized; returns its index."""
@@ -82,6 +109,8 @@ class Playout:
                 announced = True
             for start in range(0, len(pcm), frame):
                 part = pcm[start : start + frame]
+                if self._paused_at is not None:
+                    await self._unpaused.wait()
                 if self.started_at is None:
                     self.started_at = time.perf_counter()
                 ahead = self.sent_samples / self.sample_rate - (time.perf_counter() - self.started_at)
@@ -97,6 +126,7 @@ class Playout:
         """How much audio the client can have played by now."""
         if self.started_at is None:
             return 0.0
+        # While paused the client goes on playing what it holds (up to lead_s): capped by what was sent.
         return min(self.sent_samples / self.sample_rate, time.perf_counter() - self.started_at)
 
     def heard_text(self) -> str:

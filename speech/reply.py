@@ -141,6 +141,16 @@ class Reply:
             return self._playout.started_at is not None
         return bool(self._streamed) and self.confirmed
 
+    def pause_audio(self) -> None:
+        """Stop sending audio for now (the user may be starting to speak)."""
+        if self._playout is not None:
+            self._playout.pause()
+
+    def resume_audio(self) -> None:
+        """It was not speech: go on sending the audio where it stopped."""
+        if self._playout is not None:
+            self._playout.resume()
+
     async def cancel(self, interrupted: bool, merged: bool = False) -> None:
         """Stop everything. A confirmed reply is recorded with what the user heard.
 

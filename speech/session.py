@@ -5,6 +5,12 @@ speculatively (held back); when the silence lasts long enough to confirm the end
 of the turn, the held reply is released at once. If the user goes on speaking,
 the speculative reply is dropped without a trace. Speech during a confirmed reply
 interrupts it (barge-in).
+
+The audio of a reply stops at the first probable onset of speech (before the VAD has
+confirmed it) and goes on if the sound was only a click or a cough. The silence that
+confirms a turn depends on what was said (speech/turn_end.py), and the decode at a
+pause the user went on from is kept (speech/utterance.py), so that the end of speech
+leaves only the last stretch to decode.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from bisect import bisect_left
 from collections import deque
@@ -26,6 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from agent.conversation import Conversation
 from agent.runtime import Agent, InputError
 from agent.suggestions import suggest_followups
+from speech.asr_queue import FINAL
 from speech.engines import SpeechEngines
 from speech.protocol import (
     Interrupt,
@@ -38,12 +44,13 @@ from speech.protocol import (
     parse_client_message,
 )
 from speech.reply import Reply, ReplyTiming
+from speech.turn_end import end_silence_ms
+from speech.utterance import Heard, SpokenSoFar, join_words, recognize
 from speech.vad import PcmResampler, SpeechEnd, SpeechPause, SpeechResume, SpeechStart
 
 log = logging.getLogger(__name__)
 
 ASR_RATE = 16000
-_CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
 CLOSE_IDLE = 4408
 
 
@@ -71,6 +78,10 @@ class Speculation:
 
     speech_end_ms: float
     timing: ReplyTiming
+    utterance: int = 0
+    """Which utterance (SpokenSoFar.utterance) the audio belongs to."""
+    heard: tuple[int, str, str] | None = None
+    """(samples, text, language) once transcribed: kept as a partial if the user goes on."""
     task: asyncio.Task[Any] | None = None
     reply: Reply | None = None
     confirmed: bool = False
@@ -79,15 +90,6 @@ class Speculation:
     """Transcription failed before the turn was confirmed: the error is sent at confirmation."""
     merged: bool = False
     """The user went on before hearing the answer: this turn's words open the next turn."""
-
-
-def join_words(first: str, second: str) -> str:
-    """Join two pieces of a transcript: a space between Latin-script words, none for Chinese."""
-    if not first:
-        return second
-    if not second:
-        return first
-    return first + second if _CJK.match(first[-1]) or _CJK.match(second[0]) else f"{first} {second}"
 
 
 class VoiceSession:
@@ -115,6 +117,11 @@ class VoiceSession:
         """Words of a turn the user went on from before hearing its answer: they start the next turn."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turn_times: deque[float] = deque()
+        self._so_far = SpokenSoFar()
+        self._held_for_onset: Reply | None = None
+        """The reply whose audio is paused because speech may be starting."""
+        self.false_stops = 0
+        """Replies paused at a probable onset that turned out not to be speech."""
 
     @property
     def busy(self) -> bool:
@@ -220,6 +227,22 @@ class VoiceSession:
             del self._received[:2048]
         for vad_event in self.vad.process(pcm):
             await self._on_vad(vad_event)
+        await self._follow_onset()
+
+    async def _follow_onset(self) -> None:
+        """Pause the sounding reply at a probable onset of speech; resume it if that was not speech."""
+        held = self._held_for_onset
+        if self.vad.onset and held is None:
+            reply = self.reply
+            if reply is not None and reply.confirmed and not reply.done and self.options.interruption:
+                self._held_for_onset = reply
+                reply.pause_audio()
+        elif held is not None and not self.vad.onset:
+            self._held_for_onset = None
+            if not self.vad.in_speech:  # the candidate was dropped: a click, a cough, noise
+                self.false_stops += 1
+                held.resume_audio()
+            # else SpeechStart came: _interrupt() has stopped it for good
 
     def _wall_time(self, audio_ms: float) -> float:
         """When the client sent the audio at ``audio_ms`` (approximately: frame granularity)."""
@@ -230,6 +253,7 @@ class VoiceSession:
     async def _on_vad(self, vad_event: Any) -> None:
         if isinstance(vad_event, SpeechStart):
             await self.send(event("vad.start").to_json())  # first, so the client can stop playing at once
+            self._so_far.restart()
             await self._drop_speculation()
             await self._merge_unheard_turn()
             await self._interrupt()
@@ -238,7 +262,7 @@ class VoiceSession:
         elif isinstance(vad_event, SpeechPause) and self.options.speculative:
             await self._drop_speculation()
             timing = ReplyTiming(speech_end=self._wall_time(vad_event.speech_end_ms))
-            spec = self._speculation = Speculation(vad_event.speech_end_ms, timing)
+            spec = self._speculation = Speculation(vad_event.speech_end_ms, timing, self._so_far.utterance)
             spec.task = self._spawn(self._transcribe_then_reply(vad_event.audio, timing, spec))
         elif isinstance(vad_event, SpeechEnd):
             await self.send(event("vad.end").to_json())
@@ -264,7 +288,7 @@ class VoiceSession:
             return
         await self._drop_speculation()
         timing = ReplyTiming(speech_end=speech_end, vad_end_ms=(now - speech_end) * 1000)
-        spec = self._pending = Speculation(end.speech_end_ms, timing, confirmed=True)
+        spec = self._pending = Speculation(end.speech_end_ms, timing, self._so_far.utterance, confirmed=True)
         spec.task = self._spawn(self._transcribe_then_reply(end.audio, timing, spec))
 
     async def _merge_unheard_turn(self) -> None:
@@ -285,8 +309,14 @@ class VoiceSession:
 
     async def _transcribe_then_reply(self, audio: np.ndarray, timing: ReplyTiming, spec: Speculation | None) -> None:
         started = time.perf_counter()
+        so_far = self._so_far
+        utterance, cut, committed = so_far.utterance, 0, ""
+        if spec is not None and spec.utterance == utterance and so_far.cut < audio.size:
+            cut, committed = so_far.cut, so_far.text  # the part before a pause the user went on from
+        language = self.engines.language_hint or (so_far.language if cut else None)
         try:
-            transcript = await asyncio.to_thread(self.engines.asr.transcribe, audio, self.engines.language_hint)
+            heard: Heard = await self.engines.recognizer.run(
+                lambda: recognize(self.engines.asr, audio, cut, committed, language, self.engines.turn_model), FINAL)
         except Exception as exc:
             log.warning("ASR failed: %s", type(exc).__name__)
             if spec is None or spec.confirmed:
@@ -295,7 +325,14 @@ class VoiceSession:
                 spec.asr_failed = True  # told at the end of the turn, if the pause ends it
             return
         timing.asr_ms = (time.perf_counter() - started) * 1000
-        text = transcript.text.strip()
+        text = heard.text.strip()
+        if spec is not None and not spec.confirmed:
+            spec.heard = (audio.size, text, heard.language)
+            if spec.dropped:  # the user went on after this pause: keep what it heard
+                await self._keep_partial(spec)
+            elif not spec.merged:  # still pausing: how long this pause must last to end the turn
+                self.vad.set_end_silence(end_silence_ms(text, self.engines.args.min_silence_ms, self.engines.args,
+                                                        heard.complete_prob))
         if spec is not None and spec.merged:
             self._prefix = join_words(self._prefix, text)  # the user went on: these words open the next turn
             return
@@ -345,12 +382,18 @@ class VoiceSession:
         if items:
             await self.send(event("suggestions", turn_id=reply.turn_id, items=items).to_json())
 
+    async def _keep_partial(self, spec: Speculation) -> None:
+        """The user went on after a pause already transcribed: commit it and show it (transcript.partial)."""
+        if spec.heard is not None and self._so_far.commit(spec.utterance, *spec.heard):
+            await self.send(event("transcript.partial", text=join_words(self._prefix, spec.heard[1])).to_json())
+
     async def _drop_speculation(self) -> None:
-        """The user went on: forget the speculative transcription and reply, silently."""
+        """The user went on: forget the speculative reply silently (its transcript is kept as a partial)."""
         spec, self._speculation = self._speculation, None
         if spec is None:
             return
         spec.dropped = True
+        await self._keep_partial(spec)
         if spec.reply is not None:
             await spec.reply.cancel(interrupted=False)
             if self.reply is spec.reply:

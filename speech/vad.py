@@ -206,11 +206,29 @@ class VADStream:
         self._last_speech_frame = 0
         self._silence = 0
         self._paused = False
+        self._end_silence_ms: float = self.args.min_silence_ms
 
     @property
     def in_speech(self) -> bool:
         """True between a SpeechStart and its SpeechEnd."""
         return self._in_speech
+
+    @property
+    def onset(self) -> bool:
+        """A probable start of speech is being checked (not yet ``min_speech_ms`` long).
+
+        Polled after :meth:`process`: a reply can stop sounding at once and go on if the
+        sound then turns out to be a click or a cough (the candidate is dropped).
+        """
+        return not self._in_speech and bool(self._candidate)
+
+    def set_end_silence(self, ms: float) -> None:
+        """Silence that ends the current turn, from now until speech resumes (then ``min_silence_ms`` again).
+
+        The turn-end policy (speech/turn_end.py) shortens it for a plainly finished sentence and
+        lengthens it for a trailing "and". Already past it, the next frame ends the turn.
+        """
+        self._end_silence_ms = max(float(self.args.speculative_silence_ms), float(ms))
 
     @property
     def t_ms(self) -> float:
@@ -303,6 +321,7 @@ class VADStream:
         if prob >= self._neg_thresh:
             self._last_speech_frame = index
             self._silence = 0
+            self._end_silence_ms = a.min_silence_ms
             if self._paused and prob >= a.vad_thresh:
                 self._paused = False
                 events.append(SpeechResume(t_ms=index * FRAME_MS))
@@ -313,7 +332,7 @@ class VADStream:
             self._paused = True
             events.append(SpeechPause(t_ms=(index + 1) * FRAME_MS, speech_end_ms=self._speech_end_ms(),
                                       audio=self._audio()))
-        if silence_ms >= a.min_silence_ms:
+        if silence_ms >= self._end_silence_ms:
             events.append(self._end(forced=False))
         elif (index + 1 - self._start_frame) * FRAME_MS >= a.max_utterance_s * 1000:
             events.append(self._end(forced=True))

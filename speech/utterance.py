@@ -1,0 +1,77 @@
+"""What one utterance has said so far: transcripts committed at the pauses the user went on from.
+
+Every pause of ``speculative_silence_ms`` starts a decode of the utterance so far, in
+case the pause ends the turn. When the user goes on instead, that decode is not
+wasted: it covers the audio up to the pause, whose cut lies in silence (the VAD keeps
+``post_roll_ms`` of a pause of at least ``speculative_silence_ms``), so it is
+committed and the next decode covers only the audio after it, with the committed
+words as context. At the end of speech only the last stretch is left to decode.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from speech.asr import Transcript
+from speech.turn_end import TurnModel
+
+_CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
+
+
+def join_words(first: str, second: str) -> str:
+    """Join two pieces of a transcript: a space between Latin-script words, none for Chinese."""
+    if not first:
+        return second
+    if not second:
+        return first
+    return first + second if _CJK.match(first[-1]) or _CJK.match(second[0]) else f"{first} {second}"
+
+
+@dataclass
+class SpokenSoFar:
+    """The committed part of the current utterance."""
+
+    utterance: int = 0
+    """Which utterance of the session (counts SpeechStarts)."""
+    cut: int = 0
+    """Samples from the utterance start already transcribed."""
+    text: str = ""
+    language: str | None = None
+
+    def restart(self) -> None:
+        """A new utterance begins: nothing is committed."""
+        self.utterance += 1
+        self.cut, self.text, self.language = 0, "", None
+
+    def commit(self, utterance: int, cut: int, text: str, language: str) -> bool:
+        """Commit ``text`` as the transcript of the first ``cut`` samples (if still this utterance and newer)."""
+        if utterance != self.utterance or cut <= self.cut or not text:
+            return False
+        self.cut, self.text, self.language = cut, text, language
+        return True
+
+
+@dataclass(frozen=True)
+class Heard:
+    """One decode's result: the whole utterance's text so far and the turn model's view of it."""
+
+    text: str
+    language: str
+    tail: Transcript
+    complete_prob: float | None
+
+
+def recognize(asr: Any, audio: np.ndarray, cut: int, committed: str, language: str | None,
+              turn_model: TurnModel | None) -> Heard:
+    """Decode ``audio[cut:]`` after the ``committed`` text (run on the recognizer thread)."""
+    kwargs: dict[str, Any] = {}
+    if committed and getattr(asr, "accepts_prompt", False):
+        kwargs["prompt"] = committed[-120:]
+    tail = asr.transcribe(audio[cut:], language, **kwargs)
+    text = join_words(committed, tail.text.strip())
+    prob = turn_model(audio) if turn_model is not None and text else None
+    return Heard(text, tail.language, tail, prob)

@@ -1,0 +1,93 @@
+"""Turn ends over the WebSocket with the real engines: early for a finished sentence, late for a
+dangling one, never audible to a speaker who only pauses; partial transcripts; the reply's audio
+pausing for a sound that is not speech. The fake LLM is the only stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from tests.fakes.openai_server import Reply, echo
+from tests.server_harness import running_server
+from tests.voice_client import VoiceClient, silence
+
+pytestmark = pytest.mark.slow
+
+STORY = " ".join(["This answer goes on for a good while so that there is time to make some noise."] * 4)
+
+
+def story_or_echo(request: dict) -> Reply:
+    last = request["messages"][-1]["content"].lower()
+    return Reply(text=STORY, token_interval_s=0.02) if "story" in last else echo(request)
+
+
+def trimmed(pcm: np.ndarray) -> np.ndarray:
+    frames = pcm[: pcm.size // 160 * 160].astype(np.float64).reshape(-1, 160)
+    loud = np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) > 300)
+    return pcm[loud[0] * 160:(loud[-1] + 1) * 160]
+
+
+async def test_a_finished_sentence_is_answered_early(make_config, embedder, speech_engines, spoken, fake_llm):
+    speech = trimmed(spoken("What is the capital of France?", "en"))
+    async with running_server(make_config(), embedder, speech_engines) as srv:
+        client = await VoiceClient.open(srv.ws_url, "quick-asker")
+        start = time.perf_counter()
+        await client.stream_pcm(np.concatenate([silence(0.4), speech, silence(2.0)]))
+        last_word = start + 0.4 + speech.size / 16000
+        done = await client.wait_for("response.done", timeout=60)
+        assert not done["interrupted"]
+        first_audio = next(r.at for r in client.received if r.audio is not None)
+        # The old fixed 800 ms end-of-turn silence alone was later than this.
+        assert done["metrics"]["vad_end"] < 700, done["metrics"]
+        assert 0 < first_audio - last_word < 1.4, first_audio - last_word
+        await client.close()
+
+
+async def test_a_pause_after_a_dangling_word_is_not_a_turn_end(make_config, embedder, speech_engines, spoken,
+                                                               fake_llm):
+    # 1.2 s is longer than the default 800 ms end-of-turn silence, but the words so far end in "and".
+    first = trimmed(spoken("I went to the market yesterday and", "en"))
+    second = trimmed(spoken("I bought some apples and pears.", "en"))
+    speech = np.concatenate([first, silence(1.2), second])
+    async with running_server(make_config(), embedder, speech_engines) as srv:
+        client = await VoiceClient.open(srv.ws_url, "ponderer")
+        start = time.perf_counter()
+        await client.stream_pcm(np.concatenate([silence(0.4), speech, silence(2.5)]))
+        last_word = start + 0.4 + speech.size / 16000
+        done = await client.wait_for("response.done", timeout=60)
+        await asyncio.sleep(1.0)
+        assert len(client.events("response.done")) == 1, "the pause did not end a turn"
+        assert len(client.events("transcript.final")) == 1
+        assert not [r for r in client.received if r.audio is not None and r.at < last_word], "nothing audible early"
+        assert not [e for e in client.events("vad.end")][1:], "one turn end only"
+        heard = done["text"].lower()
+        assert "market" in heard and "apples" in heard, heard
+        # The decode at the pause was kept: a partial transcript of the first half came before the final one.
+        partials = client.events("transcript.partial")
+        assert partials and "market" in partials[0]["text"].lower(), partials
+        await client.close()
+
+
+async def test_a_sound_that_is_not_speech_pauses_the_reply_and_it_goes_on(make_config, embedder, speech_engines,
+                                                                          spoken, fake_llm):
+    fake_llm.default = story_or_echo
+    blip = trimmed(spoken("Hm, yes.", "en"))[:1920]  # 120 ms of voice: a probable onset, not a turn
+    async with running_server(make_config(), embedder, speech_engines) as srv:
+        client = await VoiceClient.open(srv.ws_url, "cougher")
+        await client.say_text("tell me a story")
+        await client.wait_for("response.audio.start", timeout=60)
+        await asyncio.sleep(1.0)
+        sent = time.perf_counter()
+        await client.stream_pcm(np.concatenate([blip, silence(1.0)]))
+        done = await client.wait_for("response.done", timeout=60)
+        assert done["interrupted"] is False, "a 120 ms sound does not stop the reply"
+        assert done["text"] == STORY
+        frames = [r.at for r in client.received if r.audio is not None and r.at > sent]
+        gaps = np.diff(frames)
+        paused = [frames[i] for i in np.flatnonzero(gaps > 0.1)]
+        assert paused and paused[0] - sent < 0.2, "the audio paused at the probable onset"
+        assert not client.events("vad.start")
+        await client.close()

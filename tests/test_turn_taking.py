@@ -1,0 +1,156 @@
+"""Turn-taking parts without models: the turn-end rule, the VAD's per-pause end silence and
+onset flag, the shared recognizer queue's order, and pausing a reply's audio."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from speech.asr_queue import PARTIAL, RecognizerQueue
+from speech.playout import Playout
+from speech.turn_end import TurnEndArgs, end_silence_ms, ending_of
+from speech.vad import SpeechEnd, SpeechStart, VADArgs, VADStream, energy_scorer, float_to_pcm16
+
+SR = 16000
+
+
+def tone(seconds: float) -> np.ndarray:
+    return float_to_pcm16((0.3 * np.sin(2 * np.pi * 200 * np.arange(int(seconds * SR)) / SR)).astype(np.float32))
+
+
+def quiet(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SR), dtype=np.int16)
+
+
+@pytest.mark.parametrize(("text", "ending"), [
+    ("What is the capital of France?", "complete"),
+    ("Please explain why the sky looks blue.", "complete"),
+    ("今天天气怎么样？", "complete"),
+    ("I went to the market and", "incomplete"),
+    ("I went to the market, and...", "incomplete"),
+    ("so I bought the", "incomplete"),
+    ("My favourite fruit is.", "incomplete"),  # Whisper's full stop after a dangling "is"
+    ("I would like to book a table,", "incomplete"),
+    ("我昨天去了市场，然后", "incomplete"),
+    ("我想问一下就是", "incomplete"),
+    ("Because", "incomplete"),
+    ("well I think", "unclear"),
+    ("", "unclear"),
+])
+def test_ending_of_the_transcript(text: str, ending: str) -> None:
+    assert ending_of(text) == ending
+
+
+def test_end_silence_follows_the_ending_and_the_model() -> None:
+    args = TurnEndArgs(early_silence_ms=450, late_silence_ms=1600)
+    assert end_silence_ms("Where is the station?", 800, args) == 450
+    assert end_silence_ms("I want to go to the station and", 800, args) == 1600
+    assert end_silence_ms("well I think", 800, args) == 800
+    # The audio model can veto an early end, or ask for a late one.
+    assert end_silence_ms("Where is the station?", 800, args, complete_prob=0.3) == 800
+    assert end_silence_ms("well I think", 800, args, complete_prob=0.1) == 1600
+    assert end_silence_ms("Where is the station?", 800, args, complete_prob=0.9) == 450
+    assert end_silence_ms("Where is the station?", 800, TurnEndArgs(turn_end="fixed")) == 800
+
+
+def test_the_vad_ends_a_pause_at_the_silence_it_is_told() -> None:
+    stream = VADStream(energy_scorer(), VADArgs(min_silence_ms=800, speculative_silence_ms=300))
+    events = stream.process(tone(1.0)) + stream.process(quiet(0.35))
+    assert [type(e) for e in events] == [SpeechStart, type(events[1])] and not stream.process(quiet(0.0))
+    stream.set_end_silence(450)  # a plainly finished sentence
+    events = stream.process(quiet(0.05))
+    assert not any(isinstance(e, SpeechEnd) for e in events)
+    events = stream.process(quiet(0.15))
+    ends = [e for e in events if isinstance(e, SpeechEnd)]
+    assert ends and 420 <= ends[0].t_ms - ends[0].speech_end_ms <= 500
+
+    # Told to wait longer (a trailing "and"): no end at 800 ms; the override lasts until speech resumes.
+    stream.process(tone(1.0))
+    stream.process(quiet(0.35))
+    stream.set_end_silence(1600)
+    assert not any(isinstance(e, SpeechEnd) for e in stream.process(quiet(1.0)))
+    ends = [e for e in stream.process(quiet(0.4)) if isinstance(e, SpeechEnd)]
+    assert ends and ends[0].t_ms - ends[0].speech_end_ms == pytest.approx(1600, abs=40)
+
+    stream.process(tone(1.0))
+    stream.process(quiet(0.35))
+    stream.set_end_silence(1600)
+    stream.process(tone(0.3))  # the user went on: back to the default for the next pause
+    ends = [e for e in stream.process(quiet(0.9)) if isinstance(e, SpeechEnd)]
+    assert ends and ends[0].t_ms - ends[0].speech_end_ms == pytest.approx(800, abs=40)
+
+
+def test_the_onset_flag_rises_at_once_and_falls_for_a_click() -> None:
+    stream = VADStream(energy_scorer(), VADArgs(min_speech_ms=250))
+    assert not stream.onset
+    assert stream.process(tone(0.07)) == [] and stream.onset  # 2 frames: probable speech, not yet confirmed
+    assert stream.process(quiet(0.3)) == [] and not stream.onset  # it was a click
+    events = stream.process(tone(0.5))
+    assert isinstance(events[0], SpeechStart) and not stream.onset and stream.in_speech
+
+
+async def test_queue_runs_final_decodes_first_and_skips_withdrawn_ones() -> None:
+    queue = RecognizerQueue("test")
+    gate = threading.Event()
+    order: list[str] = []
+
+    def job(name: str, wait: bool = False):
+        def run() -> str:
+            if wait:
+                gate.wait(5)
+            order.append(name)
+            return name
+        return run
+
+    first = asyncio.ensure_future(queue.run(job("running", wait=True)))
+    await asyncio.sleep(0.05)
+    assert queue.busy
+    assert await queue.try_partial(job("refused")) == (False, None)
+    partial = asyncio.ensure_future(queue.run(job("partial"), PARTIAL))
+    stale = asyncio.ensure_future(queue.run(job("stale")))
+    final = asyncio.ensure_future(queue.run(job("final")))
+    await asyncio.sleep(0.05)
+    stale.cancel()  # the user went on: withdrawn before it started
+    gate.set()
+    assert await asyncio.gather(first, final, partial) == ["running", "final", "partial"]
+    assert order == ["running", "final", "partial"]
+    assert queue.stats.skipped_stale == 1 and queue.stats.refused_partials == 1
+
+    def boom() -> None:
+        raise ValueError("bad audio")
+
+    with pytest.raises(ValueError, match="bad audio"):
+        await queue.run(boom)
+    assert await queue.try_partial(job("free")) == (True, "free")
+
+
+async def test_a_paused_reply_sends_nothing_and_resumes_in_pace() -> None:
+    sent: list[float] = []
+
+    async def send(message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            sent.append(time.perf_counter())
+
+    playout = Playout("t1", 16000, send, lead_s=0.0)
+    playout.add_piece("hello there")
+    playout.feed(0, np.zeros(16000, dtype=np.int16))  # 1 s = 25 frames of 40 ms
+    playout.finish()
+    task = asyncio.ensure_future(playout.run())
+    await asyncio.sleep(0.2)
+    playout.pause()
+    paused_at = time.perf_counter()
+    count = len(sent)
+    await asyncio.sleep(0.3)
+    assert len(sent) <= count + 1, "at most the frame in flight after a pause"
+    assert playout.heard_seconds() <= 0.3
+    playout.resume()
+    await asyncio.wait_for(task, 5)
+    assert len(sent) == 25
+    after = [t for t in sent if t > paused_at + 0.25]
+    assert after and after[0] - paused_at >= 0.29
+    # Paced as if the pause had not happened: the rest takes its own length, not a burst.
+    assert sent[-1] - after[0] >= 0.5
