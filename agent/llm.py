@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 EMBEDDED_NOTICE = (
     "No LLM_API_KEY and no --lm_model_url: using the embedded offline demo model "
-    "SmolLM2-135M-Instruct (small, English only, often wrong). For real answers set "
+    "{model} (small, sometimes wrong). For real answers set "
     "LLM_API_KEY (DeepSeek by default) or point --lm_model_url at any OpenAI-compatible server."
 )
 
@@ -35,12 +35,28 @@ class ChatModels:
             self.embedded.stop()
 
 
-def build_chat_models(config: AgentConfig) -> ChatModels:
-    """Connect to the configured LLM, starting the embedded one when nothing else is configured."""
-    embedded: EmbeddedLLMServer | None = None
-    if config.uses_embedded_llm:
-        log.warning(EMBEDDED_NOTICE)
-        embedded = EmbeddedLLMServer().start()
+def launch_embedded(config: AgentConfig) -> EmbeddedLLMServer | None:
+    """Start the embedded model's process when no remote LLM is configured, without waiting for it.
+
+    It loads while the caller loads everything else (the embedder, the speech engines);
+    :func:`build_chat_models` then waits for it.
+    """
+    if not config.uses_embedded_llm:
+        return None
+    embedded = EmbeddedLLMServer(config.lm_embedded_model)
+    log.warning(EMBEDDED_NOTICE.format(model=embedded.model.description))
+    return embedded.launch()
+
+
+def build_chat_models(config: AgentConfig, embedded: EmbeddedLLMServer | None = None) -> ChatModels:
+    """Connect to the configured LLM, starting the embedded one when nothing else is configured.
+
+    ``embedded`` is one already launched by :func:`launch_embedded`.
+    """
+    if embedded is None:
+        embedded = launch_embedded(config)
+    if embedded is not None:
+        embedded.wait_ready()
         base_url, model_name, api_key = embedded.base_url, embedded.model_name, "embedded"
     else:
         base_url, model_name = config.llm_base_url, config.lm_model_name

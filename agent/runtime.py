@@ -19,7 +19,7 @@ from agent.events import AgentEvent, RouteChosen, SourcesFound, TextDelta, TurnD
 from agent.graph import GraphContext, build_graph
 from agent.graph.router import LLMRouter, LocalRouter
 from agent.language import detect_language
-from agent.llm import ChatModels, build_chat_models
+from agent.llm import ChatModels, build_chat_models, launch_embedded
 from agent.memory import MemoryStore, open_memory
 from agent.memory_writer import MemoryWriter, TurnRecord
 from agent.tools import Tool, ToolDeps, build_registry
@@ -67,10 +67,20 @@ class Agent:
 
     @classmethod
     def build(cls, config: AgentConfig, extra_tools: Iterable[Tool] = ()) -> Agent:
-        """Load the embedder, open memory, connect the LLM (starting the embedded one if needed)."""
-        embedder = load_embedder(config.embedding_model_name)
-        memory = open_memory(config, embedder)
-        return cls(config, build_chat_models(config), embedder, memory, extra_tools)
+        """Load the embedder, open memory, connect the LLM (starting the embedded one if needed).
+
+        The embedded LLM's process is launched first: it loads its model while we load the embedder.
+        """
+        embedded = launch_embedded(config)
+        try:
+            embedder = load_embedder(config.embedding_model_name)
+            memory = open_memory(config, embedder)
+            models = build_chat_models(config, embedded)
+        except BaseException:
+            if embedded is not None:
+                embedded.stop()
+            raise
+        return cls(config, models, embedder, memory, extra_tools)
 
     def new_conversation(self, user_id: str, session_id: str | None = None) -> Conversation:
         """A fresh session for ``user_id`` (raises ``InvalidIdError`` for a bad id)."""

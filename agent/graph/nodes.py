@@ -15,11 +15,10 @@ from langgraph.runtime import Runtime
 from agent.graph.context import GraphContext
 from agent.graph.prompts import (
     APOLOGY,
-    LANGUAGE_NAMES,
     MEMORY_BLOCK,
     NOTE_BLOCK,
     REFERENCE_BLOCK,
-    SYSTEM_PROMPT,
+    system_prompt,
 )
 from agent.graph.state import TurnState
 from agent.memory_writer import TurnRecord
@@ -107,9 +106,7 @@ def make_tool_node(tool_name: str):
 
 def build_prompt(state: TurnState, config_prompt: str | None, history_turns: int) -> list[AnyMessage]:
     """System prompt + memories + reference + bounded history + the user's words."""
-    system = config_prompt or SYSTEM_PROMPT.format(
-        language_name=LANGUAGE_NAMES.get(state.language, "English"), today=date.today().isoformat()
-    )
+    system = config_prompt or system_prompt(state.language, date.today().isoformat())
     parts = [system]
     if state.memories:
         parts.append(MEMORY_BLOCK.format(memories="\n".join(state.memories)))
