@@ -20,9 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from agent.config import AgentConfig
 from agent.embedded_models import DEFAULT_EMBEDDED_MODEL, EmbeddedModel, get_embedded_model
 
 log = logging.getLogger(__name__)
+
+EMBEDDED_NOTICE = (
+    "No LLM_API_KEY and no --lm_model_url: using the embedded offline demo model "
+    "{model} (small, sometimes wrong). For real answers set "
+    "LLM_API_KEY (DeepSeek by default) or point --lm_model_url at any OpenAI-compatible server."
+)
 
 READY_PREFIX = "PARLEY_LLM_READY "
 
@@ -98,6 +105,19 @@ class EmbeddedLLMServer:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def launch_embedded(config: AgentConfig) -> EmbeddedLLMServer | None:
+    """Start the embedded model's process when no remote LLM is configured, without waiting for it.
+
+    This module imports nothing heavy, so a caller can launch the model before it imports the
+    rest of Parley; the model loads meanwhile, and ``build_chat_models`` then waits for it.
+    """
+    if not config.uses_embedded_llm:
+        return None
+    embedded = EmbeddedLLMServer(config.lm_embedded_model)
+    log.warning(EMBEDDED_NOTICE.format(model=embedded.model.description))
+    return embedded.launch()
 
 
 def _serve(args: argparse.Namespace) -> int:

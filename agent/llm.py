@@ -9,16 +9,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 
 from agent.config import AgentConfig
-from agent.embedded_llm import EmbeddedLLMServer
+from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
 
 log = logging.getLogger(__name__)
-
-EMBEDDED_NOTICE = (
-    "No LLM_API_KEY and no --lm_model_url: using the embedded offline demo model "
-    "{model} (small, sometimes wrong). For real answers set "
-    "LLM_API_KEY (DeepSeek by default) or point --lm_model_url at any OpenAI-compatible server."
-)
-
 
 @dataclass
 class ChatModels:
@@ -33,19 +26,6 @@ class ChatModels:
         """Stop the embedded server, if any."""
         if self.embedded is not None:
             self.embedded.stop()
-
-
-def launch_embedded(config: AgentConfig) -> EmbeddedLLMServer | None:
-    """Start the embedded model's process when no remote LLM is configured, without waiting for it.
-
-    It loads while the caller loads everything else (the embedder, the speech engines);
-    :func:`build_chat_models` then waits for it.
-    """
-    if not config.uses_embedded_llm:
-        return None
-    embedded = EmbeddedLLMServer(config.lm_embedded_model)
-    log.warning(EMBEDDED_NOTICE.format(model=embedded.model.description))
-    return embedded.launch()
 
 
 def build_chat_models(config: AgentConfig, embedded: EmbeddedLLMServer | None = None) -> ChatModels:

@@ -14,12 +14,13 @@ from langchain_core.messages import AIMessageChunk
 
 from agent.config import AgentConfig
 from agent.conversation import Conversation
+from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
 from agent.embedding import Embedder, load_embedder
 from agent.events import AgentEvent, RouteChosen, SourcesFound, TextDelta, TurnDone, TurnResult
 from agent.graph import GraphContext, build_graph
 from agent.graph.router import LLMRouter, LocalRouter
 from agent.language import detect_language
-from agent.llm import ChatModels, build_chat_models, launch_embedded
+from agent.llm import ChatModels, build_chat_models
 from agent.memory import MemoryStore, open_memory
 from agent.memory_writer import MemoryWriter, TurnRecord
 from agent.tools import Tool, ToolDeps, build_registry
@@ -66,12 +67,14 @@ class Agent:
         self.graph = build_graph(self.registry)
 
     @classmethod
-    def build(cls, config: AgentConfig, extra_tools: Iterable[Tool] = ()) -> Agent:
+    def build(cls, config: AgentConfig, extra_tools: Iterable[Tool] = (),
+              embedded: EmbeddedLLMServer | None = None) -> Agent:
         """Load the embedder, open memory, connect the LLM (starting the embedded one if needed).
 
-        The embedded LLM's process is launched first: it loads its model while we load the embedder.
+        The embedded LLM's process is launched first (or was, by the caller: ``embedded``),
+        so it loads its model while we load the embedder.
         """
-        embedded = launch_embedded(config)
+        embedded = embedded or launch_embedded(config)
         try:
             embedder = load_embedder(config.embedding_model_name)
             memory = open_memory(config, embedder)
