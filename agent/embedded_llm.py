@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import logging
 import os
 import select
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from agent.config import AgentConfig
@@ -83,6 +85,24 @@ class EmbeddedLLMServer:
     def start(self, timeout_s: float = 120.0) -> EmbeddedLLMServer:
         """Start the child process and wait until it serves."""
         return self.launch().wait_ready(timeout_s)
+
+    def warm_up(self, system_prompts: list[str], timeout_s: float = 60.0) -> None:
+        """Have llama.cpp read each system prompt once (one token answered), so that its prompt cache
+        holds them and the first turn after start does not pay for reading the prompt (bench.startup).
+
+        A failure here is logged, not raised: the model still serves, only the first turn is slower.
+        """
+        for prompt in system_prompts:
+            body = {"model": self.model_name, "max_tokens": 1,
+                    "messages": [{"role": "system", "content": prompt}, {"role": "user", "content": "hi"}]}
+            request = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(),
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+                    resp.read()
+            except OSError as exc:
+                log.warning("embedded LLM warm-up failed: %s", exc)
+                return
 
     @property
     def pid(self) -> int | None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import date
 
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 
 from agent.config import AgentConfig
 from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
+from agent.graph.prompts import system_prompt
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ def build_chat_models(config: AgentConfig, embedded: EmbeddedLLMServer | None = 
         embedded = launch_embedded(config)
     if embedded is not None:
         embedded.wait_ready()
+        today = date.today().isoformat()
+        embedded.warm_up([system_prompt("zh", today), system_prompt("en", today)])
         base_url, model_name, api_key = embedded.base_url, embedded.model_name, "embedded"
     else:
         base_url, model_name = config.llm_base_url, config.lm_model_name

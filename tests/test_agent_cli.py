@@ -91,3 +91,11 @@ def test_once_answers_offline_chinese_in_chinese_with_embedded_defaults(tmp_path
     answer = proc.stdout.strip()
     assert CJK.search(answer), answer
     assert not ENGLISH_SENTENCE.search(answer), answer
+
+
+def test_system_prompt_follows_the_language_of_the_turn(tmp_path, fake_llm):
+    for question, expected in (("今天天气怎么样？", "用简体中文回答"), ("How is the weather?", "(English)")):
+        proc = run_chat(["--user", "lang", "--once", question, "--memory_dir", str(tmp_path / "m"),
+                         "--lm_model_url", fake_llm.base_url, "--extract_facts", "off", "--lm_tool_routing", "off"])
+        assert proc.returncode == 0, proc.stderr
+        assert expected in fake_llm.system_prompts()[-1]
