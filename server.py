@@ -15,21 +15,31 @@ import os
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from agent.config import AgentConfig, add_agent_arguments
+from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
 from agent.envflags import apply_environment
 from agent.logs import configure_logging
-from agent.runtime import Agent
 from speech.allocator import limit_arenas
 from speech.drain import drain
-from speech.engines import SpeechEngines, add_speech_arguments, build_engines
-from speech.server import ParleyServer, ServerOptions, add_server_arguments
+
+if TYPE_CHECKING:
+    from speech.engines import SpeechEngines
+    from speech.server import ServerOptions
+
+# speech.server and speech.engines pull in agent.runtime (LangGraph, LangChain, the OpenAI client:
+# seconds of imports). They are imported inside the functions below, so that main() can launch
+# the embedded LLM's process first and the model loads while Python imports them (bench.startup).
 
 log = logging.getLogger("parley")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Every flag of the service, grouped: server, LLM, agent, web search, memory, speech."""
+    from speech.engines import add_speech_arguments
+    from speech.server import add_server_arguments
+
     parser = argparse.ArgumentParser(prog="python server.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -48,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def server_options(args: argparse.Namespace) -> ServerOptions:
     """Server options from flags, with the token from the environment when not given."""
+    from speech.server import ServerOptions
+
     values = {name: getattr(args, name) for name in ServerOptions.__dataclass_fields__}
     if not values["auth_token"]:
         values["auth_token"] = os.environ.get("PARLEY_AUTH_TOKEN") or None
@@ -64,14 +76,23 @@ def exposure_warning(options: ServerOptions) -> str | None:
 
 def load_engines(args: argparse.Namespace) -> SpeechEngines:
     """Build the speech engines and warm each one up (blocking: run it in a thread)."""
+    from speech.engines import build_engines
+
     engines = build_engines(args)
     engines.warm_up()
     return engines
 
 
-async def amain(args: argparse.Namespace) -> None:
-    """Load everything, warm the engines up, and serve until stopped."""
-    started = time.perf_counter()
+async def amain(args: argparse.Namespace, started: float | None = None,
+                embedded: EmbeddedLLMServer | None = None) -> None:
+    """Load everything, warm the engines up, and serve until stopped.
+
+    ``embedded`` is the embedded LLM when :func:`main` launched it already.
+    """
+    from agent.runtime import Agent
+    from speech.server import ParleyServer
+
+    started = time.perf_counter() if started is None else started
     options = server_options(args)
     warning = exposure_warning(options)
     if warning:
@@ -79,8 +100,14 @@ async def amain(args: argparse.Namespace) -> None:
     # The agent (MiniLM, memory, the embedded LLM in its child process) and the speech engines
     # (load, then one warm-up inference each) do not depend on each other. Loaded one after the
     # other, the warm-up waited for the LLM child to come up; side by side they overlap (bench.startup).
-    agent, engines = await asyncio.gather(asyncio.to_thread(Agent.build, AgentConfig.from_args(args)),
-                                          asyncio.to_thread(load_engines, args))
+    try:
+        agent, engines = await asyncio.gather(
+            asyncio.to_thread(Agent.build, AgentConfig.from_args(args), embedded=embedded),
+            asyncio.to_thread(load_engines, args))
+    except BaseException:
+        if embedded is not None:
+            embedded.stop()
+        raise
     server = ParleyServer(agent, engines, options)
     # Handlers go in before PARLEY_READY: a supervisor may stop us as soon as it reads that line,
     # and a SIGTERM still under the default action killed the process without stopping the
@@ -104,9 +131,26 @@ async def amain(args: argparse.Namespace) -> None:
     await agent.aclose()
 
 
+def early_embedded_llm(argv: list[str] | None) -> EmbeddedLLMServer | None:
+    """Launch the embedded LLM from the LLM flags alone, before the heavy imports (None: not needed)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        return None
+    pre = argparse.ArgumentParser(prog="python server.py", add_help=False)
+    pre.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add_agent_arguments(pre)
+    apply_environment(pre)  # PARLEY_LM_MODEL_URL and the like decide whether the embedded LLM is needed
+    known, _ = pre.parse_known_args(argv)  # a bad value here is the same error the full parse gives
+    configure_logging(known.log_level)  # main() calls it again to add the auth token to the redaction
+    return launch_embedded(AgentConfig.from_args(known))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse flags and run the service."""
-    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    # First of all, the slowest thing to load: the embedded LLM, in its own process.
+    embedded = early_embedded_llm(argv)
+    args = build_parser().parse_args(argv)  # imports the rest of Parley while the model loads
     if args.malloc_arena_max < 0:
         build_parser().error("--malloc_arena_max must be 0 (glibc's default) or more")
     # Before any engine starts its threads: a thread keeps the arena it was given first.
@@ -115,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                       user_ids=args.log_user_id)
     if not arenas_limited:
         log.info("--malloc_arena_max has no effect here: the C library is not glibc")
-    asyncio.run(amain(args))
+    asyncio.run(amain(args, started, embedded))
     return 0
 
 

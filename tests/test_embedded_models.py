@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from langchain_core.messages import HumanMessage
 
 from agent.config import AgentConfig
+from agent.embedded_llm import EmbeddedLLMServer
+from agent.embedded_models import EMBEDDED_MODELS, get_embedded_model, join_chunks
 from agent.llm import build_chat_models
 
 
@@ -43,6 +53,76 @@ def test_embedded_llm_generates_text():
 async def _stream(chat) -> list[str]:
     return [str(c.content) async for c in chat.astream([HumanMessage("Say hello in one short sentence.")])
             if c.content]
+
+
+def _chunks(tmp_path, parts: list[bytes]):
+    paths = []
+    for i, data in enumerate(parts):
+        path = tmp_path / f"part{i}"
+        path.write_bytes(data)
+        paths.append(path)
+    return paths, hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+def test_join_chunks_joins_once_and_reuses(tmp_path):
+    chunks, sha = _chunks(tmp_path, [b"GGUF" + os.urandom(3000), os.urandom(5000), os.urandom(17)])
+    target = tmp_path / "cache" / "model.gguf"
+    assert join_chunks(chunks, target, sha) == target
+    assert target.read_bytes() == b"".join(c.read_bytes() for c in chunks)
+    first = target.stat().st_mtime_ns
+    time.sleep(0.01)
+    join_chunks(chunks, target, sha)
+    assert target.stat().st_mtime_ns == first, "a verified file is reused, not joined again"
+    target.write_bytes(b"truncated")  # e.g. a disk that filled up, or someone's edit
+    join_chunks(chunks, target, sha)
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == sha
+
+
+def test_join_chunks_refuses_a_wrong_hash_and_leaves_nothing(tmp_path):
+    chunks, _ = _chunks(tmp_path, [os.urandom(1000), os.urandom(1000)])
+    target = tmp_path / "cache" / "model.gguf"
+    with pytest.raises(ValueError, match="SHA-256"):
+        join_chunks(chunks, target, "0" * 64)
+    assert list(target.parent.iterdir()) == []
+
+
+def test_unknown_embedded_model_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"qwen2\.5-0\.5b"):
+        get_embedded_model("gpt-5")
+
+
+def test_every_catalogued_model_is_installed():
+    for model in EMBEDDED_MODELS.values():
+        path = model.locate()
+        with path.open("rb") as f:
+            assert f.read(4) == b"GGUF", model.key
+
+
+def test_a_broken_model_file_is_a_clear_start_up_error(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    server = EmbeddedLLMServer("smollm2-135m", model_path=bad)
+    with pytest.raises(RuntimeError, match="exited at start-up"):
+        server.start(timeout_s=60)
+
+
+@pytest.mark.slow
+def test_embedded_llm_child_does_not_outlive_parley():
+    # A parent that dies without stopping it (kill -9, a crash): its child must go too.
+    script = textwrap.dedent("""
+        import os
+        from agent.embedded_llm import EmbeddedLLMServer
+        server = EmbeddedLLMServer("smollm2-135m").start()
+        print(server.pid, flush=True)
+        os._exit(0)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+    child = int(proc.stdout.strip().splitlines()[-1])
+    deadline = time.monotonic() + 15
+    while psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the embedded LLM outlived its parent"
+        time.sleep(0.1)
 
 
 def test_embedder_runs_torch_with_one_thread_and_restores_it(embedder, monkeypatch):

@@ -15,12 +15,11 @@ from langgraph.runtime import Runtime
 from agent.graph.context import GraphContext
 from agent.graph.prompts import (
     APOLOGY,
-    LANGUAGE_NAMES,
     MEMORY_BLOCK,
     NOTE_BLOCK,
     REFERENCE_BLOCK,
-    SYSTEM_PROMPT,
     WAIT_NOTICE,
+    system_prompt,
 )
 from agent.graph.state import TurnState
 from agent.llm import bounded_first_token
@@ -117,9 +116,7 @@ def build_prompt(state: TurnState, config_prompt: str | None, history_turns: int
     delimited block that says it is data, with its tags defused so the text cannot close the
     block early (the note on the material, written by Parley, goes with it).
     """
-    system = config_prompt or SYSTEM_PROMPT.format(
-        language_name=LANGUAGE_NAMES.get(state.language, "English"), today=date.today().isoformat()
-    )
+    system = config_prompt or system_prompt(state.language, date.today().isoformat())
     material = []
     if state.memories:
         material.append(MEMORY_BLOCK.format(memories=quote_data("\n".join(state.memories))))
