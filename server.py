@@ -35,13 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("parley")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Every flag of the service, grouped: server, LLM, agent, web search, memory, speech."""
-    from speech.engines import add_speech_arguments
-    from speech.server import add_server_arguments
-
-    parser = argparse.ArgumentParser(prog="python server.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_log_arguments(parser: argparse.ArgumentParser) -> None:
+    """Log level, format and how user ids appear."""
     parser.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     parser.add_argument("--log_format", default="text", choices=("text", "json"),
                         help="text for people; json: one object per line with session_id, turn_id, user_id, "
@@ -49,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log_user_id", default="plain", choices=("plain", "hash"),
                         help="How user ids appear in logs: as given, or as a keyed hash (key: env "
                              "PARLEY_LOG_HASH_KEY) that still tells users apart (default: plain)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every flag of the service, grouped: server, LLM, agent, web search, memory, speech."""
+    from speech.engines import add_speech_arguments
+    from speech.server import add_server_arguments
+
+    parser = argparse.ArgumentParser(prog="python server.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_log_arguments(parser)
     add_server_arguments(parser)
     add_agent_arguments(parser)
     add_speech_arguments(parser)
@@ -137,11 +142,13 @@ def early_embedded_llm(argv: list[str] | None) -> EmbeddedLLMServer | None:
     if any(a in ("-h", "--help") for a in argv):
         return None
     pre = argparse.ArgumentParser(prog="python server.py", add_help=False)
-    pre.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add_log_arguments(pre)
     add_agent_arguments(pre)
     apply_environment(pre)  # PARLEY_LM_MODEL_URL and the like decide whether the embedded LLM is needed
     known, _ = pre.parse_known_args(argv)  # a bad value here is the same error the full parse gives
-    configure_logging(known.log_level)  # main() calls it again to add the auth token to the redaction
+    # In the format asked for from the first line on (imports below log, e.g. faiss.loader); main() calls
+    # it again to add the auth token to the redaction.
+    configure_logging(known.log_level, fmt=known.log_format, user_ids=known.log_user_id)
     return launch_embedded(AgentConfig.from_args(known))
 
 

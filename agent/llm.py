@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import TypeVar
 
 from langchain_core.language_models import BaseChatModel
@@ -16,7 +15,6 @@ from langchain_openai import ChatOpenAI
 
 from agent.config import AgentConfig
 from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
-from agent.graph.prompts import system_prompt
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,17 +34,18 @@ class ChatModels:
             self.embedded.stop()
 
 
-def build_chat_models(config: AgentConfig, embedded: EmbeddedLLMServer | None = None) -> ChatModels:
+def build_chat_models(config: AgentConfig, embedded: EmbeddedLLMServer | None = None,
+                      warm_prompts: Sequence[str] = ()) -> ChatModels:
     """Connect to the configured LLM, starting the embedded one when nothing else is configured.
 
-    ``embedded`` is one already launched by :func:`launch_embedded`.
+    ``embedded`` is one already launched by :func:`launch_embedded`; ``warm_prompts`` (the system
+    prompts) are read by the embedded model once, so that its prompt cache holds them.
     """
     if embedded is None:
         embedded = launch_embedded(config)
     if embedded is not None:
         embedded.wait_ready()
-        today = date.today().isoformat()
-        embedded.warm_up([system_prompt("zh", today), system_prompt("en", today)])
+        embedded.warm_up(list(warm_prompts))
         base_url, model_name, api_key = embedded.base_url, embedded.model_name, "embedded"
     else:
         base_url, model_name = config.llm_base_url, config.lm_model_name

@@ -125,6 +125,9 @@ def configure_logging(level: int | str, extra_secrets: tuple[str | None, ...] = 
     for value in extra_secrets:
         redactor.add(value)
     for handler in logging.getLogger().handlers:
+        # Called again (server.py: once before the heavy imports, once with every flag): replace, never stack.
+        for old in [f for f in handler.filters if isinstance(f, HashUserIds | RedactSecrets)]:
+            handler.removeFilter(old)
         if user_ids == "hash":  # before the redactor: the message is rebuilt from the hashed arguments
             handler.addFilter(HashUserIds(os.environ.get("PARLEY_LOG_HASH_KEY", "parley")))
         handler.addFilter(redactor)

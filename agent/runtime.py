@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, is_dataclass, replace
+from datetime import date
 from typing import Any
 
 from langchain_core.messages import AIMessageChunk
@@ -18,6 +19,7 @@ from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
 from agent.embedding import Embedder, load_embedder
 from agent.events import AgentEvent, RouteChosen, SourcesFound, TextDelta, TurnDone, TurnResult
 from agent.graph import GraphContext, build_graph
+from agent.graph.prompts import system_prompt
 from agent.graph.router import LLMRouter, LocalRouter
 from agent.language import detect_language
 from agent.llm import ChatModels, build_chat_models
@@ -79,7 +81,9 @@ class Agent:
         try:
             embedder = load_embedder(config.embedding_model_name)
             memory = open_memory(config, embedder)
-            models = build_chat_models(config, embedded)
+            today = date.today().isoformat()
+            prompts = [system_prompt(language, today) for language in ("zh", "en")]
+            models = build_chat_models(config, embedded, warm_prompts=prompts)
         except BaseException:
             if embedded is not None:
                 embedded.stop()
