@@ -4,14 +4,14 @@ The VAD confirms a turn after ``min_silence_ms`` of silence whatever was said. O
 speculative transcript of the pause is known, the session asks :func:`end_silence_ms`
 for this pause's own threshold:
 
-* the sentence plainly ends (a sentence-final mark, no trailing "and"/"so"/"because"/
+* the sentence plainly ends (a question or exclamation mark, no trailing "and"/"so"/"because"/
   "然后"/"就是"..., and the smart-turn model, when loaded, agrees) -> ``early_silence_ms``;
 * it plainly goes on (a trailing conjunction or filler, a trailing comma, or smart-turn
   says incomplete) -> ``late_silence_ms``;
 * otherwise ``min_silence_ms`` as before.
 
-Whisper puts a full stop after most fragments ("I would like to know."), so the mark
-alone is weak evidence; the trailing-word list catches the common dangling endings in
+Whisper puts a full stop after most fragments ("I would like to know."), so a full stop
+only gets the ordinary silence; the trailing-word list catches the common dangling endings in
 both languages, and the audio model catches the intonation of an unfinished phrase.
 The reply itself stays held back until the turn is confirmed, so a wrong "complete"
 costs at most a reply to half a sentence that the user then talks over (merged).
@@ -31,6 +31,11 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SENTENCE_END = tuple(".?!。？！")
+# Only these end a turn early. Whisper puts a full stop after fragments too ("I would like to know.",
+# "Can you tell me."): answering those at the early silence replied to speakers who had only paused
+# (bench.voice_latency: 2 of 10 premature at TTFT 0; tests/test_server_voice.py), so a full stop
+# waits the ordinary --min_silence_ms. A question or exclamation mark is much rarer on a fragment.
+EARLY_END = tuple("?!？！")
 _TRAILING_EN = {
     "and", "so", "because", "but", "or", "then", "um", "uh", "er", "like", "the", "a", "an", "to", "of", "with",
     "for", "in", "on", "at", "is", "are", "was", "my", "your", "if", "that", "which", "when", "about", "from",
@@ -72,7 +77,7 @@ def ending_of(text: str) -> str:
     words = _WORD.findall(core[-40:].lower())
     if (words and core[-1:].isascii() and words[-1] in _TRAILING_EN) or core.endswith(_TRAILING_ZH):
         return "incomplete"
-    return "complete" if t[-1] in SENTENCE_END else "unclear"
+    return "complete" if t[-1] in EARLY_END else "unclear"
 
 
 def end_silence_ms(text: str, default_ms: int, args: TurnEndArgs, complete_prob: float | None = None) -> int:
