@@ -50,12 +50,11 @@ def strip_markdown(text: str, at_line_start: bool = True) -> str:
     text = _IMAGE.sub("", text)
     text = _LINK.sub(r"\1", text)
     text = _URL.sub("", text)
-    text = _RULE.sub("", text)
     if at_line_start:
-        text = _LINE_MARK.sub("", text)
-    else:
+        text = _LINE_MARK.sub("", _RULE.sub("", text))
+    else:  # the first line continues one begun earlier: "**_" there is emphasis, not a rule or a bullet
         first, nl, rest = text.partition("\n")
-        text = first + nl + _LINE_MARK.sub("", rest)
+        text = first + nl + _LINE_MARK.sub("", _RULE.sub("", rest))
     text = _EMPHASIS.sub("", text)
     text = _EMOJI.sub("", text)
     return _SPACES.sub(" ", text).strip()
