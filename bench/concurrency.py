@@ -158,7 +158,7 @@ def n_before(levels: list[int], n: int) -> int:
 
 
 def run_voice(args: argparse.Namespace, server: ServerProcess) -> dict[str, object]:
-    from speech.engines import build_tts, engine_args
+    from speech.engines.factory import build_tts, engine_args
 
     tts = build_tts(engine_args())
     # Latency is measured from the last word (bench.voice_latency), so each clip carries where it ends.

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import psutil
 
+from agent.language import HAN
+
 from agent.embedded_llm import EmbeddedLLMServer
 from agent.embedded_models import EMBEDDED_MODELS, EmbeddedModel
 from agent.graph.prompts import system_prompt
@@ -33,7 +35,6 @@ from bench.common import ROOT, emit, load_average, machine, print_table, summary
 
 QUESTIONS = ROOT / "bench" / "data" / "everyday_questions.json"
 RESULTS = ROOT / "bench" / "results"
-_CJK = re.compile(r"[\u3400-\u9fff]")
 # An English sentence: three Latin-letter words in a row.
 _ENGLISH_SENTENCE = re.compile(r"[A-Za-z']+(?:[ ,]+[A-Za-z']+){2,}")
 
@@ -41,8 +42,8 @@ _ENGLISH_SENTENCE = re.compile(r"[A-Za-z']+(?:[ ,]+[A-Za-z']+){2,}")
 def answers_in_language(answer: str, language: str) -> bool:
     """Chinese: Chinese characters and no English sentence. English: no Chinese characters."""
     if language == "zh":
-        return bool(_CJK.search(answer)) and not _ENGLISH_SENTENCE.search(answer)
-    return bool(re.search(r"[A-Za-z]", answer)) and not _CJK.search(answer)
+        return bool(HAN.search(answer)) and not _ENGLISH_SENTENCE.search(answer)
+    return bool(re.search(r"[A-Za-z]", answer)) and not HAN.search(answer)
 
 
 def on_topic(answer: str, topic: list[str]) -> bool:

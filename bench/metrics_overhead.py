@@ -2,7 +2,7 @@
 
 Per turn: one realistic turn's outgoing messages (transcript, route, sources, 80 text
 deltas, audio start, 20 ms audio frames for 6 s of speech, audio end, response.done with
-its metrics) through :class:`~speech.metrics.MeteredConnection` to a socket that drops
+its metrics) through :class:`~speech.transport.metrics.MeteredConnection` to a socket that drops
 them, against the same messages sent to that socket directly. Per scrape: the time of
 ``/metrics``'s body (``generate_latest``, run on the event loop) once every stage, route and
 transport label has been used, i.e. the largest the exposition gets.
@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from bench.common import emit, load_average, machine, print_table, summary_ms
-from speech.metrics import MeteredConnection, ServerMetrics
+from speech.transport.metrics import MeteredConnection, ServerMetrics
 
 ROUTES = ("direct", "web_search", "memory_recall", "clock", "none")
 
@@ -34,7 +34,7 @@ class DropSocket:
 
 
 def turn_messages(turn_id: str, route: str) -> list[str | bytes]:
-    """A spoken turn's outgoing messages, as speech/reply.py sends them."""
+    """A spoken turn's outgoing messages, as speech/voice/reply.py sends them."""
     def ev(kind: str, **fields: object) -> str:
         return json.dumps({"type": kind, **fields}, ensure_ascii=False)
 

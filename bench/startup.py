@@ -48,7 +48,7 @@ LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
 
 def model_cache_dir() -> Path:
-    """Where speech models are joined/unpacked on first use (speech/asr.py's rule)."""
+    """Where speech models are joined/unpacked on first use (speech/engines/whisper_model.py's rule)."""
     return Path(os.environ.get("PARLEY_CACHE_DIR") or Path.home() / ".cache" / "parley")
 
 

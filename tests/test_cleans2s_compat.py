@@ -27,7 +27,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from speech.cleans2s_endpoint import PAIR_SETTLE_S
+from speech.transport.cleans2s.endpoint import PAIR_SETTLE_S
 from tests.fakes.openai_server import Reply, echo
 from tests.server_harness import RunningServer, running_server
 from tests.voice_client import VoiceClient, silence

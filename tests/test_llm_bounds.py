@@ -118,7 +118,7 @@ async def test_a_voice_user_hears_the_notice_while_the_model_hangs(make_config, 
 
 def test_the_notice_is_spoken_at_once_in_both_languages():
     # The chunker holds tiny sentences for the next one; the notice must not wait for the apology.
-    from speech.chunker import SentenceChunker
+    from speech.voice.chunker import SentenceChunker
 
     for language, notice in WAIT_NOTICE.items():
         assert SentenceChunker().push(notice + " ") == [notice], language

@@ -77,7 +77,7 @@ async def test_healthz_without_the_token_is_only_a_liveness_answer(make_config, 
 
 @pytest.mark.slow
 async def test_readiness_follows_the_memory_store_and_the_drain(make_config, embedder, speech_engines):
-    from speech import probes
+    from speech.transport import probes
 
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv:
         status, body = await aget(f"{srv.http_url}/readyz")  # public: a load balancer has no token
@@ -106,7 +106,7 @@ async def test_readiness_in_shared_mode_follows_postgresql(make_config, embedder
 
     from agent.memory import MemoryStore
     from agent.memory.records_pg import PostgresRecordStore
-    from speech import probes
+    from speech.transport import probes
     from tests.pg import PostgresUnavailable, PrivatePostgres
 
     pg = PrivatePostgres()
@@ -293,9 +293,9 @@ LOADED_MODULES = """
 import sys
 import numpy as np
 from server import build_parser
-from speech.engines import build_engines
+from speech.engines.factory import build_engines
 engines = build_engines(build_parser().parse_args(sys.argv[1:]))
-from speech.vad import resample_pcm16
+from speech.engines.vad import resample_pcm16
 for text, lang in (("Hello there.", "en"), ("今天的天气很好，我们去公园散步吧。", "zh")):
     pcm = np.concatenate(list(engines.tts.synthesize(text, lang)))
 speech = resample_pcm16(pcm, engines.tts.sample_rate, 16000).astype(np.float32) / 32768

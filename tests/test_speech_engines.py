@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech.engines import EngineArgs, add_speech_arguments, build_engines, build_tts, engine_args
-from speech.tts import OUTPUT_SAMPLE_RATE, EngineUnavailableError
+from speech.engines.factory import EngineArgs, add_speech_arguments, build_engines, build_tts, engine_args
+from speech.engines.base import EngineUnavailableError, OUTPUT_SAMPLE_RATE
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -59,7 +59,7 @@ def test_cosyvoice_missing_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_cosyvoice_reference_folder_is_checked(tmp_path: Path) -> None:
-    from speech.tts_cosyvoice import load_references
+    from speech.engines.tts_cosyvoice import load_references
 
     with pytest.raises(EngineUnavailableError, match=r"no ref\.json"):
         load_references(tmp_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech.tts import EngineUnavailableError
+from speech.engines.base import EngineUnavailableError
 
 funasr = pytest.importorskip("funasr", reason="funasr is optional: pip install -r requirements-funasr.txt")
 
@@ -105,7 +105,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_loads_and_transcribes_from_a_local_folder(model_dir: Path) -> None:
-    from speech.asr_funasr import FunASR, FunASRArgs
+    from speech.engines.asr_funasr import FunASR, FunASRArgs
 
     asr = FunASR(FunASRArgs(stt_model_name=str(model_dir)))
     assert not asr.has_vad and not asr.has_punc
@@ -119,7 +119,7 @@ def test_loads_and_transcribes_from_a_local_folder(model_dir: Path) -> None:
 
 
 def test_refuses_what_is_not_a_local_folder(tmp_path: Path) -> None:
-    from speech.asr_funasr import FunASR, FunASRArgs
+    from speech.engines.asr_funasr import FunASR, FunASRArgs
 
     with pytest.raises(EngineUnavailableError, match="not a local FunASR model folder"):
         FunASR(FunASRArgs(stt_model_name="paraformer-zh"))  # a hub name: would download
@@ -128,7 +128,7 @@ def test_refuses_what_is_not_a_local_folder(tmp_path: Path) -> None:
 
 
 def test_sibling_vad_and_punc_folders_are_found(tmp_path: Path) -> None:
-    from speech.asr_funasr import _sibling
+    from speech.engines.asr_funasr import _sibling
 
     for name in ("paraformer", "fsmn-vad", "ct-punc", "empty-vad-folder"):
         (tmp_path / name).mkdir()

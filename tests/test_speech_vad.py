@@ -6,20 +6,9 @@ import numpy as np
 import pytest
 from test_speech_common import speech16k
 
-from speech.vad import (
-    FRAME_SAMPLES,
-    PcmResampler,
-    SileroVAD,
-    SpeechEnd,
-    SpeechPause,
-    SpeechResume,
-    SpeechStart,
-    VADArgs,
-    VADStream,
-    energy_scorer,
-    float_to_pcm16,
-    resample_pcm16,
-)
+from speech.engines.vad import FRAME_SAMPLES, SileroVAD, SpeechEnd, SpeechPause, SpeechResume, SpeechStart, VADArgs, VADStream
+from speech.audio import PcmResampler, float_to_pcm16, resample_pcm16
+from tests.support.engine_fakes import energy_scorer
 
 SR = 16000
 EN = "The weather is lovely today, let us go for a walk in the park."

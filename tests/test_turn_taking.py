@@ -10,10 +10,12 @@ import time
 import numpy as np
 import pytest
 
-from speech.asr_queue import PARTIAL, RecognizerQueue
-from speech.playout import Playout
-from speech.turn_end import TurnEndArgs, end_silence_ms, ending_of
-from speech.vad import SpeechEnd, SpeechStart, VADArgs, VADStream, energy_scorer, float_to_pcm16
+from speech.engines.asr_queue import PARTIAL, RecognizerQueue
+from speech.voice.playout import Playout
+from speech.voice.turn_end import TurnEndArgs, end_silence_ms, ending_of
+from speech.engines.vad import SpeechEnd, SpeechStart, VADArgs, VADStream
+from tests.support.engine_fakes import energy_scorer
+from speech.audio import float_to_pcm16
 
 SR = 16000
 
@@ -28,7 +30,7 @@ def quiet(seconds: float) -> np.ndarray:
 
 @pytest.mark.parametrize(("text", "ending"), [
     ("What is the capital of France?", "complete"),
-    # A full stop alone is not enough: Whisper writes one after fragments too (speech/turn_end.py).
+    # A full stop alone is not enough: Whisper writes one after fragments too (speech/voice/turn_end.py).
     ("Please explain why the sky looks blue.", "unclear"),
     ("I would like to know.", "unclear"),
     ("你能帮我查一下。", "unclear"),

@@ -45,7 +45,8 @@ def fake_mic_flag(wav: Path) -> str:
 def _synthesize(text: str) -> tuple[np.ndarray, int]:
     """Speech for ``text`` from the project's TTS (Piper, else espeak-ng), or the espeak-ng CLI."""
     try:
-        from speech.tts import EspeakTTS, PiperTTS
+        from speech.engines.tts_espeak import EspeakTTS
+        from speech.engines.tts_piper import PiperTTS
 
         for make in (PiperTTS, EspeakTTS):
             try:

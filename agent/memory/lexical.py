@@ -20,10 +20,11 @@ import bm25s
 import jieba
 import numpy as np
 
+from agent.language import HAN, HAN_RANGES
+
 jieba.setLogLevel(logging.WARNING)
 
-_TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[a-z0-9]+")
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_TOKEN = re.compile(f"[{HAN_RANGES}]+|[a-z0-9]+")
 
 STOPWORDS = frozenset(
     [
@@ -55,7 +56,7 @@ def tokenize(text: str, drop_stopwords: bool = True) -> list[str]:
     out: list[str] = []
     for piece in _TOKEN.findall(text.lower()):
         # jieba's search mode also emits the sub-words of long words (上海市 -> 上海, 海市, 上海市).
-        words = [w for w in jieba.cut_for_search(piece) if w.strip()] if _CJK.match(piece) else [piece]
+        words = [w for w in jieba.cut_for_search(piece) if w.strip()] if HAN.match(piece) else [piece]
         for w in words:
             if drop_stopwords and w in STOPWORDS:
                 continue

@@ -402,7 +402,7 @@ class SQLiteRecordStore:
         return [int(r[0]) for r in prev + nxt]
 
     def ping(self) -> None:
-        """Raise if the database cannot answer a query (the readiness probe, speech/probes.py)."""
+        """Raise if the database cannot answer a query (the readiness probe, speech/transport/probes.py)."""
         with self._lock:
             self._db.execute("SELECT 1").fetchone()
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from agent.embedding import Embedder, load_embedder
 from agent.ids import validate_user_id
+from agent.language import HAN
 from agent.memory import facts
 from agent.memory.items import Item, MemoryNotFoundError, parse_item, validate_memory_id
 from agent.memory.lexical import LexicalIndex, tokenize
@@ -686,7 +687,7 @@ def _current(p: RecallParams, query: str) -> RecallParams:
 
 def _is_cjk(text: str) -> bool:
     """True if at least a third of the letters are Chinese characters."""
-    cjk = sum(1 for c in text if "\u3400" <= c <= "\u9fff")
+    cjk = len(HAN.findall(text))
     letters = sum(1 for c in text if c.isalpha())
     return letters > 0 and cjk * 3 >= letters
 

@@ -11,19 +11,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from speech.asr import (
-    SAMPLE_RATE,
-    ZH_PROMPT,
-    Transcript,
-    has_cjk,
-    is_degenerate,
-    join_segments,
-    strip_repeats,
-    to_simplified,
-)
+from speech.engines.whisper_model import SAMPLE_RATE, ZH_PROMPT
+from speech.engines.base import Transcript
+from agent.language import has_han
+from speech.engines.asr_guards import is_degenerate, join_segments, strip_repeats, to_simplified
 
 if TYPE_CHECKING:
-    from speech.asr_whisper import WhisperASR
+    from speech.engines.asr_whisper import WhisperASR
 
 
 def detect_language_full(asr: WhisperASR, audio: np.ndarray) -> tuple[str, float]:
@@ -71,13 +65,13 @@ def transcribe_full(asr: WhisperASR, audio: np.ndarray, language: str | None, pr
             segs.append((s.start + offset_s, s.end + offset_s, strip_repeats(seg_text)))
             words.extend((w.start + offset_s, w.end + offset_s, w.word) for w in (s.words or ()))
     if detect_in_decoder:
-        language = "zh" if any(has_cjk(t) for _, _, t in segs) else "en"
+        language = "zh" if any(has_han(t) for _, _, t in segs) else "en"
         prob = 1.0
     assert language is not None
     if language == "zh" and asr.args.zh_simplify == "zhconv":
         segs = [(a, b, to_simplified(t)) for a, b, t in segs]
         words = [(a, b, to_simplified(t)) for a, b, t in words]
-    text = join_segments([t for _, _, t in segs], language)
+    text = join_segments([t for _, _, t in segs])
     if is_degenerate(text):
         text, segs, words = "", [], []
     return Transcript(text, language, prob, duration, tuple(segs), tuple(words))

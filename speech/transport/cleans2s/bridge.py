@@ -3,7 +3,7 @@
 CleanS2S uses two WebSockets per browser: the browser sends JSON on one (``--recv_port``,
 9001) and receives JSON on the other (``--send_port``, 9002); see docs/cleans2s.md and the
 end of docs/protocol.md. Nothing here runs a pipeline: :class:`CleanS2SBridge` looks like a
-WebSocket connection to :class:`~speech.session.VoiceSession` (the same session class as
+WebSocket connection to :class:`~speech.voice.session.VoiceSession` (the same session class as
 ``/ws``: VAD, ASR, agent graph, memory, TTS, barge-in) and translates both ways:
 
 * 9001 ``audio_input`` (base64 Float32 at 16 kHz) -> binary int16 PCM frames for the session;
@@ -21,7 +21,7 @@ turn that asked for it; so once the user barges in, what is left of the old repl
 by the browser as well as stopped here.
 
 Pairing the two sockets of a browser, and the sockets themselves, are in
-:mod:`speech.cleans2s_endpoint` and :mod:`speech.cleans2s_pairing`. A pair lives and dies together.
+:mod:`speech.transport.cleans2s.endpoint` and :mod:`speech.transport.cleans2s.pairing`. A pair lives and dies together.
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ from websockets.exceptions import ConnectionClosed
 
 from agent.conversation import Conversation
 from agent.text_safety import replace_lone_surrogates
-from speech.chunker import SentenceChunker, speech_units
-from speech.playout import join_pieces
+from speech.voice.chunker import SentenceChunker, speech_units
+from speech.text import join_pieces
 from speech.protocol import ProtocolError, json_object
-from speech.vad import PcmResampler
+from speech.audio import PcmResampler
 
 log = logging.getLogger(__name__)
 

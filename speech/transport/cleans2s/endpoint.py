@@ -1,8 +1,8 @@
 """The two CleanS2S sockets of a server (``--cleans2s_compat``): pairing, limits, sessions.
 
-:class:`~speech.cleans2s.CleanS2SBridge` translates one pair; this module accepts the
-sockets, checks the token, pairs them without guessing (:mod:`speech.cleans2s_pairing`) and
-runs one :class:`~speech.session.VoiceSession` per pair.
+:class:`~speech.transport.cleans2s.bridge.CleanS2SBridge` translates one pair; this module accepts the
+sockets, checks the token, pairs them without guessing (:mod:`speech.transport.cleans2s.pairing`) and
+runs one :class:`~speech.voice.session.VoiceSession` per pair.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from websockets.http11 import Request, Response
 
 from agent.conversation import Conversation
 from agent.ids import InvalidIdError, validate_user_id
-from speech.cleans2s import RATE, RESUME_FOR_S, CleanS2SBridge, CompatError, parse_inbound
-from speech.cleans2s_pairing import ALONE, AMBIGUOUS, FULL, PAIR_KEY, Pairing, place_key
-from speech.http_api import bearer_token, split_target, token_matches
-from speech.metrics import MeteredConnection
+from speech.transport.cleans2s.bridge import RATE, RESUME_FOR_S, CleanS2SBridge, CompatError, parse_inbound
+from speech.transport.cleans2s.pairing import ALONE, AMBIGUOUS, FULL, PAIR_KEY, Pairing, place_key
+from speech.transport.http_api import bearer_token, split_target, token_matches
+from speech.transport.metrics import MeteredConnection
 from speech.protocol import SessionStart
-from speech.session import VoiceSession
+from speech.voice.session import VoiceSession
 
 if TYPE_CHECKING:
-    from speech.server import ParleyServer
+    from speech.transport.ws_server import ParleyServer
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def _pair_key(ws: ServerConnection) -> str | None:
 
 
 class CleanS2SEndpoint:
-    """The two CleanS2S sockets of one :class:`~speech.server.ParleyServer`, sharing its sessions and limits."""
+    """The two CleanS2S sockets of one :class:`~speech.transport.ws_server.ParleyServer`, sharing its sessions and limits."""
 
     def __init__(self, server: ParleyServer) -> None:
         self.server = server
@@ -88,7 +88,7 @@ class CleanS2SEndpoint:
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """With ``--auth_token``, the upgrade must carry it (``?token=`` in the address, or a Bearer header);
-        a ``?pair=`` key must look like one (see speech/cleans2s_pairing.py)."""
+        a ``?pair=`` key must look like one (see speech/transport/cleans2s/pairing.py)."""
         query = _query(request)
         pair = query.get("pair")
         if pair is not None and (len(pair) != 1 or not PAIR_KEY.fullmatch(pair[0])):
@@ -106,7 +106,7 @@ class CleanS2SEndpoint:
     # --- pairing -------------------------------------------------------------------
 
     async def _partner(self, side: str, ws: ServerConnection) -> ServerConnection | None:
-        """This socket's partner, or None after closing it with the reason (see speech/cleans2s_pairing.py)."""
+        """This socket's partner, or None after closing it with the reason (see speech/transport/cleans2s/pairing.py)."""
         outcome = await self.pairing.pair(side, place_key(ws, _pair_key(ws)), ws)
         if not isinstance(outcome, str):
             return outcome

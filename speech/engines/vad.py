@@ -22,11 +22,14 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
+
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-import soxr
+
+from speech.audio import pcm16_to_float
+from speech.engines.base import FrameScorer
 
 SAMPLE_RATE = 16000
 FRAME_SAMPLES = 512
@@ -107,75 +110,6 @@ class SpeechEnd:
 VADEvent = SpeechStart | SpeechPause | SpeechResume | SpeechEnd
 
 
-class FrameScorer(Protocol):
-    """Speech probability of one 512-sample float32 frame at 16 kHz; stateful per stream."""
-
-    def __call__(self, frame: np.ndarray) -> float: ...
-
-
-class VAD(Protocol):
-    """A voice activity detector: makes one independent stream per session."""
-
-    args: VADArgs
-
-    def new_stream(self) -> VADStream: ...
-
-
-def pcm16_to_float(pcm: bytes | np.ndarray) -> np.ndarray:
-    """16-bit little-endian PCM (bytes or int16 array) to float32 in [-1, 1)."""
-    if isinstance(pcm, bytes | bytearray | memoryview):
-        pcm = np.frombuffer(pcm, dtype="<i2")
-    if pcm.dtype == np.float32:
-        return pcm
-    return pcm.astype(np.float32) / 32768.0
-
-
-def float_to_pcm16(audio: np.ndarray) -> np.ndarray:
-    """float audio in [-1, 1] to int16 (clipped)."""
-    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
-
-
-def resample_pcm16(pcm: bytes | np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Resample 16-bit PCM with libsoxr (high quality), returning int16.
-
-    Stateless: fine for whole clips. For a live stream cut into small frames use
-    :class:`PcmResampler`, which keeps the filter state between frames (no clicks at
-    frame edges).
-    """
-    if isinstance(pcm, bytes | bytearray | memoryview):
-        pcm = np.frombuffer(pcm, dtype="<i2")
-    pcm = np.asarray(pcm, dtype=np.int16)
-    if from_rate == to_rate or pcm.size == 0:
-        return pcm.copy()
-    return soxr.resample(pcm, from_rate, to_rate, quality="HQ")
-
-
-def resample_float(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Resample float32 audio with libsoxr."""
-    if from_rate == to_rate or audio.size == 0:
-        return audio.astype(np.float32, copy=False)
-    return soxr.resample(audio.astype(np.float32, copy=False), from_rate, to_rate, quality="HQ")
-
-
-class PcmResampler:
-    """Streaming int16 resampler for one session (keeps state across frames)."""
-
-    def __init__(self, from_rate: int, to_rate: int) -> None:
-        self.from_rate = from_rate
-        self.to_rate = to_rate
-        self._stream = None if from_rate == to_rate else soxr.ResampleStream(
-            from_rate, to_rate, 1, dtype="int16", quality="HQ")
-
-    def process(self, pcm: bytes | np.ndarray, last: bool = False) -> np.ndarray:
-        """Resample the next chunk; ``last=True`` flushes what the filter holds back."""
-        if isinstance(pcm, bytes | bytearray | memoryview):
-            pcm = np.frombuffer(pcm, dtype="<i2")
-        pcm = np.asarray(pcm, dtype=np.int16)
-        if self._stream is None:
-            return pcm.copy()
-        return self._stream.resample_chunk(pcm, last=last)
-
-
 class VADStream:
     """One session's detector: feed PCM of any size, get events back.
 
@@ -225,7 +159,7 @@ class VADStream:
     def set_end_silence(self, ms: float) -> None:
         """Silence that ends the current turn, from now until speech resumes (then ``min_silence_ms`` again).
 
-        The turn-end policy (speech/turn_end.py) shortens it for a plainly finished sentence and
+        The turn-end policy (speech/voice/turn_end.py) shortens it for a plainly finished sentence and
         lengthens it for a trailing "and". Already past it, the next frame ends the turn.
         """
         self._end_silence_ms = max(float(self.args.speculative_silence_ms), float(ms))
@@ -439,13 +373,3 @@ class SileroVAD:
             return float(model.process(memoryview(frame.data)))
 
         return VADStream(score, self.args, on_close=functools.partial(self._give_back, model))
-
-
-def energy_scorer(threshold_dbfs: float = -35.0) -> Callable[[np.ndarray], float]:
-    """A crude loudness scorer for tests of the state machine (not for production)."""
-
-    def score(frame: np.ndarray) -> float:
-        rms = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)) + 1e-12)
-        return 1.0 if 20 * np.log10(rms) > threshold_dbfs else 0.0
-
-    return score

@@ -24,7 +24,7 @@ from websockets.http11 import Request, Response
 from agent.ids import InvalidIdError, validate_user_id
 from agent.text_safety import replace_lone_surrogates
 
-WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
+WEB_ROOT = Path(__file__).resolve().parents[3] / "web"
 
 
 def token_matches(expected: str | None, given: str | None) -> bool:
@@ -88,7 +88,7 @@ class HttpRoutes:
         self._memory = memory
         self._auth_token = auth_token
         self._extra_routes = dict(extra_routes or {})
-        """Path -> route told whether the caller holds the token: probes and metrics (speech/probes.py)."""
+        """Path -> route told whether the caller holds the token: probes and metrics (speech/transport/probes.py)."""
         self._web_root = web_root.resolve()
 
     async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:

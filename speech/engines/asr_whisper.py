@@ -23,18 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from speech.asr import (
-    SAMPLE_RATE,
-    ZH_PROMPT,
-    Transcript,
-    WhisperArgs,
-    is_degenerate,
-    join_segments,
-    resolve_whisper_model,
-    strip_repeats,
-    to_simplified,
-)
-from speech.tts import EngineUnavailableError
+from speech.engines.whisper_model import SAMPLE_RATE, WhisperArgs, ZH_PROMPT, resolve_whisper_model
+from speech.engines.base import Transcript
+from speech.engines.asr_guards import is_degenerate, join_segments, strip_repeats, to_simplified
+from speech.engines.base import EngineUnavailableError
 
 HOP = 160
 """Samples per mel frame (10 ms)."""
@@ -101,7 +93,7 @@ class WhisperASR:
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)[: 30 * SAMPLE_RATE]
         with self._lock:
             if self.args.whisper_window == "full":
-                from speech.asr_whisper_full import detect_language_full
+                from speech.engines.asr_whisper_full import detect_language_full
 
                 return detect_language_full(self, audio)
             encoded = self._encode(audio)
@@ -137,7 +129,7 @@ class WhisperASR:
             return Transcript("", language if language in ("zh", "en") else self.languages[0], 0.0, duration)
         short = self.args.whisper_window == "short" and not word_timestamps
         if not short or window_frames(duration, self.args.whisper_window_margin_s, 0) > FULL_FRAMES:
-            from speech.asr_whisper_full import transcribe_full
+            from speech.engines.asr_whisper_full import transcribe_full
 
             return transcribe_full(self, audio, language, prompt, offset_s, word_timestamps)
         with self._lock:
@@ -150,7 +142,7 @@ class WhisperASR:
             text = self._generate(encoded, language, prompt, duration)
         if text is None:  # a loop: what the 30 s window would have said (rare, and costs one 30 s decode)
             self.loop_fallbacks += 1
-            from speech.asr_whisper_full import transcribe_full
+            from speech.engines.asr_whisper_full import transcribe_full
 
             return transcribe_full(self, audio, language, prompt, offset_s, word_timestamps)
         if language == "zh" and self.args.zh_simplify == "zhconv":
@@ -189,7 +181,7 @@ class WhisperASR:
         text = strip_repeats(raw)
         if text != raw or is_degenerate(text):
             return None
-        return join_segments([text], language) if text else ""
+        return join_segments([text]) if text else ""
 
     def _suppressed(self, tok: Any) -> tuple[int, ...]:
         cached = getattr(self, "_suppressed_cache", None)

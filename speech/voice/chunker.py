@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from agent.language import HAN
+
 _CLOSERS = r"[”’\"')）\]*`]*"  # "_" and "~" stay out: as closers they could split a "__"/"~~" pair
 _BOUNDARY = re.compile(
     rf"(?P<sent_cjk>[。！？…]+{_CLOSERS})"
@@ -37,7 +39,6 @@ _EMOJI = re.compile(
     "\ufe0f\u200d\u20e3]"
 )
 _SPACES = re.compile(r"\s+")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[A-Za-z0-9\u00c0-\u024f']+")
 
 
@@ -62,7 +63,7 @@ def strip_markdown(text: str, at_line_start: bool = True) -> str:
 
 def speech_units(text: str) -> float:
     """Rough speaking length: one per English word, 0.6 per Han character (~1.7 chars per word's time)."""
-    return len(_WORD.findall(text)) + 0.6 * len(_HAN.findall(text))
+    return len(_WORD.findall(text)) + 0.6 * len(HAN.findall(text))
 
 
 @dataclass

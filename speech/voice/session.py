@@ -8,8 +8,8 @@ interrupts it (barge-in).
 
 The audio of a reply stops at the first probable onset of speech (before the VAD has
 confirmed it) and goes on if the sound was only a click or a cough. The silence that
-confirms a turn depends on what was said (speech/turn_end.py), and the decode at a
-pause the user went on from is kept (speech/utterance.py), so that the end of speech
+confirms a turn depends on what was said (speech/voice/turn_end.py), and the decode at a
+pause the user went on from is kept (speech/voice/utterance.py), so that the end of speech
 leaves only the last stretch to decode.
 """
 
@@ -31,8 +31,8 @@ from websockets.exceptions import ConnectionClosed
 from agent.conversation import Conversation
 from agent.runtime import Agent, InputError
 from agent.suggestions import suggest_followups
-from speech.asr_queue import FINAL
-from speech.engines import SpeechEngines
+from speech.engines.asr_queue import FINAL
+from speech.engines.factory import SpeechEngines
 from speech.protocol import (
     Interrupt,
     ProtocolError,
@@ -43,10 +43,12 @@ from speech.protocol import (
     event,
     parse_client_message,
 )
-from speech.reply import Reply, ReplyTiming
-from speech.turn_end import end_silence_ms
-from speech.utterance import Heard, SpokenSoFar, join_words, recognize
-from speech.vad import PcmResampler, SpeechEnd, SpeechPause, SpeechResume, SpeechStart
+from speech.voice.reply import Reply, ReplyTiming
+from speech.voice.turn_end import end_silence_ms
+from speech.voice.utterance import Heard, SpokenSoFar, recognize
+from speech.text import join_words
+from speech.audio import PcmResampler
+from speech.engines.vad import SpeechEnd, SpeechPause, SpeechResume, SpeechStart
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from websockets.exceptions import ConnectionClosed
 from agent.ids import InvalidIdError, validate_user_id
 from agent.runtime import Agent
 from speech.allocator import arena_count, release_free_memory
-from speech.engines import SpeechEngines
-from speech.http_api import HttpRoutes, bearer_token, token_matches
-from speech.metrics import MeteredConnection, ServerMetrics
-from speech.probes import Probes
+from speech.engines.factory import SpeechEngines
+from speech.transport.http_api import HttpRoutes, bearer_token, token_matches
+from speech.transport.metrics import MeteredConnection, ServerMetrics
+from speech.transport.probes import Probes
 from speech.protocol import ProtocolError, SessionStart, error_event, event, parse_client_message
-from speech.session import SessionOptions, VoiceSession
+from speech.voice.session import SessionOptions, VoiceSession
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +123,14 @@ class ParleyServer:
             suggest_followups=options.suggest_followups,
         )
         self.draining = False
-        """Set on SIGTERM (speech/drain.py): new sessions are refused and /readyz answers 503."""
+        """Set on SIGTERM (speech/transport/drain.py): new sessions are refused and /readyz answers 503."""
         self.metrics = ServerMetrics(self)
         self.probes = Probes(self)
         self.routes = HttpRoutes(agent.memory, options.auth_token,
                                  {**self.probes.routes(), "/metrics": self.metrics.route})
         self._background: set[asyncio.Task[Any]] = set()
         self.cleans2s: Any = None
-        """The CleanS2S endpoint (``speech.cleans2s_endpoint.CleanS2SEndpoint``) while it serves."""
+        """The CleanS2S endpoint (``speech.transport.cleans2s.endpoint.CleanS2SEndpoint``) while it serves."""
         self.memory_trims = 0
         """How many times free memory was handed back (``/healthz`` ``process.memory_trims``)."""
         self._trimmed_at = time.monotonic()
@@ -264,7 +264,7 @@ class ParleyServer:
             log.info("Parley listening on http://%s:%d/ (WebSocket /ws)", self.options.host, self.options.port)
             async with contextlib.AsyncExitStack() as extra:
                 if self.options.cleans2s_compat:
-                    from speech.cleans2s_endpoint import CleanS2SEndpoint  # imports this module
+                    from speech.transport.cleans2s.endpoint import CleanS2SEndpoint  # imports this module
 
                     self.cleans2s = CleanS2SEndpoint(self)
                     await extra.enter_async_context(self.cleans2s.serving())

@@ -17,22 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from speech.protocol import event
+from speech.text import join_pieces
 
 FRAME_MS = 40
-_CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
-
-
-def join_pieces(pieces: list[str]) -> str:
-    """Rejoin sentence pieces: a space between Latin-script pieces, none next to Chinese."""
-    out = ""
-    for piece in filter(None, pieces):
-        if out and not (_CJK.match(out[-1]) or _CJK.match(piece[0])):
-            out += " "
-        out += piece
-    return out
-"""Size of one binary audio frame on the wire."""
-
-
 @dataclass
 class SpokenPiece:
     """A piece of the reply text and the audio samples made for it."""

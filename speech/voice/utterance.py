@@ -16,20 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from speech.asr import Transcript
-from speech.turn_end import TurnModel
-
-_CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
-
-
-def join_words(first: str, second: str) -> str:
-    """Join two pieces of a transcript: a space between Latin-script words, none for Chinese."""
-    if not first:
-        return second
-    if not second:
-        return first
-    return first + second if _CJK.match(first[-1]) or _CJK.match(second[0]) else f"{first} {second}"
-
+from speech.engines.base import Transcript
+from speech.engines.base import TurnModel
+from speech.text import join_words
 
 @dataclass
 class SpokenSoFar:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from speech.server import ParleyServer
+    from speech.transport.ws_server import ParleyServer
 
 log = logging.getLogger(__name__)
 

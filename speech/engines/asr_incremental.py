@@ -9,8 +9,10 @@ import re
 
 import numpy as np
 
-from speech.asr import SAMPLE_RATE, Transcript, join_segments
-from speech.asr_whisper import WhisperASR
+from speech.engines.whisper_model import SAMPLE_RATE
+from speech.engines.base import Transcript
+from speech.engines.asr_guards import join_segments
+from speech.engines.asr_whisper import WhisperASR
 
 
 class IncrementalTranscriber:
@@ -73,7 +75,7 @@ class IncrementalTranscriber:
         else:
             rest = tail.text
         self._previous_tail = _norm(rest if cut is not None else tail.text)
-        self.partial = join_segments([s[2] for s in self.committed] + [rest], self.language or "en")
+        self.partial = join_segments([s[2] for s in self.committed] + [rest])
         return self.partial
 
     def finish(self, audio: np.ndarray) -> Transcript:
@@ -82,12 +84,12 @@ class IncrementalTranscriber:
             self.language, _ = self.asr.detect_language(audio)
         tail = self._decode_tail(audio)
         segments = (*self.committed, *tail.segments)
-        text = join_segments([s[2] for s in segments], self.language)
+        text = join_segments([s[2] for s in segments])
         return Transcript(text, self.language, 1.0, audio.size / SAMPLE_RATE, tuple(segments))
 
     def _decode_tail(self, audio: np.ndarray, word_timestamps: bool = False) -> Transcript:
         start = round(self._committed_s * SAMPLE_RATE)
-        context = join_segments([s[2] for s in self.committed[-2:]], self.language or "en")
+        context = join_segments([s[2] for s in self.committed[-2:]])
         return self.asr.transcribe(audio[start:], self.language, prompt=context or None, offset_s=self._committed_s,
                                    word_timestamps=word_timestamps)
 

@@ -1,0 +1,50 @@
+"""The smart-turn v3.2 end-of-turn model (``--turn_end smart``): is the speaker done, from the audio."""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+
+from speech.engines.base import EngineUnavailableError
+
+
+class SmartTurn:
+    """smart-turn v3.2 (ONNX, BSD-2-Clause, from the PyPI ``pipecat-ai`` wheel) on onnxruntime.
+
+    The wheel is installed with ``--no-deps`` (requirements-speech.txt): only its model file and
+    its numpy feature code are used, loaded by path so pipecat itself is never imported.
+    """
+
+    SECONDS = 8
+
+    def __init__(self, threads: int = 1) -> None:
+        import importlib.util
+
+        import onnxruntime as ort
+
+        spec = find_spec("pipecat")
+        if spec is None or not spec.submodule_search_locations:
+            raise EngineUnavailableError("--turn_end smart needs pipecat-ai: pip install --no-deps pipecat-ai==1.14.0")
+        folder = Path(next(iter(spec.submodule_search_locations))) / "audio" / "turn" / "smart_turn"
+        model = folder / "data" / "smart-turn-v3.2-cpu.onnx"
+        feats = importlib.util.spec_from_file_location("parley_smart_turn_features", folder / "_whisper_features.py")
+        if not model.is_file() or feats is None or feats.loader is None:
+            raise EngineUnavailableError(f"smart-turn model missing under {folder}")
+        module = importlib.util.module_from_spec(feats)
+        feats.loader.exec_module(module)
+        self._features = module.compute_whisper_log_mel_features
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(str(model), sess_options=options,
+                                             providers=["CPUExecutionProvider"])
+
+    def __call__(self, audio: np.ndarray) -> float:
+        n = self.SECONDS * 16000
+        audio = np.asarray(audio, dtype=np.float32)[-n:]
+        if audio.size < n:  # the model wants 8 s, silence first
+            audio = np.concatenate([np.zeros(n - audio.size, np.float32), audio])
+        mel = self._features(audio, do_normalize=True)[None].astype(np.float32)
+        return float(np.asarray(self._session.run(None, {"input_features": mel})[0]).reshape(-1)[0])

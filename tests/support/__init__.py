@@ -1,0 +1,1 @@
+"""What tests and benchmarks share: one server launcher, ports, paths, speech helpers, engine fakes."""
