@@ -11,8 +11,13 @@ the interpreter's standard library, the venv's site-packages (torch, the models 
 as packages), the model cache (``$PARLEY_CACHE_DIR`` or ``~/.cache/parley``) and this
 repository. Pages that another running process has mapped stay resident (the kernel
 does not drop them), so the share still resident after eviction is reported.
-Warm: the same start again right after, then ``--turns`` typed turns (each in a new session,
-the same Chinese question) to compare the first turn after start with the later ones.
+Warm: the same start again right after, then ``--turns`` typed turns (each in a new session) to
+compare the first turn after start with the later ones. Each turn asks a *different* everyday
+Chinese question (bench/data/everyday_questions.json): asked the same question, every later turn
+found its whole prompt in llama.cpp's cache (1 token read instead of 333: 55 ms to the first
+word against 2.6 s) and the first turn looked 3 s slower than it was. With ``--fake_llm`` the
+same turns also run against a server whose LLM is the fake of tests/fakes (constant time to
+first token), which leaves Parley's own first-turn costs (embedder, router, memory, graph, TTS).
 
     .venv/bin/python -m bench.startup [--quick] [--json] [--cold 2] [--warm 3]
 """
@@ -23,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -33,7 +39,17 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from bench.common import ROOT, emit, load_average, machine, print_table, start_server, summary_ms
+from bench.common import (
+    ROOT,
+    emit,
+    fake_llm,
+    fake_llm_server_args,
+    load_average,
+    machine,
+    print_table,
+    start_server,
+    summary_ms,
+)
 
 STAGES = [
     # (name, log text that marks the end of the stage), in start-up order
@@ -125,34 +141,42 @@ def stages(log: str, spawned_at: float) -> dict[str, float]:
     return out
 
 
-FIRST_TURN_QUESTION = "你好，请用一句话介绍你自己"
+QUESTIONS = ROOT / "bench" / "data" / "everyday_questions.json"
 
 
-async def typed_turns(url: str, turns: int) -> list[dict[str, float]]:
-    """``turns`` typed turns, each in a new session (same prompt every time): send to first text, first audio."""
+def turn_questions(turns: int) -> list[str]:
+    """One different everyday Chinese question per turn, so no turn finds another's prompt in the LLM's cache."""
+    questions = [q["q"] for q in json.loads(QUESTIONS.read_text())["zh"]]
+    return [questions[i % len(questions)] for i in range(turns)]
+
+
+async def typed_turns(url: str, turns: int) -> list[dict[str, object]]:
+    """``turns`` typed turns, each in a new session and with its own question: send to first text, first audio."""
     from tests.voice_client import VoiceClient
 
-    out = []
-    for i in range(turns):
+    out: list[dict[str, object]] = []
+    for i, question in enumerate(turn_questions(turns)):
         client = await VoiceClient.open(url, f"startup{i}", audio_output=True)
         try:
             sent = time.perf_counter()
-            await client.say_text(FIRST_TURN_QUESTION)
+            await client.say_text(question)
             await client.wait_for("response.done", timeout=120)
             text = client.first_time("response.text.delta", after=sent)
             audio = client.first_time("response.audio.start", after=sent)
-            out.append({"first_text_ms": round(((text or sent) - sent) * 1000, 1),
+            route = next((e.get("route", "") for e in client.events("route")), "")
+            out.append({"question": question, "route": route,
+                        "first_text_ms": round(((text or sent) - sent) * 1000, 1),
                         "first_audio_ms": round(((audio or sent) - sent) * 1000, 1)})
         finally:
             await client.close()
     return out
 
 
-def first_turn_excess(turns: list[dict[str, float]]) -> dict[str, float]:
-    """How much slower the first turn after start was than the median of the later ones."""
-    out: dict[str, float] = {}
+def first_turn_excess(turns: list[dict[str, object]]) -> dict[str, object]:
+    """How much slower the first turn after start was than the median of the later ones (and each turn)."""
+    out: dict[str, object] = {"turns": turns}
     for key in ("first_text_ms", "first_audio_ms"):
-        later = sorted(t[key] for t in turns[1:])
+        later = sorted(float(t[key]) for t in turns[1:])  # type: ignore[arg-type]
         if later:
             out[f"{key}_first"] = turns[0][key]
             out[f"{key}_later_p50"] = later[len(later) // 2]
@@ -160,11 +184,13 @@ def first_turn_excess(turns: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def one_start(memory_dir: str, turns: int = 0) -> dict[str, object]:
+def one_start(memory_dir: str, turns: int = 0, llm_url: str = "") -> dict[str, object]:
+    """Spawn the server, time its stages, run ``turns`` typed turns, stop it (``llm_url``: a fake LLM instead)."""
     spawned_at = time.time()
     # Blank keys count as unset: the defaults (embedded LLM, no web search, no token) whatever this shell has.
-    server = start_server(["--memory_dir", memory_dir, "--log_level", "INFO"],
-                          env={"LLM_API_KEY": "", "SERPER_API_KEY": "", "PARLEY_AUTH_TOKEN": ""})
+    flags = (fake_llm_server_args(llm_url, memory_dir) if llm_url
+             else ["--memory_dir", memory_dir, "--log_level", "INFO"])
+    server = start_server(flags, env={"LLM_API_KEY": "", "SERPER_API_KEY": "", "PARLEY_AUTH_TOKEN": ""})
     result: dict[str, object] = {"ready_s": round(server.ready_s, 2), **stages(server.log(), spawned_at)}
     if turns:
         try:
@@ -185,6 +211,9 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=3, help="Warm starts.")
     parser.add_argument("--turns", type=int, default=4,
                         help="Typed turns after each warm start (the first against the later ones; 0: none).")
+    parser.add_argument("--fake_llm", action="store_true",
+                        help="Also one warm start against the fake LLM (tests/fakes: 200 ms to the first token), "
+                             "to tell the LLM's share of the first turn from Parley's.")
     args = parser.parse_args()
     if args.quick:
         args.cold, args.warm = 0, 1
@@ -205,6 +234,16 @@ def main() -> None:
                 print(row, file=sys.stdout, flush=True)
         for i in range(args.warm):
             row = {"cache": "warm", **one_start(str(Path(tmp) / f"warm{i}"), args.turns), "load": load_average()[0]}
+            rows.append(row)
+            if not args.json:
+                print(row, file=sys.stdout, flush=True)
+        if args.fake_llm and args.turns:
+            fake = fake_llm("这是一个简短的回答。我们一起来看看。", ttft_ms=200)
+            try:
+                row = {"cache": "warm, fake LLM", **one_start(str(Path(tmp) / "fake"), args.turns, fake.base_url),
+                       "load": load_average()[0]}
+            finally:
+                fake.stop()
             rows.append(row)
             if not args.json:
                 print(row, file=sys.stdout, flush=True)
