@@ -55,9 +55,14 @@ class EmbeddedLLMServer:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child process
 
     def launch(self) -> EmbeddedLLMServer:
-        """Start the child process without waiting for it (pair with :meth:`wait_ready`)."""
-        path = self._model_path or self.model.locate()
-        cmd = [sys.executable, "-m", "agent.embedded_llm", "--model", str(path), "--alias", self.model_name,
+        """Start the child process without waiting for it (pair with :meth:`wait_ready`).
+
+        The child finds the model file itself: on a first start that means joining the chunk packages
+        into the cache (half a gigabyte read, hashed and written), which then overlaps our imports
+        instead of holding them up (fresh ``make run``).
+        """
+        where = ["--model", str(self._model_path)] if self._model_path else ["--model_key", self.model.key]
+        cmd = [sys.executable, "-m", "agent.embedded_llm", *where, "--alias", self.model_name,
                "--n_ctx", str(self._n_ctx), "--parallel", str(self._parallel), "--threads", str(self._threads)]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                       text=True, cwd=Path(__file__).resolve().parent.parent)
@@ -181,11 +186,12 @@ def launch_embedded(config: AgentConfig) -> EmbeddedLLMServer | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    """Child process: load the model, print the address, serve until stdin closes."""
+    """Child process: find the model (joining its chunks once), load it, print the address, serve until stdin
+    closes."""
     import xllamacpp as xlc  # heavy native library: only the child imports it
 
     params = xlc.CommonParams()
-    params.model.path = args.model
+    params.model.path = args.model or str(get_embedded_model(args.model_key).locate())
     params.model_alias = args.alias
     params.n_ctx = args.n_ctx
     params.n_parallel = args.parallel  # continuous batching: sessions decode side by side
@@ -208,7 +214,9 @@ def _serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the child process."""
     parser = argparse.ArgumentParser(prog="python -m agent.embedded_llm")
-    parser.add_argument("--model", required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--model", help="GGUF file")
+    where.add_argument("--model_key", help="a catalogued model (agent/embedded_models.py), joined into the cache once")
     parser.add_argument("--alias", required=True)
     parser.add_argument("--n_ctx", type=int, default=8192)
     parser.add_argument("--parallel", type=int, default=2)

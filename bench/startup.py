@@ -160,13 +160,17 @@ async def typed_turns(url: str, turns: int) -> list[dict[str, object]]:
         try:
             sent = time.perf_counter()
             await client.say_text(question)
-            await client.wait_for("response.done", timeout=120)
+            done = await client.wait_for("response.done", timeout=120)
             text = client.first_time("response.text.delta", after=sent)
             audio = client.first_time("response.audio.start", after=sent)
             route = next((e.get("route", "") for e in client.events("route")), "")
+            # The first text can be the "one moment" notice (--lm_wait_notice_s); llm_ttft is the model's own.
+            metrics = done.get("metrics") or {}
             out.append({"question": question, "route": route,
                         "first_text_ms": round(((text or sent) - sent) * 1000, 1),
-                        "first_audio_ms": round(((audio or sent) - sent) * 1000, 1)})
+                        "first_audio_ms": round(((audio or sent) - sent) * 1000, 1),
+                        **{k: metrics[k] for k in ("memory", "route", "retrieval", "llm_ttft", "tts_first_audio")
+                           if k in metrics}})
         finally:
             await client.close()
     return out
@@ -175,7 +179,9 @@ async def typed_turns(url: str, turns: int) -> list[dict[str, object]]:
 def first_turn_excess(turns: list[dict[str, object]]) -> dict[str, object]:
     """How much slower the first turn after start was than the median of the later ones (and each turn)."""
     out: dict[str, object] = {"turns": turns}
-    for key in ("first_text_ms", "first_audio_ms"):
+    for key in ("first_text_ms", "first_audio_ms", "llm_ttft"):
+        if any(key not in t for t in turns):
+            continue
         later = sorted(float(t[key]) for t in turns[1:])  # type: ignore[arg-type]
         if later:
             out[f"{key}_first"] = turns[0][key]
