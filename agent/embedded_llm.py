@@ -37,16 +37,30 @@ EMBEDDED_NOTICE = (
 READY_PREFIX = "PARLEY_LLM_READY "
 
 
+def llm_threads() -> int:
+    """llama.cpp threads: ``$PARLEY_LLM_THREADS``, else 2 (both cores).
+
+    On an idle machine two threads are faster; when the cores are shared (other work, or Parley's
+    own Whisper and TTS), llama.cpp's threads wait for each other at every step: at load 5 on two
+    cores, generation ran at 0.4-1.4 tokens/s with two threads and 4-5.4 with one, and the model
+    was ready in 2.5-2.9 s instead of 4.8-10.7 (reading a 270-token prompt took about as long).
+    """
+    try:
+        return max(1, int(os.environ.get("PARLEY_LLM_THREADS", "2")))
+    except ValueError:
+        return 2
+
+
 class EmbeddedLLMServer:
     """A llama.cpp OpenAI-compatible server on a loopback port, stopped at exit."""
 
     def __init__(self, model: str | EmbeddedModel = DEFAULT_EMBEDDED_MODEL, model_path: Path | None = None,
-                 n_ctx: int = 8192, parallel: int = 2, threads: int = 2) -> None:
+                 n_ctx: int = 8192, parallel: int = 2, threads: int | None = None) -> None:
         self.model = model if isinstance(model, EmbeddedModel) else get_embedded_model(model)
         self._model_path = model_path
         self.model_name = self.model.alias
         self.base_url = ""
-        self._n_ctx, self._parallel, self._threads = n_ctx, parallel, threads
+        self._n_ctx, self._parallel, self._threads = n_ctx, parallel, threads or llm_threads()
         self._proc: subprocess.Popen[str] | None = None
         self._warmed: set[str] = set()  # system prompts llama.cpp has read (its prompt cache holds them)
         self._warming: threading.Thread | None = None
