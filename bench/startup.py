@@ -142,6 +142,8 @@ def stages(log: str, spawned_at: float) -> dict[str, float]:
 
 
 QUESTIONS = ROOT / "bench" / "data" / "everyday_questions.json"
+TURN_METRICS = ("memory", "route", "retrieval", "llm_ttft", "tts_first_audio")
+"""Stage timings (ms) of ``response.done``'s metrics kept per turn."""
 
 
 def turn_questions(turns: int) -> list[str]:
@@ -169,8 +171,7 @@ async def typed_turns(url: str, turns: int) -> list[dict[str, object]]:
             out.append({"question": question, "route": route,
                         "first_text_ms": round(((text or sent) - sent) * 1000, 1),
                         "first_audio_ms": round(((audio or sent) - sent) * 1000, 1),
-                        **{k: metrics[k] for k in ("memory", "route", "retrieval", "llm_ttft", "tts_first_audio")
-                           if k in metrics}})
+                        **{f"{k}_ms": metrics[k] for k in TURN_METRICS if k in metrics}})
         finally:
             await client.close()
     return out
@@ -179,7 +180,7 @@ async def typed_turns(url: str, turns: int) -> list[dict[str, object]]:
 def first_turn_excess(turns: list[dict[str, object]]) -> dict[str, object]:
     """How much slower the first turn after start was than the median of the later ones (and each turn)."""
     out: dict[str, object] = {"turns": turns}
-    for key in ("first_text_ms", "first_audio_ms", "llm_ttft"):
+    for key in ("first_text_ms", "first_audio_ms", "llm_ttft_ms"):
         if any(key not in t for t in turns):
             continue
         later = sorted(float(t[key]) for t in turns[1:])  # type: ignore[arg-type]
