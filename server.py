@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 import time
-from datetime import date
 from typing import TYPE_CHECKING
 
 from agent.config import AgentConfig, add_agent_arguments
@@ -159,14 +158,6 @@ def main(argv: list[str] | None = None) -> int:
     # First of all, the slowest thing to load: the embedded LLM, in its own process.
     embedded = early_embedded_llm(argv)
     args = build_parser().parse_args(argv)  # imports the rest of Parley while the model loads
-    if embedded is not None:
-        # Read the system prompts into llama.cpp's cache now, in the child, while the embedder, memory and
-        # speech engines load: after them, it was 1.4 s on the start's critical path (bench.startup).
-        # The same two prompts Agent.build asks for; build_chat_models joins this and reads any other.
-        from agent.graph.prompts import system_prompt  # imported already by build_parser
-
-        today = date.today().isoformat()
-        embedded.warm_up_in_background([system_prompt(language, today) for language in ("zh", "en")])
     if args.malloc_arena_max < 0:
         build_parser().error("--malloc_arena_max must be 0 (glibc's default) or more")
     # Before any engine starts its threads: a thread keeps the arena it was given first.

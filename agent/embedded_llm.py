@@ -18,7 +18,6 @@ import select
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -62,9 +61,6 @@ class EmbeddedLLMServer:
         self.base_url = ""
         self._n_ctx, self._parallel, self._threads = n_ctx, parallel, threads or llm_threads()
         self._proc: subprocess.Popen[str] | None = None
-        self._warmed: set[str] = set()  # system prompts llama.cpp has read (its prompt cache holds them)
-        self._warming: threading.Thread | None = None
-        self._warming_error: BaseException | None = None
         # llama.cpp logs a lot; a pipe nobody reads would fill and stall it.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child process
 
@@ -110,47 +106,12 @@ class EmbeddedLLMServer:
         return self.launch().wait_ready(timeout_s)
 
     def warm_up(self, system_prompts: list[str], timeout_s: float = 60.0) -> None:
-        """Wait until the model serves, then have llama.cpp read each system prompt once (one token
-        answered), so that its prompt cache holds them and the first turn after start does not pay
-        for reading the prompt (bench.startup).
+        """Have llama.cpp read each system prompt once (one token answered), so that its prompt cache
+        holds them and the first turn after start does not pay for reading the prompt (bench.startup).
 
-        Joins a warm-up started by :meth:`warm_up_in_background` first, raising what its wait for
-        the model raised; prompts already read are not sent again. A failed warm-up request is
-        logged, not raised: the model still serves, only the first turn is slower.
+        A failure here is logged, not raised: the model still serves, only the first turn is slower.
         """
-        if self._warming is not None:
-            self._warming.join()
-            self._warming = None
-            if self._warming_error is not None:
-                error, self._warming_error = self._warming_error, None
-                raise error
-        if not self.base_url:
-            self.wait_ready()
-        self._read_prompts(system_prompts, timeout_s)
-
-    def warm_up_in_background(self, system_prompts: list[str]) -> None:
-        """Do :meth:`warm_up` in a thread, while the caller loads the rest; :meth:`warm_up` joins it.
-
-        The work is the child's (the thread only waits on a pipe and a socket): started before the
-        embedder and memory load instead of after them, it leaves the start-up's critical path.
-        """
-        if self._warming is not None or self._proc is None:
-            return
-
-        def run() -> None:
-            try:
-                self.wait_ready()
-                self._read_prompts(system_prompts, 60.0)
-            except BaseException as exc:  # handed to the thread that joins: it decides what fails
-                self._warming_error = exc
-
-        self._warming = threading.Thread(target=run, name="embedded-llm-warm-up", daemon=True)
-        self._warming.start()
-
-    def _read_prompts(self, system_prompts: list[str], timeout_s: float) -> None:
         for prompt in system_prompts:
-            if prompt in self._warmed:
-                continue
             body = {"model": self.model_name, "max_tokens": 1,
                     "messages": [{"role": "system", "content": prompt}, {"role": "user", "content": "hi"}]}
             request = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(),
@@ -161,7 +122,6 @@ class EmbeddedLLMServer:
             except OSError as exc:
                 log.warning("embedded LLM warm-up failed: %s", exc)
                 return
-            self._warmed.add(prompt)
 
     @property
     def pid(self) -> int | None:

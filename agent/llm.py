@@ -44,7 +44,8 @@ def build_chat_models(config: AgentConfig, embedded: EmbeddedLLMServer | None = 
     if embedded is None:
         embedded = launch_embedded(config)
     if embedded is not None:
-        embedded.warm_up(list(warm_prompts))  # waits for the model; joins a warm-up server.py started early
+        embedded.wait_ready()
+        embedded.warm_up(list(warm_prompts))
         base_url, model_name, api_key = embedded.base_url, embedded.model_name, "embedded"
     else:
         base_url, model_name = config.llm_base_url, config.lm_model_name

@@ -157,22 +157,3 @@ def test_llm_threads_come_from_the_environment(monkeypatch):
     assert EmbeddedLLMServer("smollm2-135m")._threads == 1
     assert EmbeddedLLMServer("smollm2-135m", threads=3)._threads == 3
 
-
-def test_background_warm_up_is_joined_and_not_repeated():
-    server = EmbeddedLLMServer("smollm2-135m").launch()
-    try:
-        server.warm_up_in_background(["You are a test.", "Second prompt."])
-        server.warm_up(["You are a test.", "Second prompt.", "Third prompt."])  # joins, then reads only the third
-        assert server.base_url.startswith("http://127.0.0.1:")
-        assert server._warmed == {"You are a test.", "Second prompt.", "Third prompt."}
-    finally:
-        server.stop()
-
-
-def test_a_background_warm_up_hands_a_failed_start_to_the_joiner(tmp_path):
-    bad = tmp_path / "bad.gguf"
-    bad.write_bytes(b"GGUF" + b"\0" * 64)
-    server = EmbeddedLLMServer("smollm2-135m", model_path=bad).launch()
-    server.warm_up_in_background(["You are a test."])
-    with pytest.raises(RuntimeError, match="exited at start-up"):
-        server.warm_up(["You are a test."])
