@@ -41,8 +41,10 @@ $(TEST_STAMP): $(STAMP) requirements-funasr.txt
 	$(PIP) install --quiet -r requirements-funasr.txt
 	touch $(TEST_STAMP)
 
+# ruff, then mypy (its files and settings are in pyproject.toml), then the tests.
 test: $(TEST_STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 clean:

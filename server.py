@@ -120,8 +120,13 @@ async def amain(args: argparse.Namespace, started: float | None = None,
     stop = asyncio.Event()
     stopped_by: list[signal.Signals] = []
     loop = asyncio.get_running_loop()
+
+    def stop_on(sig: signal.Signals) -> None:
+        stopped_by.append(sig)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda s=sig: (stopped_by.append(s), stop.set()))
+        loop.add_signal_handler(sig, stop_on, sig)
     ready = asyncio.Event()
     serving = asyncio.create_task(server.serve_forever(ready))
     await ready.wait()

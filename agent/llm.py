@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from agent.config import AgentConfig
 from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
@@ -54,7 +55,7 @@ def build_chat_models(config: AgentConfig, embedded: EmbeddedLLMServer | None = 
     chat = ChatOpenAI(
         model=model_name,
         base_url=base_url,
-        api_key=api_key,  # type: ignore[arg-type]
+        api_key=SecretStr(api_key),  # what ChatOpenAI turns a str into; also keeps it out of repr
         temperature=config.lm_temperature,
         # Sent as the classic ``max_tokens``: DeepSeek, llama.cpp and vLLM all read it,
         # while ``max_completion_tokens`` (ChatOpenAI's default field) is OpenAI-only.
@@ -95,9 +96,9 @@ async def bounded_first_token(
                     await asyncio.wait({step}, timeout=max(0.0, until - loop.time()))
                     if step.done():
                         break
-                    if notice_at is not None:
+                    if notice_at is not None and on_notice is not None:  # notice_at is only set with one
                         notice_at = None
-                        on_notice()  # type: ignore[misc]
+                        on_notice()
                     else:
                         raise FirstTokenTimeout(f"no reply within {first_token_s:g} s")
                 chunk = await step

@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 
 from langchain_core.messages import AIMessageChunk
+from langgraph.types import StreamMode
 
 from agent.config import AgentConfig
 from agent.conversation import Conversation
@@ -129,8 +130,11 @@ class Agent:
             "messages": conv.messages(),
         }
         final: dict[str, Any] = {}
-        async for mode, payload in self.graph.astream(
-            state_in, context=replace(self.context, commit=commit), stream_mode=["messages", "custom", "values"]
+        modes: list[StreamMode] = ["messages", "custom", "values"]
+        # A dict of state fields is LangGraph's documented input (it fills in the state's defaults itself);
+        # its overloads name only the state class, TurnState, so the input is ignored for this one call.
+        async for mode, payload in self.graph.astream(  # type: ignore[call-overload]
+            state_in, context=replace(self.context, commit=commit), stream_mode=modes
         ):
             if mode == "messages":
                 chunk, meta = payload
@@ -145,7 +149,7 @@ class Agent:
                 elif event == "delta":
                     yield TextDelta(payload["delta"])
             elif mode == "values":
-                final = asdict(payload) if is_dataclass(payload) else dict(payload)
+                final = asdict(payload) if is_dataclass(payload) and not isinstance(payload, type) else dict(payload)
         metrics = dict(final.get("metrics", {}))
         metrics["total"] = round((time.perf_counter() - start) * 1000, 1)
         result = TurnResult(

@@ -200,13 +200,15 @@ def _run(args: argparse.Namespace, store: Any, out: TextIO) -> int:
         if args.json:
             print(json.dumps([r.to_dict() for r in recs], ensure_ascii=False), file=out)
         else:
-            _table(*reversed(_record_rows(recs)), out=out)
+            header, rows = _record_rows(recs)
+            _table(rows, header, out)
     elif args.command == "search":
         recs = store.search(user, args.query, k=args.k)
         if args.json:
             print(json.dumps([r.to_dict() for r in recs], ensure_ascii=False), file=out)
         else:
-            _table(*reversed(_record_rows(recs, with_score=True)), out=out)
+            header, rows = _record_rows(recs, with_score=True)
+            _table(rows, header, out)
     elif args.command == "show":
         r = store.get(user, args.id)
         if args.json:
@@ -250,7 +252,7 @@ def _run(args: argparse.Namespace, store: Any, out: TextIO) -> int:
 
 def _export(store: Any, user: str, path: str | None, out: TextIO) -> int:
     n = 0
-    target = Path(path).open("w", encoding="utf-8") if path else out  # noqa: SIM115
+    target = Path(path).open("w", encoding="utf-8") if path else out  # noqa: SIM115 - closed below only if opened here
     try:
         offset = 0
         while True:

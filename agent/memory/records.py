@@ -7,13 +7,14 @@ its embedding (float16, to halve the size) and its pre-computed lexical tokens.
 
 from __future__ import annotations
 
+import builtins  # the stores have a method named list: inside them, builtins.list is the type
 import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -93,22 +94,36 @@ class RecordStore(Protocol):
     def find_by_hash(self, user_id: str, kind: str, content_hash: str) -> MemoryRecord | None: ...
     def count(self, user_id: str) -> int: ...
     def max_seq(self, user_id: str) -> int: ...
-    def seqs(self, user_id: str) -> list[int]: ...
+    def seqs(self, user_id: str) -> builtins.list[int]: ...
     def stats(self, user_id: str) -> dict[str, Any]: ...
-    def users(self) -> list[str]: ...
+    def users(self) -> builtins.list[str]: ...
     def iter_vectors(
         self, user_id: str, after_seq: int = 0, batch: int = 20000
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]: ...
-    def iter_tokens(self, user_id: str, batch: int = 50000) -> Iterator[tuple[list[int], list[str]]]: ...
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, builtins.list[str]]]: ...
+    def iter_tokens(
+        self, user_id: str, batch: int = 50000
+    ) -> Iterator[tuple[builtins.list[int], builtins.list[str]]]: ...
     def vectors_for(self, user_id: str, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]: ...
-    def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> list[int]: ...
-    def session_neighbours(self, user_id: str, session_id: str, seq: int) -> list[int]: ...
+    def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> builtins.list[int]: ...
+    def session_neighbours(self, user_id: str, session_id: str, seq: int) -> builtins.list[int]: ...
     def texts_for(self, user_id: str, seqs: Sequence[int]) -> dict[int, str]: ...
     def update_embeddings(
         self, user_id: str, seqs: Sequence[int], vectors: np.ndarray, model: str
     ) -> None: ...
     def ping(self) -> None: ...
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SharedRecordStore(RecordStore, Protocol):
+    """A record store several instances write to (``shared = True``): a per-user change counter
+    tells each instance's index cache when another instance wrote (``records_pg.PostgresRecordStore``)."""
+
+    shared: bool
+
+    def version(self, user_id: str) -> int: ...
+    def pop_written_versions(self, user_id: str) -> builtins.list[int]: ...
+    def tokens_for(self, user_id: str, seqs: Sequence[int]) -> dict[int, str]: ...
 
 
 _SCHEMA = """
@@ -303,7 +318,7 @@ class SQLiteRecordStore:
     def max_seq(self, user_id: str) -> int:
         return int(self._all("SELECT coalesce(max(seq), 0) FROM memories WHERE user_id=?", (user_id,))[0][0])
 
-    def seqs(self, user_id: str) -> list[int]:
+    def seqs(self, user_id: str) -> builtins.list[int]:
         rows = self._all("SELECT seq FROM memories WHERE user_id=? ORDER BY seq", (user_id,))
         return [int(r[0]) for r in rows]
 
@@ -330,12 +345,12 @@ class SQLiteRecordStore:
             ),
         }
 
-    def users(self) -> list[str]:
+    def users(self) -> builtins.list[str]:
         return [r[0] for r in self._all("SELECT DISTINCT user_id FROM memories ORDER BY user_id", ())]
 
     def iter_vectors(
         self, user_id: str, after_seq: int = 0, batch: int = 20000
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, builtins.list[str]]]:
         """Yield ``(seqs, float32 vectors, embedding model names)`` in seq order, in batches."""
         last = after_seq
         while True:
@@ -353,7 +368,7 @@ class SQLiteRecordStore:
                 [r[2] for r in rows],
             )
 
-    def iter_tokens(self, user_id: str, batch: int = 50000) -> Iterator[tuple[list[int], list[str]]]:
+    def iter_tokens(self, user_id: str, batch: int = 50000) -> Iterator[tuple[builtins.list[int], builtins.list[str]]]:
         last = 0
         while True:
             rows = self._all(
@@ -379,7 +394,7 @@ class SQLiteRecordStore:
                 blobs.append(b)
         return np.asarray(out_s, dtype=np.int64), _blob_to_vecs(blobs)
 
-    def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> list[int]:
+    def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> builtins.list[int]:
         rows = self._all(
             "SELECT seq FROM memories WHERE user_id=? AND created_at>=? AND created_at<?"
             " ORDER BY created_at DESC LIMIT ?",
@@ -387,7 +402,7 @@ class SQLiteRecordStore:
         )
         return [int(r[0]) for r in rows]
 
-    def session_neighbours(self, user_id: str, session_id: str, seq: int) -> list[int]:
+    def session_neighbours(self, user_id: str, session_id: str, seq: int) -> builtins.list[int]:
         """The turns just before and just after ``seq`` in the same session."""
         prev = self._all(
             "SELECT seq FROM memories WHERE user_id=? AND session_id=? AND kind='turn' AND seq<?"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins  # the store has a method named list: inside it, builtins.list is the type
 import logging
 import threading
 import time
@@ -25,7 +26,7 @@ from agent.memory.items import Item, MemoryNotFoundError, parse_item, validate_m
 from agent.memory.lexical import LexicalIndex, tokenize
 from agent.memory.lexical_state import SYNC_BUILD_MAX, UserLexical
 from agent.memory.recall import RecallParams, fuse
-from agent.memory.records import MemoryRecord, NewRow, RecordStore, SQLiteRecordStore
+from agent.memory.records import MemoryRecord, NewRow, RecordStore, SharedRecordStore, SQLiteRecordStore
 from agent.memory.timewindow import find_relative_event, find_time_window
 from agent.memory.vector_index import UserIndex, build_index, load_index, remove_files, save_index
 
@@ -84,7 +85,9 @@ class MemoryStore:
         cache_users: int = CACHE_USERS,
         lexical_sync_max: int = SYNC_BUILD_MAX,
     ) -> None:
-        self.shared = bool(getattr(records, "shared", False))
+        self._shared_records: SharedRecordStore | None = (
+            records if isinstance(records, SharedRecordStore) and records.shared else None)
+        self.shared = self._shared_records is not None
         if path is None and records is None:
             raise ValueError("MemoryStore needs a path or a record store")
         self.path = Path(path) if path is not None else Path()
@@ -108,6 +111,11 @@ class MemoryStore:
         self._closed = False
 
     # -- helpers -----------------------------------------------------------------------------
+    def _shared_store(self) -> SharedRecordStore:
+        """The record store other instances write to too; only called where ``self.shared``."""
+        assert self._shared_records is not None, "a shared-store call on a local store"
+        return self._shared_records
+
     def _index_path(self, user_id: str) -> Path:
         return self.path / "index" / f"{user_id}.faiss"
 
@@ -144,8 +152,8 @@ class MemoryStore:
         if st is None and self.shared:
             # The counter is read before the rows: a write committed in between leaves the cache
             # marked older than it is (caught up on next use), never newer.
-            version = self.records.version(user_id)  # type: ignore[attr-defined]
-            self.records.pop_written_versions(user_id)  # type: ignore[attr-defined]
+            version = self._shared_store().version(user_id)
+            self._shared_store().pop_written_versions(user_id)
             st = _UserState(index=self._rebuild_vectors(user_id), version=version)
             self._users[user_id] = st
             self._evict()
@@ -174,7 +182,7 @@ class MemoryStore:
             return
         if self.records.count(user_id) == 0:  # nothing to load; reads must not cache unknown users
             return
-        version = self.records.version(user_id)  # type: ignore[attr-defined]  # before the rows, as in _state
+        version = self._shared_store().version(user_id)  # before the rows, as in _state
         index = self._rebuild_vectors(user_id)
         with self._lock:
             if user_id not in self._users:  # another thread may have loaded it meanwhile
@@ -183,7 +191,7 @@ class MemoryStore:
 
     def _catch_up(self, user_id: str, st: _UserState) -> None:
         """Apply other instances' writes to a cached user's indexes (shared stores only)."""
-        version = self.records.version(user_id)  # type: ignore[attr-defined]
+        version = self._shared_store().version(user_id)
         if version == st.version:
             return
         in_db = set(self.records.seqs(user_id))
@@ -196,7 +204,7 @@ class MemoryStore:
         if st.lexical.index is not None or st.lexical.building:
             for s in gone:
                 st.lexical.remove(s)
-            for s, toks in (self.records.tokens_for(user_id, new) if new else {}).items():  # type: ignore[attr-defined]
+            for s, toks in (self._shared_store().tokens_for(user_id, new) if new else {}).items():
                 st.lexical.add(s, toks.split())
         st.version = version
 
@@ -204,7 +212,7 @@ class MemoryStore:
         """Advance the cache's version past this process's own writes, if nobody else wrote in between."""
         if not self.shared:
             return
-        for v in sorted(self.records.pop_written_versions(user_id)):  # type: ignore[attr-defined]
+        for v in sorted(self._shared_store().pop_written_versions(user_id)):
             if v == st.version + 1:
                 st.version = v
             # else: another instance wrote too; the next use catches up (idempotently) from the database
@@ -485,7 +493,7 @@ class MemoryStore:
             }
         return out
 
-    def users(self) -> list[str]:
+    def users(self) -> builtins.list[str]:
         """Every user id that has at least one memory."""
         return self.records.users()
 
@@ -500,7 +508,7 @@ class MemoryStore:
         mode: str = "hybrid",
         include_superseded: bool = False,
         kinds: Sequence[str] | None = None,
-    ) -> list[MemoryRecord]:
+    ) -> builtins.list[MemoryRecord]:
         """The ``k`` memories most relevant to ``query``, best first (``.score`` = fused score).
 
         ``mode="hybrid"`` (default) fuses dense (FAISS) and BM25 rankings with
@@ -576,7 +584,7 @@ class MemoryStore:
         k: int,
         include_superseded: bool,
         kinds: Sequence[str] | None,
-    ) -> list[MemoryRecord]:
+    ) -> builtins.list[MemoryRecord]:
         by_seq = {r.seq: r for r in self.records.get_by_seqs(user_id, seqs.tolist())}
         out = []
         for s, c in zip(seqs.tolist(), scores.tolist(), strict=True):
@@ -655,10 +663,10 @@ class MemoryStore:
     async def aadd(self, user_id: str, text: str, **kwargs: Any) -> str:
         return await asyncio.to_thread(self.add, user_id, text, **kwargs)
 
-    async def aadd_many(self, user_id: str, items: Iterable[str | dict[str, Any]]) -> list[str]:
+    async def aadd_many(self, user_id: str, items: Iterable[str | dict[str, Any]]) -> builtins.list[str]:
         return await asyncio.to_thread(self.add_many, user_id, list(items))
 
-    async def asearch(self, user_id: str, query: str, k: int = 5, **kwargs: Any) -> list[MemoryRecord]:
+    async def asearch(self, user_id: str, query: str, k: int = 5, **kwargs: Any) -> builtins.list[MemoryRecord]:
         return await asyncio.to_thread(self.search, user_id, query, k, **kwargs)
 
 

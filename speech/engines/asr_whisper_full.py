@@ -54,7 +54,7 @@ def transcribe_full(asr: WhisperASR, audio: np.ndarray, language: str | None, pr
             vad_filter=False, without_timestamps=False, word_timestamps=word_timestamps,
             max_new_tokens=min(max_tokens, 440), multilingual=detect_in_decoder)
         segs = []
-        words = []
+        words: list[tuple[float, float, str]] = []
         for s in segments:  # the generator decodes lazily: consume it under the lock
             asr.full_passes += 1
             if s.no_speech_prob > 0.6 and s.avg_logprob < -1.0:

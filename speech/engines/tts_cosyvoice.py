@@ -60,8 +60,8 @@ def load_references(ref_dir: str | Path) -> list[Reference]:
 
 def _import_cosyvoice() -> tuple[Any, Any]:
     try:
-        from cosyvoice.cli.cosyvoice import CosyVoice  # type: ignore[import-not-found]
-        from cosyvoice.utils.file_utils import load_wav  # type: ignore[import-not-found]
+        from cosyvoice.cli.cosyvoice import CosyVoice
+        from cosyvoice.utils.file_utils import load_wav
     except ImportError as exc:
         raise EngineUnavailableError(
             "CosyVoice is not installed (it is not on PyPI): clone FunAudioLLM/CosyVoice, install its "

@@ -63,10 +63,11 @@ class PiperTTS:
             return
         # Piper synthesizes sentence by sentence lazily; hold the lock per sentence, not across yields,
         # so a slow consumer does not block other sessions.
-        gen = self._voice.synthesize(text, syn_config=self._config)
+        # piper types this as an Iterable; it is a lazy generator, and iter() returns it as it is.
+        iter_chunks = iter(self._voice.synthesize(text, syn_config=self._config))
         while True:
             with self._lock:
-                chunk = next(gen, None)
+                chunk = next(iter_chunks, None)
             if chunk is None:
                 return
             yield chunk.audio_int16_array.reshape(-1)

