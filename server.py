@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 from agent.config import AgentConfig, add_agent_arguments
 from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
 from agent.envflags import apply_environment
+from agent.flags import settings_from_flags
 from agent.logs import configure_logging
 from speech.allocator import limit_arenas
 from speech.transport.drain import drain
@@ -65,10 +65,7 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
     """Server options from flags, with the token from the environment when not given."""
     from speech.transport.ws_server import ServerOptions
 
-    values = {name: getattr(args, name) for name in ServerOptions.__dataclass_fields__}
-    if not values["auth_token"]:
-        values["auth_token"] = os.environ.get("PARLEY_AUTH_TOKEN") or None
-    return ServerOptions(**values)
+    return settings_from_flags(ServerOptions, args)
 
 
 def exposure_warning(options: ServerOptions) -> str | None:

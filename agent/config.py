@@ -9,9 +9,11 @@ and are kept out of ``repr`` so they never reach a log line.
 from __future__ import annotations
 
 import argparse
-import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from agent.flags import add_flags, settings_from_flags
 
 DEFAULT_LLM_URL = "https://api.deepseek.com"
 DEFAULT_SERPER_URL = "https://google.serper.dev"
@@ -19,6 +21,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _help(text: str, group: str, **extra: object) -> dict[str, object]:
+    """A flag's metadata (agent.flags): its help text and ``--help`` section, plus ``choices`` or ``env``."""
     return {"help": text, "group": group, **extra}
 
 
@@ -186,35 +189,11 @@ class AgentConfig:
         return value == "on" or (value == "auto" and not self.uses_embedded_llm)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: dict[str, str] | None = None) -> AgentConfig:
+    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> AgentConfig:
         """Build the config from parsed flags plus secrets (and SERPER_URL) from the environment."""
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            env_name = f.metadata.get("env")
-            if hasattr(args, f.name) and getattr(args, f.name) is not None:
-                values[f.name] = getattr(args, f.name)
-            elif env_name and env.get(str(env_name)):
-                values[f.name] = env[str(env_name)]
-        return cls(**values)  # type: ignore[arg-type]
+        return settings_from_flags(cls, args, environ)
 
 
 def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every :class:`AgentConfig` flag to ``parser``, grouped as in ``--help``."""
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in fields(AgentConfig):
-        group_name = f.metadata.get("group")
-        if group_name is None:  # secrets: environment only
-            continue
-        group = groups.get(str(group_name))
-        if group is None:
-            group = groups[str(group_name)] = parser.add_argument_group(str(group_name))
-        kwargs: dict[str, object] = {"help": f.metadata["help"], "default": None}
-        if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
-        default = f.default
-        kind = type(default) if default is not None else str
-        kwargs["type"] = kind
-        kwargs["help"] = f"{f.metadata['help']} (default: {default})"
-        kwargs["metavar"] = f.name.upper()
-        group.add_argument(f"--{f.name}", **kwargs)  # type: ignore[arg-type]
+    add_flags(parser, AgentConfig)

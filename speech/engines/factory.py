@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
+from agent.flags import add_flags, settings_from_flags
 from speech.engines.asr_queue import RecognizerQueue
 from speech.engines.base import ASR, OUTPUT_SAMPLE_RATE, TTS, VAD, EngineUnavailableError, TurnModel
 from speech.engines.smart_turn import SmartTurn
@@ -61,17 +62,9 @@ class EngineArgs(VADArgs, TurnEndArgs, WhisperArgs, EspeakArgs, PiperArgs):
                 "(faster: no language detection pass).", "choices": ("auto", "zh", "en")})
 
 
-def add_speech_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+def add_speech_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--vad_thresh`` … ``--language`` as the argument group "speech"."""
-    group = parser.add_argument_group("speech", "voice activity detection, speech recognition, synthesis")
-    for f in fields(EngineArgs):
-        default = f.default if f.default is not MISSING else None
-        kwargs: dict[str, Any] = {"default": default, "help": f"{f.metadata.get('help', '')} (default: %(default)s)"}
-        if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
-        kwargs["type"] = type(default) if default is not None else str
-        group.add_argument(f"--{f.name}", **kwargs)
-    return group
+    add_flags(parser, EngineArgs, "speech", "voice activity detection, speech recognition, synthesis")
 
 
 def engine_args(args: argparse.Namespace | EngineArgs | None = None) -> EngineArgs:
@@ -80,8 +73,7 @@ def engine_args(args: argparse.Namespace | EngineArgs | None = None) -> EngineAr
         return EngineArgs()
     if isinstance(args, EngineArgs):
         return args
-    names = {f.name for f in fields(EngineArgs)}
-    return EngineArgs(**{k: v for k, v in vars(args).items() if k in names})
+    return settings_from_flags(EngineArgs, args)
 
 
 def _sub(cls: type, a: EngineArgs) -> Any:

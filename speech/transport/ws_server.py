@@ -15,6 +15,7 @@ import psutil
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from agent.flags import add_flags
 from agent.ids import InvalidIdError, validate_user_id
 from agent.runtime import Agent
 from speech.allocator import arena_count, release_free_memory
@@ -33,8 +34,9 @@ CLOSE_BAD_START = 4400
 CLOSE_DRAINING = 4503
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
+def _help(text: str, **extra: str) -> dict[str, str]:
+    """A flag's metadata (agent.flags): its help text, plus ``env``."""
+    return {"help": text, **extra}
 
 
 @dataclass
@@ -44,7 +46,8 @@ class ServerOptions:
     host: str = field(default="127.0.0.1", metadata=_help("Address to listen on."))
     port: int = field(default=8765, metadata=_help("Port for WebSocket and HTTP."))
     auth_token: str | None = field(
-        default=None, metadata=_help("Token every session and API call must present (env PARLEY_AUTH_TOKEN).")
+        default=None, metadata=_help("Token every session and API call must present (env PARLEY_AUTH_TOKEN).",
+                                     env="PARLEY_AUTH_TOKEN")
     )
     max_sessions: int = field(default=16, metadata=_help("Simultaneous sessions; more are refused."))
     max_message_bytes: int = field(default=1 << 20, metadata=_help("Largest WebSocket message accepted."))
@@ -94,15 +97,7 @@ class ServerOptions:
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of :class:`ServerOptions`, in their own group."""
-    group = parser.add_argument_group("Server")
-    for name, spec in ServerOptions.__dataclass_fields__.items():
-        default = spec.default
-        flag = f"--{name}"
-        if isinstance(default, bool):
-            group.add_argument(flag, action="store_true", default=default, help=spec.metadata["help"])
-        else:
-            group.add_argument(flag, type=type(default) if default is not None else str, default=default,
-                               help=f"{spec.metadata['help']} (default: {default})")
+    add_flags(parser, ServerOptions, "Server")
 
 
 class ParleyServer:
