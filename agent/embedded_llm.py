@@ -87,8 +87,9 @@ class EmbeddedLLMServer:
         return self.launch().wait_ready(timeout_s)
 
     def warm_up(self, system_prompts: list[str], timeout_s: float = 60.0) -> None:
-        """Have llama.cpp read each system prompt once (one token answered), so that its prompt cache
-        holds them and the first turn after start does not pay for reading the prompt (bench.startup).
+        """Have llama.cpp read each system prompt once (one token answered), to fill its prompt cache.
+
+        The first turn after start then does not pay for reading the prompt (bench.startup).
 
         A failure here is logged, not raised: the model still serves, only the first turn is slower.
         """

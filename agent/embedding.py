@@ -98,6 +98,7 @@ class SentenceTransformerEmbedder:
         self.threads = embed_threads()
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts``: one L2-normalised float32 row each."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock, _torch_threads(self.threads):
@@ -119,6 +120,7 @@ class UniversalSentenceEncoderEmbedder:
         self._lock = threading.Lock()
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts``: one L2-normalised float32 row each."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
@@ -141,6 +143,7 @@ class CachedEmbedder:
         self._lock = threading.Lock()
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts``; a single text is answered from the cache when it was embedded recently."""
         if len(texts) != 1:
             return self.inner.encode(texts)
         text = texts[0]

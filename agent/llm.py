@@ -1,5 +1,7 @@
-"""Chat model construction (every model is reached through langchain-openai's ``ChatOpenAI``), and the
-bound on the wait for a reply's first token."""
+"""Chat model construction, and the bound on the wait for a reply's first token.
+
+Every model is reached through langchain-openai's ``ChatOpenAI``.
+"""
 
 from __future__ import annotations
 
@@ -76,9 +78,10 @@ async def bounded_first_token(
     chunks: AsyncIterator[T], has_content: Callable[[T], bool], first_token_s: float,
     notice_s: float = 0.0, on_notice: Callable[[], None] | None = None,
 ) -> AsyncGenerator[T, None]:
-    """Pass ``chunks`` through, but raise :class:`FirstTokenTimeout` if none with content comes within
-    ``first_token_s`` (the client's own timeout bounds each read, and retries multiply it: 2 x 30 s by
-    default, far too long for a voice user). ``on_notice`` is called once if ``notice_s`` pass first.
+    """Pass ``chunks`` through, but raise :class:`FirstTokenTimeout` if none has content within ``first_token_s``.
+
+    The client's own timeout bounds each read, and retries multiply it: 2 x 30 s by default, far
+    too long for a voice user. ``on_notice`` is called once if ``notice_s`` pass first.
 
     The stream is closed (its HTTP request cancelled) however this ends.
     """

@@ -62,8 +62,10 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], defaul
 
 
 def frame_size(raw: str | bytes, limit: int) -> int:
-    """The size of a frame in bytes as it came over the wire, counted only as far as needed to
-    compare it with ``limit`` (a text frame of n characters is n to 4n bytes of UTF-8)."""
+    """The size of a frame in bytes as it came over the wire, counted only as far as needed against ``limit``.
+
+    A text frame of n characters is n to 4n bytes of UTF-8.
+    """
     if isinstance(raw, bytes) or len(raw) > limit or 4 * len(raw) <= limit:
         return len(raw)
     return len(raw.encode("utf-8", "surrogatepass"))
@@ -76,11 +78,12 @@ def check_frame_size(raw: str | bytes, limit: int | None) -> None:
 
 
 def _has_lone_surrogate(obj: object) -> bool:
-    """True if a string anywhere in decoded JSON holds half of a UTF-16 pair (``"\\ud800"``).
+    r"""True if a string anywhere in decoded JSON holds half of a UTF-16 pair (``"\ud800"``).
 
     Such a string cannot be encoded as UTF-8: it would fail later, when a reply quoting it is
     sent or a memory holding it is saved. Iterative, as the nesting may be as deep as the
-    parser allows."""
+    parser allows.
+    """
     stack = [obj]
     while stack:
         item = stack.pop()
@@ -100,7 +103,8 @@ def json_object(raw: str, max_bytes: int | None = None) -> dict[str, Any]:
 
     Refused: frames over ``max_bytes``, anything ``json.loads`` refuses (including integers of
     more than 4,300 digits, a ``ValueError``, and nesting too deep, a ``RecursionError``), and
-    strings holding a lone UTF-16 surrogate."""
+    strings holding a lone UTF-16 surrogate.
+    """
     check_frame_size(raw, max_bytes)
     try:
         obj = json.loads(raw)

@@ -1,5 +1,7 @@
 """Build the conversation graph: one branch per registered tool.
 
+The graph::
+
     START -> recall_memories -> route -+-> respond -> remember -> END
                                        +-> tool_<name> -> respond
 """

@@ -83,47 +83,75 @@ class RecordStore(Protocol):
     ``bigserial`` column.
     """
 
-    def insert(self, rows: Sequence[NewRow]) -> list[int]: ...
-    def get(self, user_id: str, memory_id: str) -> MemoryRecord | None: ...
-    def get_by_seqs(self, user_id: str, seqs: Sequence[int]) -> list[MemoryRecord]: ...
-    def list(self, user_id: str, limit: int, offset: int, include_superseded: bool) -> list[MemoryRecord]: ...
-    def delete(self, user_id: str, memory_id: str) -> int | None: ...
-    def clear(self, user_id: str) -> int: ...
-    def mark_superseded(self, user_id: str, memory_id: str, by_id: str) -> None: ...
-    def unmark_superseded_by(self, user_id: str, by_id: str) -> int: ...
-    def find_by_hash(self, user_id: str, kind: str, content_hash: str) -> MemoryRecord | None: ...
-    def count(self, user_id: str) -> int: ...
-    def max_seq(self, user_id: str) -> int: ...
-    def seqs(self, user_id: str) -> builtins.list[int]: ...
-    def stats(self, user_id: str) -> dict[str, Any]: ...
-    def users(self) -> builtins.list[str]: ...
+    def insert(self, rows: Sequence[NewRow]) -> list[int]:
+        """Add the rows; returns their new seqs, in order."""
+    def get(self, user_id: str, memory_id: str) -> MemoryRecord | None:
+        """One of the user's memories by id, or None."""
+    def get_by_seqs(self, user_id: str, seqs: Sequence[int]) -> list[MemoryRecord]:
+        """The user's memories with these seqs (unknown seqs are skipped)."""
+    def list(self, user_id: str, limit: int, offset: int, include_superseded: bool) -> list[MemoryRecord]:
+        """A page of the user's memories, newest first (superseded ones only if asked)."""
+    def delete(self, user_id: str, memory_id: str) -> int | None:
+        """Delete one memory; returns its seq, or None if the user has no such memory."""
+    def clear(self, user_id: str) -> int:
+        """Delete all of the user's memories; returns how many there were."""
+    def mark_superseded(self, user_id: str, memory_id: str, by_id: str) -> None:
+        """Record that ``memory_id`` was replaced by the newer memory ``by_id``."""
+    def unmark_superseded_by(self, user_id: str, by_id: str) -> int:
+        """Make current again the memories ``by_id`` had superseded (when it is deleted); returns how many."""
+    def find_by_hash(self, user_id: str, kind: str, content_hash: str) -> MemoryRecord | None:
+        """The newest current memory of this kind with this content hash (an exact duplicate), or None."""
+    def count(self, user_id: str) -> int:
+        """How many memories the user has."""
+    def max_seq(self, user_id: str) -> int:
+        """The user's highest seq (0 with no memories): the indexes' watermark."""
+    def seqs(self, user_id: str) -> builtins.list[int]:
+        """Every seq the user has."""
+    def stats(self, user_id: str) -> dict[str, Any]:
+        """Totals per kind, superseded count, oldest and newest dates, number of sessions."""
+    def users(self) -> builtins.list[str]:
+        """Every user id with at least one memory."""
     def iter_vectors(
         self, user_id: str, after_seq: int = 0, batch: int = 20000
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, builtins.list[str]]]: ...
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, builtins.list[str]]]:
+        """``(seqs, float32 vectors, embedding model names)`` after ``after_seq``, in seq order, in batches."""
     def iter_tokens(
         self, user_id: str, batch: int = 50000
-    ) -> Iterator[tuple[builtins.list[int], builtins.list[str]]]: ...
-    def vectors_for(self, user_id: str, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]: ...
-    def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> builtins.list[int]: ...
-    def session_neighbours(self, user_id: str, session_id: str, seq: int) -> builtins.list[int]: ...
-    def texts_for(self, user_id: str, seqs: Sequence[int]) -> dict[int, str]: ...
+    ) -> Iterator[tuple[builtins.list[int], builtins.list[str]]]:
+        """``(seqs, space-joined tokens)`` in seq order, in batches, to build the lexical index."""
+    def vectors_for(self, user_id: str, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(seqs, vectors) of these seqs."""
+    def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> builtins.list[int]:
+        """Seqs of the user's memories created between ``start`` and ``end`` (epoch seconds)."""
+    def session_neighbours(self, user_id: str, session_id: str, seq: int) -> builtins.list[int]:
+        """Seqs of the turns just before and after ``seq`` in the same session."""
+    def texts_for(self, user_id: str, seqs: Sequence[int]) -> dict[int, str]:
+        """The text of each of these seqs."""
     def update_embeddings(
         self, user_id: str, seqs: Sequence[int], vectors: np.ndarray, model: str
-    ) -> None: ...
-    def ping(self) -> None: ...
-    def close(self) -> None: ...
+    ) -> None:
+        """Store new vectors for these seqs, made by embedder ``model``."""
+    def ping(self) -> None:
+        """Raise if the database cannot be reached (``/readyz``)."""
+    def close(self) -> None:
+        """Close the connection(s)."""
 
 
 @runtime_checkable
 class SharedRecordStore(RecordStore, Protocol):
-    """A record store several instances write to (``shared = True``): a per-user change counter
-    tells each instance's index cache when another instance wrote (``records_pg.PostgresRecordStore``)."""
+    """A record store several instances write to (``shared = True``, ``records_pg.PostgresRecordStore``).
+
+    A per-user change counter tells each instance's index cache when another instance wrote.
+    """
 
     shared: bool
 
-    def version(self, user_id: str) -> int: ...
-    def pop_written_versions(self, user_id: str) -> builtins.list[int]: ...
-    def tokens_for(self, user_id: str, seqs: Sequence[int]) -> dict[int, str]: ...
+    def version(self, user_id: str) -> int:
+        """The user's change counter (0 before the first write)."""
+    def pop_written_versions(self, user_id: str) -> builtins.list[int]:
+        """Versions this process's own writes produced for the user since the last call."""
+    def tokens_for(self, user_id: str, seqs: Sequence[int]) -> dict[int, str]:
+        """The tokenized text of each of these seqs."""
 
 
 _SCHEMA = """

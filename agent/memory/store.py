@@ -661,12 +661,15 @@ class MemoryStore:
 
     # -- asyncio conveniences (run in a worker thread) -----------------------------------------
     async def aadd(self, user_id: str, text: str, **kwargs: Any) -> str:
+        """:meth:`add` in a worker thread."""
         return await asyncio.to_thread(self.add, user_id, text, **kwargs)
 
     async def aadd_many(self, user_id: str, items: Iterable[str | dict[str, Any]]) -> builtins.list[str]:
+        """:meth:`add_many` in a worker thread."""
         return await asyncio.to_thread(self.add_many, user_id, list(items))
 
     async def asearch(self, user_id: str, query: str, k: int = 5, **kwargs: Any) -> builtins.list[MemoryRecord]:
+        """:meth:`search` in a worker thread."""
         return await asyncio.to_thread(self.search, user_id, query, k, **kwargs)
 
 

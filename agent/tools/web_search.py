@@ -57,9 +57,11 @@ class WebSearchTool(Tool):
 
     @classmethod
     def create(cls, deps: ToolDeps) -> Tool:
+        """The tool, from the agent's settings and embedder."""
         return cls(deps.config, deps.embedder)
 
     async def run(self, query: str, ctx: ToolContext) -> ToolResult:
+        """Serper results (or the knowledge folder without a key), best passages as reference text."""
         if self._knowledge is not None:
             hits = await asyncio.to_thread(self._knowledge.search, query, self._config.retrieval_top_k)
             text, sources = format_reference(hits)

@@ -29,7 +29,8 @@ class TTS(Protocol):
     sample_rate: int
     name: str
 
-    def synthesize(self, text: str, language: str | None = None) -> Iterator[np.ndarray]: ...
+    def synthesize(self, text: str, language: str | None = None) -> Iterator[np.ndarray]:
+        """Speak ``text`` (``zh``/``en``, or detected) as int16 chunks, the first one as early as possible."""
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,15 @@ class ASR(Protocol):
 
     name: str
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript: ...
+    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
+        """Transcribe ``audio``, in ``language`` if given, else in the language detected."""
 
 
 class FrameScorer(Protocol):
     """Speech probability of one 512-sample float32 frame at 16 kHz; stateful per stream."""
 
-    def __call__(self, frame: np.ndarray) -> float: ...
+    def __call__(self, frame: np.ndarray) -> float:
+        """The speech probability of ``frame``, 0 to 1."""
 
 
 class VAD(Protocol):
@@ -66,10 +69,12 @@ class VAD(Protocol):
 
     args: VADArgs
 
-    def new_stream(self) -> VADStream: ...
+    def new_stream(self) -> VADStream:
+        """A fresh, independent detector for one session."""
 
 
 class TurnModel(Protocol):
     """Probability that the turn is complete, from the utterance audio (16 kHz float32)."""
 
-    def __call__(self, audio: np.ndarray) -> float: ...
+    def __call__(self, audio: np.ndarray) -> float:
+        """The probability, 0 to 1, that the turn is complete."""

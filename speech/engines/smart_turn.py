@@ -42,6 +42,7 @@ class SmartTurn:
                                              providers=["CPUExecutionProvider"])
 
     def __call__(self, audio: np.ndarray) -> float:
+        """The probability, 0 to 1, that the turn is complete, from the last 8 s of ``audio``."""
         n = self.SECONDS * 16000
         audio = np.asarray(audio, dtype=np.float32)[-n:]
         if audio.size < n:  # the model wants 8 s, silence first
