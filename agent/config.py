@@ -1,7 +1,7 @@
 """Agent configuration: one dataclass, one set of command-line flags.
 
 ``server.py`` and ``python -m agent.chat`` both call :func:`add_agent_arguments`
-and :meth:`AgentConfig.from_args`, so every flag is defined exactly once.
+and :meth:`AgentSettings.from_args`, so every flag is defined exactly once.
 Secrets (``LLM_API_KEY``, ``SERPER_API_KEY``) come only from the environment
 and are kept out of ``repr`` so they never reach a log line.
 """
@@ -26,7 +26,7 @@ def _help(text: str, group: str, **extra: object) -> dict[str, object]:
 
 
 @dataclass
-class AgentConfig:
+class AgentSettings:
     """Everything the agent graph, its tools and its memory need to run."""
 
     # --- LLM -------------------------------------------------------------
@@ -189,11 +189,11 @@ class AgentConfig:
         return value == "on" or (value == "auto" and not self.uses_embedded_llm)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> AgentSettings:
         """Build the config from parsed flags plus secrets (and SERPER_URL) from the environment."""
         return settings_from_flags(cls, args, environ)
 
 
 def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add every :class:`AgentConfig` flag to ``parser``, grouped as in ``--help``."""
-    add_flags(parser, AgentConfig)
+    """Add every :class:`AgentSettings` flag to ``parser``, grouped as in ``--help``."""
+    add_flags(parser, AgentSettings)

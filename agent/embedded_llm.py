@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from agent.config import AgentConfig
+from agent.config import AgentSettings
 from agent.embedded_models import DEFAULT_EMBEDDED_MODEL, EmbeddedModel, get_embedded_model
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class EmbeddedLLMServer:
             proc.wait()
 
 
-def launch_embedded(config: AgentConfig) -> EmbeddedLLMServer | None:
+def launch_embedded(config: AgentSettings) -> EmbeddedLLMServer | None:
     """Start the embedded model's process when no remote LLM is configured, without waiting for it.
 
     This module imports nothing heavy, so a caller can launch the model before it imports the

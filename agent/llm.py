@@ -16,7 +16,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
-from agent.config import AgentConfig
+from agent.config import AgentSettings
 from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class ChatModels:
             self.embedded.stop()
 
 
-def build_chat_models(config: AgentConfig, embedded: EmbeddedLLMServer | None = None,
+def build_chat_models(config: AgentSettings, embedded: EmbeddedLLMServer | None = None,
                       warm_prompts: Sequence[str] = ()) -> ChatModels:
     """Connect to the configured LLM, starting the embedded one when nothing else is configured.
 

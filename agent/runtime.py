@@ -14,7 +14,7 @@ from typing import Any
 from langchain_core.messages import AIMessageChunk
 from langgraph.types import StreamMode
 
-from agent.config import AgentConfig
+from agent.config import AgentSettings
 from agent.conversation import Conversation
 from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
 from agent.embedding import Embedder, load_embedder
@@ -42,7 +42,7 @@ class Agent:
 
     def __init__(
         self,
-        config: AgentConfig,
+        config: AgentSettings,
         models: ChatModels,
         embedder: Embedder,
         memory: MemoryStore,
@@ -71,7 +71,7 @@ class Agent:
         self.graph = build_graph(self.registry)
 
     @classmethod
-    def build(cls, config: AgentConfig, extra_tools: Iterable[Tool] = (),
+    def build(cls, config: AgentSettings, extra_tools: Iterable[Tool] = (),
               embedded: EmbeddedLLMServer | None = None) -> Agent:
         """Load the embedder, open memory, connect the LLM (starting the embedded one if needed).
 

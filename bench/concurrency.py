@@ -158,9 +158,9 @@ def n_before(levels: list[int], n: int) -> int:
 
 
 def run_voice(args: argparse.Namespace, server: ServerProcess) -> dict[str, object]:
-    from speech.engines.factory import build_tts, engine_args
+    from speech.engines.factory import build_tts, engine_settings
 
-    tts = build_tts(engine_args())
+    tts = build_tts(engine_settings())
     # Latency is measured from the last word (bench.voice_latency), so each clip carries where it ends.
     clips = [(s, trim(to_16k(tts, s))) for s in SHORT]
     speech = [Utterance("short", s, pcm, (np.flatnonzero(loud_frames(pcm))[-1] + 1) * 0.01) for s, pcm in clips]

@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.embedding import DEFAULT_EMBEDDING_MODEL, Embedder, load_embedder
 from agent.memory import MemoryStore
-from agent.memory.recall import RecallParams
+from agent.memory.recall import RecallSettings
 from bench.memory_long_data import generate
 
 K = 10
 
 
-def stages(base: RecallParams) -> list[tuple[str, str, RecallParams]]:
+def stages(base: RecallSettings) -> list[tuple[str, str, RecallSettings]]:
     """(name, search mode, params): each stage adds one thing to the one before."""
     off = replace(base, window_boost=0.0, fuzzy_window_boost=0.0, window_scan=0, event_windows=False,
                   neighbour_hits=0, recency_weight=0.0, current_recency_weight=0.0)
@@ -82,7 +82,7 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 def evaluate(store: MemoryStore, users: list[dict[str, Any]], split: str,
-             which: list[tuple[str, str, RecallParams]]) -> dict[str, Any]:
+             which: list[tuple[str, str, RecallSettings]]) -> dict[str, Any]:
     """Per stage: overall and per-category means on the users of ``split``."""
     per: dict[str, dict[str, list[dict[str, float]]]] = {name: {} for name, _m, _p in which}
     saved = store.params
@@ -103,7 +103,7 @@ def evaluate(store: MemoryStore, users: list[dict[str, Any]], split: str,
 
 
 def run(embedder: Embedder, langs: list[str], splits: list[str], store_dir: Path | None,
-        params: RecallParams | None = None) -> dict[str, Any]:
+        params: RecallSettings | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {"embedder": embedder.name, "k": K, "langs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for lang in langs:

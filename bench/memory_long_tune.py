@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.embedding import load_embedder
 from agent.memory import MemoryStore
-from agent.memory.recall import RecallParams
+from agent.memory.recall import RecallSettings
 from bench.memory_long import evaluate, fill
 from bench.memory_long_data import generate
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     keys = list(GRID)
     for values in itertools.product(*(GRID[k] for k in keys)):
-        params = replace(RecallParams(), **dict(zip(keys, values, strict=True)))
+        params = replace(RecallSettings(), **dict(zip(keys, values, strict=True)))
         res = {lang: evaluate(stores[lang], data[lang], "tune", [("x", "hybrid", params)])["x"]["all"]
                for lang in args.lang}
         r10 = sum(r["recall@10"] for r in res.values()) / len(res)

@@ -136,7 +136,7 @@ def rows_for(turns: list[dict[str, object]], ttft: float, kind: str) -> dict[str
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    from agent.config import AgentConfig
+    from agent.config import AgentSettings
     from agent.embedding import load_embedder
     from bench.voice_utterances import make_utterances, trim
     from speech.engines.factory import add_speech_arguments, build_engines
@@ -174,7 +174,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             return Reply(text=text, ttft_s=ttft / 1000, token_interval_s=1 / 50)
 
         with FakeOpenAI(reply) as fake, tempfile.TemporaryDirectory() as tmp:
-            config = AgentConfig(lm_model_url=fake.base_url, lm_model_name="fake", lm_api_key="bench",
+            config = AgentSettings(lm_model_url=fake.base_url, lm_model_name="fake", lm_api_key="bench",
                                  memory_dir=str(Path(tmp) / "mem"), lm_tool_routing="off", extract_facts="off")
             async with running_server(config, embedder, engines, max_turns_per_minute=1000) as srv:
                 client = await VoiceClient.open(srv.ws_url, "bench")

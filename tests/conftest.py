@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig
+from agent.config import AgentSettings
 from agent.embedding import Embedder, load_embedder
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.serper_server import FAKE_KEY, FakeSerper
@@ -35,10 +35,10 @@ def fake_serper() -> Iterator[FakeSerper]:
 
 
 @pytest.fixture
-def make_config(tmp_path: Path, fake_llm: FakeOpenAI) -> Callable[..., AgentConfig]:
+def make_config(tmp_path: Path, fake_llm: FakeOpenAI) -> Callable[..., AgentSettings]:
     """Config pointing at the fake LLM, with memory in a temporary folder."""
 
-    def make(**overrides: object) -> AgentConfig:
+    def make(**overrides: object) -> AgentSettings:
         values: dict[str, object] = {
             "lm_model_url": fake_llm.base_url,
             "lm_model_name": "fake-model",
@@ -49,13 +49,13 @@ def make_config(tmp_path: Path, fake_llm: FakeOpenAI) -> Callable[..., AgentConf
             "lm_max_retries": 0,
         }
         values.update(overrides)
-        return AgentConfig(**values)  # type: ignore[arg-type]
+        return AgentSettings(**values)  # type: ignore[arg-type]
 
     return make
 
 
 @pytest.fixture
-def search_config(make_config: Callable[..., AgentConfig], fake_serper: FakeSerper) -> AgentConfig:
+def search_config(make_config: Callable[..., AgentSettings], fake_serper: FakeSerper) -> AgentSettings:
     """Config with web search through the fake Serper."""
     return make_config(serper_url=fake_serper.url, serper_api_key=FAKE_KEY)
 
@@ -69,7 +69,7 @@ async def make_agent(embedder: Embedder) -> AsyncIterator[Callable[..., object]]
 
     agents: list[Agent] = []
 
-    def make(config: AgentConfig, extra_tools: tuple = ()) -> Agent:
+    def make(config: AgentSettings, extra_tools: tuple = ()) -> Agent:
         agent = Agent(config, build_chat_models(config), embedder, MemoryStore(config.memory_dir, embedder=embedder),
                       extra_tools)
         agents.append(agent)

@@ -16,7 +16,7 @@ import psutil
 import pytest
 from langchain_core.messages import HumanMessage
 
-from agent.config import AgentConfig
+from agent.config import AgentSettings
 from agent.embedded_llm import EmbeddedLLMServer
 from agent.embedded_models import EMBEDDED_MODELS, get_embedded_model, join_chunks
 from agent.llm import build_chat_models
@@ -40,7 +40,7 @@ def test_multilingual_embedder_handles_chinese():
 
 @pytest.mark.slow
 def test_embedded_llm_generates_text():
-    models = build_chat_models(AgentConfig(lm_max_tokens=24))
+    models = build_chat_models(AgentSettings(lm_max_tokens=24))
     try:
         assert models.embedded is not None
         chunks = asyncio.run(_stream(models.chat))

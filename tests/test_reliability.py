@@ -167,11 +167,11 @@ def chinese_or_echo(request: dict) -> Reply:
 
 async def test_tts_failure_on_one_reply_sends_error_and_session_goes_on(make_config, embedder, speech_engines,
                                                                         fake_llm):
-    from speech.engines.tts_espeak import EspeakArgs, EspeakTTS
+    from speech.engines.tts_espeak import EspeakSettings, EspeakTTS
     from speech.engines.tts_multilingual import MultilingualTTS
 
     # A real engine, really failing: espeak-ng exits 1 for a voice that does not exist.
-    broken_en = EspeakTTS(EspeakArgs(espeak_voice_en="nosuchvoice"))
+    broken_en = EspeakTTS(EspeakSettings(espeak_voice_en="nosuchvoice"))
     zh = speech_engines.tts.engines["zh"]
     tts = MultilingualTTS({"en": broken_en, "zh": zh}, speech_engines.output_sample_rate)
     engines = dataclasses.replace(speech_engines, tts=tts)

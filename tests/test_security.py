@@ -23,7 +23,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from server import build_parser, exposure_warning, server_options
+from server import build_parser, exposure_warning, server_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.serper_server import FakeSerper, SearchReply
 from tests.server_harness import running_server
@@ -96,9 +96,9 @@ def test_listening_beyond_loopback_without_a_token_warns(fake_llm: FakeOpenAI, t
         proc.wait(10)
     # The same decision, for the cases that must not warn (no process needed to see silence).
     args = build_parser().parse_args(["--host", "0.0.0.0", "--auth_token", AUTH_TOKEN])
-    assert exposure_warning(server_options(args)) is None
-    assert exposure_warning(server_options(build_parser().parse_args([]))) is None  # 127.0.0.1 by default
-    exposed = exposure_warning(server_options(build_parser().parse_args(["--host", "0.0.0.0"])))
+    assert exposure_warning(server_settings(args)) is None
+    assert exposure_warning(server_settings(build_parser().parse_args([]))) is None  # 127.0.0.1 by default
+    exposed = exposure_warning(server_settings(build_parser().parse_args(["--host", "0.0.0.0"])))
     assert exposed and "0.0.0.0" in exposed
 
 

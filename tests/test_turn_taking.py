@@ -12,8 +12,8 @@ import pytest
 
 from speech.engines.asr_queue import PARTIAL, RecognizerQueue
 from speech.voice.playout import Playout
-from speech.voice.turn_end import TurnEndArgs, end_silence_ms, ending_of
-from speech.engines.vad import SpeechEnd, SpeechStart, VADArgs, VADStream
+from speech.voice.turn_end import TurnEndSettings, end_silence_ms, ending_of
+from speech.engines.vad import SpeechEnd, SpeechStart, VADSettings, VADStream
 from tests.support.engine_fakes import energy_scorer
 from speech.audio import float_to_pcm16
 
@@ -52,7 +52,7 @@ def test_ending_of_the_transcript(text: str, ending: str) -> None:
 
 
 def test_end_silence_follows_the_ending_and_the_model() -> None:
-    args = TurnEndArgs(early_silence_ms=450, late_silence_ms=1600)
+    args = TurnEndSettings(early_silence_ms=450, late_silence_ms=1600)
     assert end_silence_ms("Where is the station?", 800, args) == 450
     assert end_silence_ms("I want to go to the station and", 800, args) == 1600
     assert end_silence_ms("well I think", 800, args) == 800
@@ -60,11 +60,11 @@ def test_end_silence_follows_the_ending_and_the_model() -> None:
     assert end_silence_ms("Where is the station?", 800, args, complete_prob=0.3) == 800
     assert end_silence_ms("well I think", 800, args, complete_prob=0.1) == 1600
     assert end_silence_ms("Where is the station?", 800, args, complete_prob=0.9) == 450
-    assert end_silence_ms("Where is the station?", 800, TurnEndArgs(turn_end="fixed")) == 800
+    assert end_silence_ms("Where is the station?", 800, TurnEndSettings(turn_end="fixed")) == 800
 
 
 def test_the_vad_ends_a_pause_at_the_silence_it_is_told() -> None:
-    stream = VADStream(energy_scorer(), VADArgs(min_silence_ms=800, speculative_silence_ms=300))
+    stream = VADStream(energy_scorer(), VADSettings(min_silence_ms=800, speculative_silence_ms=300))
     events = stream.process(tone(1.0)) + stream.process(quiet(0.35))
     assert [type(e) for e in events] == [SpeechStart, type(events[1])] and not stream.process(quiet(0.0))
     stream.set_end_silence(450)  # a plainly finished sentence
@@ -91,7 +91,7 @@ def test_the_vad_ends_a_pause_at_the_silence_it_is_told() -> None:
 
 
 def test_the_onset_flag_rises_at_once_and_falls_for_a_click() -> None:
-    stream = VADStream(energy_scorer(), VADArgs(min_speech_ms=250))
+    stream = VADStream(energy_scorer(), VADSettings(min_speech_ms=250))
     assert not stream.onset
     assert stream.process(tone(0.07)) == [] and stream.onset  # 2 frames: probable speech, not yet confirmed
     assert stream.process(quiet(0.3)) == [] and not stream.onset  # it was a click

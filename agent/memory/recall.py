@@ -10,7 +10,7 @@ from agent.memory.timewindow import TimeWindow
 
 
 @dataclass(frozen=True)
-class RecallParams:
+class RecallSettings:
     """Knobs of hybrid recall (defaults chosen on ``bench/memory_recall.py``)."""
 
     pool: int = 50
@@ -70,7 +70,7 @@ def fuse(
     window_ranked: Sequence[tuple[int, float]],
     window: TimeWindow | None,
     k: int,
-    params: RecallParams,
+    params: RecallSettings,
     include_superseded: bool = False,
     kinds: Sequence[str] | None = None,
     cjk_query: bool = False,

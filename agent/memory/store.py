@@ -25,7 +25,7 @@ from agent.memory import facts
 from agent.memory.items import Item, MemoryNotFoundError, parse_item, validate_memory_id
 from agent.memory.lexical import LexicalIndex, tokenize
 from agent.memory.lexical_state import SYNC_BUILD_MAX, UserLexical
-from agent.memory.recall import RecallParams, fuse
+from agent.memory.recall import RecallSettings, fuse
 from agent.memory.records import MemoryRecord, NewRow, RecordStore, SharedRecordStore, SQLiteRecordStore
 from agent.memory.timewindow import find_relative_event, find_time_window
 from agent.memory.vector_index import UserIndex, build_index, load_index, remove_files, save_index
@@ -80,7 +80,7 @@ class MemoryStore:
         path: str | Path | None = "./data/memory",
         embedder: Embedder | None = None,
         records: RecordStore | None = None,
-        params: RecallParams | None = None,
+        params: RecallSettings | None = None,
         cache_vectors: int = CACHE_VECTORS,
         cache_users: int = CACHE_USERS,
         lexical_sync_max: int = SYNC_BUILD_MAX,
@@ -101,7 +101,7 @@ class MemoryStore:
         self.records: RecordStore = records if records is not None else SQLiteRecordStore(
             self.path / "memory.sqlite3"
         )
-        self.params = params or RecallParams()
+        self.params = params or RecallSettings()
         self._lock = threading.RLock()
         # Least recently used first, bounded by cache_vectors and cache_users (see _evict).
         self._users: OrderedDict[str, _UserState] = OrderedDict()
@@ -674,7 +674,7 @@ class MemoryStore:
 
 
 def open_memory(config: Any, embedder: Embedder) -> MemoryStore:
-    """The store an :class:`~agent.config.AgentConfig` asks for: PostgreSQL with ``memory_db``, else SQLite."""
+    """The store an :class:`~agent.config.AgentSettings` asks for: PostgreSQL with ``memory_db``, else SQLite."""
     dsn = getattr(config, "memory_db", None)
     if not dsn:
         return MemoryStore(config.memory_dir, embedder=embedder)
@@ -686,7 +686,7 @@ def open_memory(config: Any, embedder: Embedder) -> MemoryStore:
                        cache_vectors=getattr(config, "memory_cache_vectors", CACHE_VECTORS))
 
 
-def _current(p: RecallParams, query: str) -> RecallParams:
+def _current(p: RecallSettings, query: str) -> RecallSettings:
     """Params for this query: questions about the present ("现在", "currently") weigh recency more."""
     q = f" {query.lower()}"
     if any(w in q for w in p.current_words):

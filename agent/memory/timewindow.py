@@ -18,7 +18,7 @@ class TimeWindow:
     end: float
     phrase: str
     fuzzy: bool = False
-    """A vague phrase ("recently", "最近"): a hint, not a filter (see ``RecallParams.fuzzy_window_boost``)."""
+    """A vague phrase ("recently", "最近"): a hint, not a filter (see ``RecallSettings.fuzzy_window_boost``)."""
 
     def contains(self, t: float) -> bool:
         """Whether ``t`` (epoch seconds) falls in the window (start included, end excluded)."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from speech.engines.vad import VADArgs, VADStream
+    from speech.engines.vad import VADSettings, VADStream
 
 OUTPUT_SAMPLE_RATE = 22050
 """The one rate every TTS engine is resampled to (Piper's and espeak-ng's native rate)."""
@@ -67,7 +67,7 @@ class FrameScorer(Protocol):
 class VAD(Protocol):
     """A voice activity detector: makes one independent stream per session."""
 
-    args: VADArgs
+    args: VADSettings
 
     def new_stream(self) -> VADStream:
         """A fresh, independent detector for one session."""

@@ -25,7 +25,7 @@ from speech.engines.base import EngineUnavailableError
 
 
 @dataclass(frozen=True)
-class CosyVoiceArgs:
+class CosyVoiceSettings:
     """CosyVoice settings."""
 
     tts_model_name: str = field(default="", metadata={"help": "CosyVoice model folder."})
@@ -78,7 +78,7 @@ class CosyVoiceTTS:
 
     name = "cosyvoice"
 
-    def __init__(self, args: CosyVoiceArgs) -> None:
+    def __init__(self, args: CosyVoiceSettings) -> None:
         if not args.tts_model_name or not args.ref_dir:
             raise EngineUnavailableError("--tts cosyvoice needs --tts_model_name DIR and --ref_dir DIR")
         refs = load_references(args.ref_dir)  # checked before the heavy import, so a bad folder fails fast

@@ -21,7 +21,7 @@ from speech.engines.base import EngineUnavailableError
 
 
 @dataclass(frozen=True)
-class PiperArgs:
+class PiperSettings:
     """Piper settings."""
 
     piper_model: str = field(default="", metadata={
@@ -39,8 +39,8 @@ class PiperTTS:
 
     name = "piper"
 
-    def __init__(self, args: PiperArgs | None = None) -> None:
-        self.args = args or PiperArgs()
+    def __init__(self, args: PiperSettings | None = None) -> None:
+        self.args = args or PiperSettings()
         try:
             import onnxruntime
             from piper import PiperVoice

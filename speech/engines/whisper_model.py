@@ -37,7 +37,7 @@ ZH_PROMPT = "以下是普通话的句子。"
 
 
 @dataclass(frozen=True)
-class WhisperArgs:
+class WhisperSettings:
     """Whisper (faster-whisper) settings."""
 
     whisper_model: str = field(default="base", metadata={

@@ -40,7 +40,7 @@ def _help(text: str, **extra: str) -> dict[str, str]:
 
 
 @dataclass
-class ServerOptions:
+class ServerSettings:
     """Network, access and limits of the voice server."""
 
     host: str = field(default="127.0.0.1", metadata=_help("Address to listen on."))
@@ -96,14 +96,14 @@ class ServerOptions:
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of :class:`ServerOptions`, in their own group."""
-    add_flags(parser, ServerOptions, "Server")
+    """Flags of :class:`ServerSettings`, in their own group."""
+    add_flags(parser, ServerSettings, "Server")
 
 
 class ParleyServer:
     """Accepts connections, opens sessions, and keeps them apart."""
 
-    def __init__(self, agent: Agent, engines: SpeechEngines, options: ServerOptions) -> None:
+    def __init__(self, agent: Agent, engines: SpeechEngines, options: ServerSettings) -> None:
         self.agent = agent
         self.engines = engines
         self.options = options
