@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from speech.engines.whisper_model import SAMPLE_RATE
-from speech.engines.base import Transcript
-from speech.engines.base import EngineUnavailableError
 from agent.language import has_han
+from speech.engines.base import EngineUnavailableError, Transcript
+from speech.engines.whisper_model import SAMPLE_RATE
 
 
 @dataclass(frozen=True)

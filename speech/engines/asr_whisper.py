@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from speech.engines.whisper_model import SAMPLE_RATE, WhisperArgs, ZH_PROMPT, resolve_whisper_model
-from speech.engines.base import Transcript
 from speech.engines.asr_guards import is_degenerate, join_segments, strip_repeats, to_simplified
-from speech.engines.base import EngineUnavailableError
+from speech.engines.base import EngineUnavailableError, Transcript
+from speech.engines.whisper_model import SAMPLE_RATE, ZH_PROMPT, WhisperArgs, resolve_whisper_model
 
 HOP = 160
 """Samples per mel frame (10 ms)."""

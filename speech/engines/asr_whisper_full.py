@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from speech.engines.whisper_model import SAMPLE_RATE, ZH_PROMPT
-from speech.engines.base import Transcript
 from agent.language import has_han
 from speech.engines.asr_guards import is_degenerate, join_segments, strip_repeats, to_simplified
+from speech.engines.base import Transcript
+from speech.engines.whisper_model import SAMPLE_RATE, ZH_PROMPT
 
 if TYPE_CHECKING:
     from speech.engines.asr_whisper import WhisperASR

@@ -55,14 +55,6 @@ class ASR(Protocol):
     def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript: ...
 
 
-class ASR(Protocol):
-    """A speech recognizer for 16 kHz float32 mono audio."""
-
-    name: str
-
-    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript: ...
-
-
 class FrameScorer(Protocol):
     """Speech probability of one 512-sample float32 frame at 16 kHz; stateful per stream."""
 

@@ -21,18 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from speech.engines.base import ASR
-from speech.engines.whisper_model import WhisperArgs
 from speech.engines.asr_queue import RecognizerQueue
-from speech.engines.base import EngineUnavailableError, OUTPUT_SAMPLE_RATE, TTS
+from speech.engines.base import ASR, OUTPUT_SAMPLE_RATE, TTS, VAD, EngineUnavailableError, TurnModel
+from speech.engines.smart_turn import SmartTurn
 from speech.engines.tts_espeak import EspeakArgs, EspeakTTS
 from speech.engines.tts_multilingual import MultilingualTTS, Resampled
 from speech.engines.tts_piper import PiperArgs
-from speech.engines.smart_turn import SmartTurn
-from speech.voice.turn_end import TurnEndArgs
-from speech.engines.base import TurnModel
-from speech.engines.base import VAD
 from speech.engines.vad import SileroVAD, VADArgs, VADStream
+from speech.engines.whisper_model import WhisperArgs
+from speech.voice.turn_end import TurnEndArgs
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
-
 from dataclasses import dataclass, field
 from typing import Any
 

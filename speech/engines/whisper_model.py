@@ -34,7 +34,6 @@ SAMPLE_RATE = 16000
 WINDOW_MARGIN_S = 4.0
 WINDOW_FLOOR_S = 8.0
 ZH_PROMPT = "以下是普通话的句子。"
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 @dataclass(frozen=True)
