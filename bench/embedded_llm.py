@@ -26,11 +26,10 @@ from pathlib import Path
 
 import psutil
 
-from agent.language import HAN
-
 from agent.embedded_llm import EmbeddedLLMServer
 from agent.embedded_models import EMBEDDED_MODELS, EmbeddedModel
 from agent.graph.prompts import system_prompt
+from agent.language import HAN
 from bench.common import ROOT, emit, load_average, machine, print_table, summary_ms
 
 QUESTIONS = ROOT / "bench" / "data" / "everyday_questions.json"

@@ -174,8 +174,8 @@ async def visitor(url: str, index: int, plan: SoakPlan, audio: np.ndarray, stop_
 
 def make_audio() -> np.ndarray:
     """A spoken question, made by espeak-ng, at 16 kHz."""
-    from speech.engines.tts_espeak import EspeakTTS
     from speech.audio import resample_pcm16
+    from speech.engines.tts_espeak import EspeakTTS
 
     tts = EspeakTTS()
     pcm = np.concatenate(list(tts.synthesize("Please tell me what the weather will be like tomorrow.", "en")))

@@ -139,8 +139,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     from agent.config import AgentSettings
     from agent.embedding import load_embedder
     from bench.voice_utterances import make_utterances, trim
-    from speech.engines.factory import add_speech_arguments, build_engines
     from speech.audio import resample_pcm16
+    from speech.engines.factory import add_speech_arguments, build_engines
     from tests.fakes.openai_server import FakeOpenAI, Reply
     from tests.server_harness import running_server
     from tests.voice_client import VoiceClient

@@ -21,8 +21,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from agent.ids import InvalidIdError, validate_user_id
-from speech.transport.http_api import WEB_ROOT, HttpRoutes, json_response, token_matches
 from speech.protocol import Interrupt, ProtocolError, SessionEnd, SessionStart, TextInput, parse_client_message
+from speech.transport.http_api import WEB_ROOT, HttpRoutes, json_response, token_matches
 from tests.server_harness import running_server
 from tests.voice_client import VoiceClient
 

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 from test_speech_common import speech16k
 
-from speech.engines.vad import FRAME_SAMPLES, SileroVAD, SpeechEnd, SpeechPause, SpeechResume, SpeechStart, VADSettings, VADStream
 from speech.audio import PcmResampler, float_to_pcm16, resample_pcm16
+from speech.engines.vad import (
+    FRAME_SAMPLES,
+    SileroVAD,
+    SpeechEnd,
+    SpeechPause,
+    SpeechResume,
+    SpeechStart,
+    VADSettings,
+    VADStream,
+)
 from tests.support.engine_fakes import energy_scorer
 
 SR = 16000

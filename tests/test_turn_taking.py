@@ -10,12 +10,13 @@ import time
 import numpy as np
 import pytest
 
+from speech.audio import float_to_pcm16
 from speech.engines.asr_queue import PARTIAL, RecognizerQueue
+from speech.engines.vad import SpeechEnd, SpeechStart, VADSettings, VADStream
 from speech.voice.playout import Playout
 from speech.voice.turn_end import TurnEndSettings, end_silence_ms, ending_of
-from speech.engines.vad import SpeechEnd, SpeechStart, VADSettings, VADStream
 from tests.support.engine_fakes import energy_scorer
-from speech.audio import float_to_pcm16
+from tests.support.recording_link import RecordingLink
 
 SR = 16000
 
@@ -135,13 +136,10 @@ async def test_queue_runs_final_decodes_first_and_skips_withdrawn_ones() -> None
 
 
 async def test_a_paused_reply_sends_nothing_and_resumes_in_pace() -> None:
-    sent: list[float] = []
+    link = RecordingLink()
+    sent = link.audio  # (time sent, frame), appended as frames go out
 
-    async def send(message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            sent.append(time.perf_counter())
-
-    playout = Playout("t1", 16000, send, lead_s=0.0)
+    playout = Playout("t1", 16000, link, lead_s=0.0)
     playout.add_piece("hello there")
     playout.feed(0, np.zeros(16000, dtype=np.int16))  # 1 s = 25 frames of 40 ms
     playout.finish()
@@ -156,7 +154,7 @@ async def test_a_paused_reply_sends_nothing_and_resumes_in_pace() -> None:
     playout.resume()
     await asyncio.wait_for(task, 5)
     assert len(sent) == 25
-    after = [t for t in sent if t > paused_at + 0.25]
+    after = [t for t, _ in sent if t > paused_at + 0.25]
     assert after and after[0] - paused_at >= 0.29
     # Paced as if the pause had not happened: the rest takes its own length, not a burst.
-    assert sent[-1] - after[0] >= 0.5
+    assert sent[-1][0] - after[0] >= 0.5

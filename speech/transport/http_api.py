@@ -24,7 +24,7 @@ from websockets.http11 import Request, Response
 from agent.ids import InvalidIdError, validate_user_id
 from agent.text_safety import replace_lone_surrogates
 
-WEB_ROOT = Path(__file__).resolve().parents[3] / "web"
+WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
 
 
 def token_matches(expected: str | None, given: str | None) -> bool:

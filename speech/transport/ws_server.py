@@ -13,25 +13,22 @@ from typing import Any
 
 import psutil
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
+from agent.conversation import Conversation
 from agent.flags import add_flags
-from agent.ids import InvalidIdError, validate_user_id
 from agent.runtime import Agent
 from speech.allocator import arena_count, release_free_memory
 from speech.engines.factory import SpeechEngines
-from speech.transport.http_api import HttpRoutes, bearer_token, token_matches
-from speech.transport.metrics import MeteredConnection, ServerMetrics
+from speech.protocol import ProtocolError, ServerEvent, SessionReady, SessionStart, error_event
+from speech.transport.admission import CLOSE_BAD_START, Admission
+from speech.transport.http_api import HttpRoutes, bearer_token
+from speech.transport.metrics import MeteredLink, ServerMetrics
 from speech.transport.probes import Probes
-from speech.protocol import ProtocolError, SessionStart, error_event, event, parse_client_message
+from speech.transport.ws_link import WebSocketLink
+from speech.voice.link import ClientLink, LinkClosed
 from speech.voice.session import SessionOptions, VoiceSession
 
 log = logging.getLogger(__name__)
-
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_TOO_MANY = 4429
-CLOSE_BAD_START = 4400
-CLOSE_DRAINING = 4503
 
 
 def _help(text: str, **extra: str) -> dict[str, str]:
@@ -107,19 +104,16 @@ class ParleyServer:
         self.agent = agent
         self.engines = engines
         self.options = options
-        self.sessions: set[VoiceSession] = set()
         self.started_at = time.time()
         self.session_options = SessionOptions(
             interruption=not options.no_interruption,
             speculative=not options.no_speculation,
-            max_frame_bytes=options.max_message_bytes,
             idle_timeout_s=options.idle_timeout_s,
             max_turns_per_minute=options.max_turns_per_minute,
             suggest_followups=options.suggest_followups,
         )
-        self.draining = False
-        """Set on SIGTERM (speech/transport/drain.py): new sessions are refused and /readyz answers 503."""
         self.metrics = ServerMetrics(self)
+        self.admission = Admission(options.auth_token, options.max_sessions, self.metrics)
         self.probes = Probes(self)
         self.routes = HttpRoutes(agent.memory, options.auth_token,
                                  {**self.probes.routes(), "/metrics": self.metrics.route})
@@ -130,6 +124,20 @@ class ParleyServer:
         """How many times free memory was handed back (``/healthz`` ``process.memory_trims``)."""
         self._trimmed_at = time.monotonic()
         self._trimming = False
+
+    @property
+    def sessions(self) -> set[VoiceSession]:
+        """Every open session, on every transport (kept by :attr:`admission`)."""
+        return self.admission.sessions
+
+    @property
+    def draining(self) -> bool:
+        """Set on SIGTERM (speech/transport/drain.py): new sessions are refused and /readyz answers 503."""
+        return self.admission.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.admission.draining = value
 
     def _background_done(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
@@ -168,81 +176,58 @@ class ParleyServer:
         return {
             "status": "ok",
             "engines": self.engines.describe(),
-            "llm": {"model": self.agent.models.model_name, "embedded": self.agent.models.embedded is not None},
-            "tools": self.agent.registry.names(),
+            **self.agent.describe(),
             "sessions": len(self.sessions),
             "uptime_s": round(time.time() - self.started_at, 1),
-            "memory_writes": {"saved": self.agent.writer.saved, "failed": self.agent.writer.failed,
-                              "pending": self.agent.writer.pending},
+            "memory_writes": self.agent.memory_writes(),
             "process": {**process_figures(), "memory_trims": self.memory_trims},
         }
 
-    async def _first_message(self, ws: ServerConnection) -> SessionStart:
-        raw = await asyncio.wait_for(ws.recv(), self.options.start_timeout_s)
-        if isinstance(raw, bytes):
-            raise ProtocolError("not_started", "send session.start before audio")
-        msg = parse_client_message(raw, self.options.max_message_bytes)
-        if not isinstance(msg, SessionStart):
-            raise ProtocolError("not_started", "the first message must be session.start")
-        return msg
-
     async def handle(self, ws: ServerConnection) -> None:
         """One WebSocket connection, from session.start to close."""
+        link = WebSocketLink(ws, self.options.max_message_bytes)
         try:
-            start = await self._first_message(ws)
+            start = await asyncio.wait_for(link.first_message(), self.options.start_timeout_s)
         except TimeoutError:
             self.metrics.reject("no_start")
             await ws.close(CLOSE_BAD_START, "no session.start")
             return
         except ProtocolError as exc:
             self.metrics.reject(exc.code)
-            await _send_quietly(ws, error_event(exc.code, exc.message).to_json())
+            await link.send_event(error_event(exc.code, exc.message))
             await ws.close(CLOSE_BAD_START, exc.code)
             return
-        except ConnectionClosed:
+        except LinkClosed:
             return
         token = start.token or (bearer_token(ws.request.headers) if ws.request else None)
-        if not token_matches(self.options.auth_token, token):
-            self.metrics.reject("unauthorized")
-            await _send_quietly(ws, error_event("unauthorized", "missing or invalid token").to_json())
-            await ws.close(CLOSE_UNAUTHORIZED, "unauthorized")
-            return
-        try:
-            validate_user_id(start.user_id)
-        except InvalidIdError as exc:
-            self.metrics.reject("invalid_user_id")
-            await _send_quietly(ws, error_event("invalid_user_id", str(exc)).to_json())
-            await ws.close(CLOSE_BAD_START, "invalid user id")
-            return
-        if self.draining:
-            self.metrics.reject("server_draining")
-            await _send_quietly(ws, error_event("server_draining", "the server is shutting down; reconnect").to_json())
-            await ws.close(CLOSE_DRAINING, "server draining")
-            return
-        if len(self.sessions) >= self.options.max_sessions:
-            self.metrics.reject("too_many_sessions")
-            await _send_quietly(ws, error_event("too_many_sessions", "the server is full; try again later").to_json())
-            await ws.close(CLOSE_TOO_MANY, "too many sessions")
+        refusal = self.admission.check("ws", start.user_id, token)
+        if refusal is not None:
+            await link.send_event(error_event(refusal.code, refusal.message))
+            await ws.close(refusal.close_code, refusal.code.replace("_", " "))
             return
         conv = self.agent.new_conversation(start.user_id)
-        metered = MeteredConnection(ws, self.metrics.observer("ws", conv.session_id, start.user_id))
-        session = VoiceSession(metered, self.agent, self.engines, start, conv,  # type: ignore[arg-type]
-                               self.session_options)
-        self.sessions.add(session)
-        log.info("session %s opened for user %s", conv.session_id, start.user_id,
-                 extra={"session_id": conv.session_id, "user_id": start.user_id})
-        if getattr(self.agent.memory, "shared", False):  # warm this user's index cache from the database
-            self._start_in_background("memory-preload", lambda: self.agent.memory.preload(start.user_id))
-        try:
-            await session.send(event("session.ready", session_id=conv.session_id,
-                                     output_sample_rate=self.engines.output_sample_rate).to_json())
-            await session.run()
-        except Exception:  # one session's failure must not touch the others
-            log.exception("session %s failed", conv.session_id)
-        finally:
-            self.sessions.discard(session)
-            log.info("session %s closed", conv.session_id, extra={"session_id": conv.session_id})
-            self._maybe_trim_memory()
+        await self.run_session(MeteredLink(link, self.metrics.observer("ws", conv.session_id, start.user_id)),
+                               start, conv, SessionReady(conv.session_id, self.engines.output_sample_rate))
+
+    async def run_session(self, link: ClientLink, start: SessionStart, conv: Conversation,
+                          ready: ServerEvent | None = None) -> None:
+        """Run one admitted session on ``link`` until it ends (every transport comes here).
+
+        ``ready``: the event that opens the session on this transport (``/ws``: ``session.ready``)."""
+        session = VoiceSession(link, self.agent, self.engines, start, conv, self.session_options)
+        with self.admission.holding(session):
+            log.info("session %s opened for user %s", conv.session_id, start.user_id,
+                     extra={"session_id": conv.session_id, "user_id": start.user_id})
+            self._start_in_background("memory-preload", lambda: self.agent.warm_user(start.user_id))
+            try:
+                if ready is not None:
+                    await link.send_event(ready)
+                await session.run()
+            except Exception:  # one session's failure must not touch the others
+                log.exception("session %s failed", conv.session_id)
+            finally:
+                log.info("session %s closed", conv.session_id, extra={"session_id": conv.session_id})
+        self._maybe_trim_memory()
 
     async def serve_forever(self, ready: asyncio.Event | None = None) -> None:
         """Listen until cancelled."""
@@ -280,7 +265,4 @@ def process_figures() -> dict[str, Any]:
             "open_fds": proc.num_fds(), "tasks": tasks}
 
 
-async def _send_quietly(ws: ServerConnection, message: str) -> None:
-    with contextlib.suppress(ConnectionClosed):
-        await ws.send(message)
 

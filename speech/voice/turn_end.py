@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+
 SENTENCE_END = tuple(".?!。？！")
 # Only these end a turn early. Whisper puts a full stop after fragments too ("I would like to know.",
 # "Can you tell me."): answering those at the early silence replied to speakers who had only paused
