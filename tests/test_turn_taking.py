@@ -12,9 +12,10 @@ import pytest
 
 from speech.audio import float_to_pcm16
 from speech.engines.asr_queue import PARTIAL, RecognizerQueue
+from speech.engines.smart_turn import TurnEndSettings
 from speech.engines.vad import SpeechEnd, SpeechStart, VADSettings, VADStream
 from speech.voice.playout import Playout
-from speech.voice.turn_end import TurnEndSettings, end_silence_ms, ending_of
+from speech.voice.turn_end import end_silence_ms, ending_of
 from tests.support.engine_fakes import energy_scorer
 from tests.support.recording_link import RecordingLink
 

@@ -24,13 +24,12 @@ import numpy as np
 from agent.flags import add_flags, settings_from_flags
 from speech.engines.asr_queue import RecognizerQueue
 from speech.engines.base import ASR, OUTPUT_SAMPLE_RATE, TTS, VAD, EngineUnavailableError, TurnModel
-from speech.engines.smart_turn import SmartTurn
+from speech.engines.smart_turn import SmartTurn, TurnEndSettings
 from speech.engines.tts_espeak import EspeakSettings, EspeakTTS
 from speech.engines.tts_multilingual import MultilingualTTS, Resampled
 from speech.engines.tts_piper import PiperSettings
 from speech.engines.vad import SileroVAD, VADSettings, VADStream
 from speech.engines.whisper_model import WhisperSettings
-from speech.voice.turn_end import TurnEndSettings
 
 log = logging.getLogger(__name__)
 

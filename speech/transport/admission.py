@@ -60,7 +60,8 @@ class Admission:
               token_checked: bool = False) -> Refusal | None:
         """``None`` if a session for ``user_id`` may start now, else the refusal (counted in ``/metrics``).
 
-        ``token_checked``: the transport already checked the token (CleanS2S does, at the upgrade)."""
+        ``token_checked``: the transport already checked the token (CleanS2S does, at the upgrade).
+        """
         refusal = self._refusal(user_id, None if token_checked else token, token_checked)
         if refusal is not None:
             self.metrics.reject(refusal.code, transport)

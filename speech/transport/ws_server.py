@@ -213,7 +213,8 @@ class ParleyServer:
                           ready: ServerEvent | None = None) -> None:
         """Run one admitted session on ``link`` until it ends (every transport comes here).
 
-        ``ready``: the event that opens the session on this transport (``/ws``: ``session.ready``)."""
+        ``ready``: the event that opens the session on this transport (``/ws``: ``session.ready``).
+        """
         session = VoiceSession(link, self.agent, self.engines, start, conv, self.session_options)
         with self.admission.holding(session):
             log.info("session %s opened for user %s", conv.session_id, start.user_id,

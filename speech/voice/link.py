@@ -37,10 +37,14 @@ class ClientLink(Protocol):
     Sending to a client that has gone is not an error: the next ``receive`` ends the session.
     """
 
-    async def receive(self) -> ClientInput: ...
+    async def receive(self) -> ClientInput:
+        """The client's next audio frame or message."""
 
-    async def send_event(self, event: ServerEvent) -> None: ...
+    async def send_event(self, event: ServerEvent) -> None:
+        """Send one typed server event."""
 
-    async def send_audio(self, pcm: bytes) -> None: ...
+    async def send_audio(self, pcm: bytes) -> None:
+        """Send reply audio: int16 mono PCM at the session's output rate."""
 
-    async def close(self, code: int, reason: str) -> None: ...
+    async def close(self, code: int, reason: str) -> None:
+        """Close the link with a close code and reason."""

@@ -50,6 +50,7 @@ class Playout:
 
     @property
     def paused(self) -> bool:
+        """Whether sending is paused (see :meth:`pause`)."""
         return self._paused_at is not None
 
     def pause(self) -> None:

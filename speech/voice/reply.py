@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from agent.conversation import Conversation
 from agent.events import RouteChosen, SourcesFound, TextDelta, TurnDone, TurnResult
 from agent.language import detect_language
 from agent.runtime import Agent
+from speech.engines.base import TTS
 from speech.protocol import ResponseDone, ResponseTextDelta, Route, ServerEvent, Sources, error_event
 from speech.voice.chunker import SentenceChunker
 from speech.voice.link import ClientLink
@@ -86,7 +88,7 @@ class Reply:
     agent: Agent
     conv: Conversation
     user_text: str
-    tts: Any | None
+    tts: TTS | None
     """The TTS engine, or None for a text-only session."""
     link: ClientLink
     output_sample_rate: int
@@ -104,10 +106,12 @@ class Reply:
 
     @property
     def confirmed(self) -> bool:
+        """Whether the turn is confirmed, so the reply's output may go out."""
         return self.commit.is_set()
 
     @property
     def done(self) -> bool:
+        """Whether the reply has finished producing (or failed, or was cancelled)."""
         return self._task is not None and self._task.done()
 
     def start(self, confirmed: bool) -> Reply:
@@ -190,7 +194,7 @@ class Reply:
         pieces: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()
         if self.tts is not None:
             playout = self._playout = Playout(self.turn_id, self.output_sample_rate, self.link)
-            speaker = asyncio.get_running_loop().create_task(self._speak(playout, pieces, language))
+            speaker = asyncio.get_running_loop().create_task(self._speak(self.tts, playout, pieces, language))
         chunker = SentenceChunker()
         filler: asyncio.TimerHandle | None = None
         try:
@@ -219,7 +223,8 @@ class Reply:
             if filler is not None:
                 filler.cancel()
             pieces.put_nowait(None)
-            if speaker is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+            task = asyncio.current_task()  # this coroutine's own task: never None here
+            if speaker is not None and task is not None and task.cancelling():
                 speaker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await speaker
@@ -239,7 +244,8 @@ class Reply:
         if not self._streamed:
             pieces.put_nowait((FILLERS.get(language, FILLERS["en"]), True))
 
-    async def _speak(self, playout: Playout, pieces: asyncio.Queue[tuple[str, bool] | None], language: str) -> None:
+    async def _speak(self, tts: TTS, playout: Playout, pieces: asyncio.Queue[tuple[str, bool] | None],
+                     language: str) -> None:
         sender = asyncio.get_running_loop().create_task(self._play_when_confirmed(playout))
         try:
             while (item := await pieces.get()) is not None:
@@ -249,7 +255,7 @@ class Reply:
                     self.timing.tts_requested = time.perf_counter()
                 stop = threading.Event()
                 try:
-                    async for pcm in iterate_in_thread(lambda t=text: self.tts.synthesize(t, language), stop):
+                    async for pcm in iterate_in_thread(functools.partial(tts.synthesize, text, language), stop):
                         if self.timing.tts_first_audio is None:
                             self.timing.tts_first_audio = time.perf_counter()
                         playout.feed(index, pcm)

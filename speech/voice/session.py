@@ -1,5 +1,6 @@
-"""One voice session: a client (through its :class:`~speech.voice.link.ClientLink`), its VAD state,
-transcription, and replies.
+"""One voice session: a client, its VAD state, transcription, and replies.
+
+The session reaches its client only through a :class:`~speech.voice.link.ClientLink`.
 
 Turn-taking: at a short pause the session transcribes and starts the reply
 speculatively (held back); when the silence lasts long enough to confirm the end

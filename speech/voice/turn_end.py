@@ -20,7 +20,10 @@ costs at most a reply to half a sentence that the user then talks over (merged).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+
+# The settings live with the engines, whose factory reads --turn_end to load the smart-turn model
+# (speech/engines never imports speech/voice: the import contracts in pyproject.toml).
+from speech.engines.smart_turn import TurnEndArgs
 
 SENTENCE_END = tuple(".?!。？！")
 # Only these end a turn early. Whisper puts a full stop after fragments too ("I would like to know.",
@@ -36,20 +39,6 @@ _TRAILING_EN = {
 _TRAILING_ZH = ("然后", "就是", "还有", "因为", "所以", "但是", "而且", "那个", "这个", "如果", "或者", "的话", "嗯",
                 "呃", "和", "跟", "是", "的", "在", "想", "要", "我")
 _WORD = re.compile(r"[a-zA-Z']+")
-
-
-@dataclass(frozen=True)
-class TurnEndArgs:
-    """How long a pause must last to end the turn, depending on what was said."""
-
-    turn_end: str = field(default="words", metadata={
-        "help": "'words': shorten the end-of-turn silence after a plainly finished sentence, lengthen it after "
-                "a trailing 'and'/'so'/'然后'; 'smart': also ask the smart-turn v3.2 model (pipecat-ai wheel); "
-                "'fixed': always --min_silence_ms.", "choices": ("words", "smart", "fixed")})
-    early_silence_ms: int = field(default=450, metadata={
-        "help": "End-of-turn silence after a plainly finished sentence, in ms."})
-    late_silence_ms: int = field(default=1600, metadata={
-        "help": "End-of-turn silence after a plainly unfinished one, in ms."})
 
 
 def ending_of(text: str) -> str:

@@ -313,11 +313,13 @@ class CleanS2SBridge:
         await self._send_answer(turn, END_SILENCE, end=True)
 
     async def _send_answer(self, turn: _Turn, pcm: np.ndarray, end: bool) -> None:
-        """One 9002 message. The front end shows ``answer_text`` when it starts playing the message's
-        audio, so sentences are paced like speech: the audio stream does not say where a sentence
-        starts, so a sentence is attached to the first audio message after the previous sentence's
-        estimated speaking time has been sent (never before its text exists; all that is left goes
-        with the end message)."""
+        """One 9002 message.
+
+        The front end shows ``answer_text`` when it starts playing the message's audio, so sentences
+        are paced like speech: the audio stream does not say where a sentence starts, so a sentence
+        is attached to the first audio message after the previous sentence's estimated speaking
+        time has been sent (never before its text exists; all that is left goes with the end message).
+        """
         question = ""
         if not turn.question_sent:
             turn.question_sent = True

@@ -56,7 +56,8 @@ def _pair_key(ws: ServerConnection) -> str | None:
 class CleanS2SEndpoint:
     """The two CleanS2S sockets of one :class:`~speech.transport.ws_server.ParleyServer`.
 
-    Its sessions are the server's: one admission, one session limit, one drain."""
+    Its sessions are the server's: one admission, one session limit, one drain.
+    """
 
     def __init__(self, server: ParleyServer) -> None:
         self.server = server
@@ -88,8 +89,11 @@ class CleanS2SEndpoint:
             yield self
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """With ``--auth_token``, the upgrade must carry it (``?token=`` in the address, or a Bearer header);
-        a ``?pair=`` key must look like one (see speech/transport/cleans2s/pairing.py)."""
+        """Refuse an upgrade without the token, or with a malformed pairing key.
+
+        With ``--auth_token``, the upgrade must carry it (``?token=`` in the address, or a Bearer header);
+        a ``?pair=`` key must look like one (see speech/transport/cleans2s/pairing.py).
+        """
         query = _query(request)
         pair = query.get("pair")
         if pair is not None and (len(pair) != 1 or not PAIR_KEY.fullmatch(pair[0])):

@@ -58,8 +58,11 @@ def encode_pcm16(pcm: np.ndarray) -> str:
 
 
 def parse_inbound(raw: str | bytes, max_bytes: int | None = None) -> Inbound:
-    """Parse a 9001 frame, or raise :class:`CompatError`. Lenient like CleanS2S: without a
-    ``type``, a message with ``audio`` is audio and one with ``text`` is typed input."""
+    """Parse a 9001 frame, or raise :class:`CompatError`.
+
+    Lenient like CleanS2S: without a ``type``, a message with ``audio`` is audio and one with
+    ``text`` is typed input.
+    """
     if isinstance(raw, bytes):
         raise CompatError("bad_message", "CleanS2S messages are JSON text frames")
     try:
