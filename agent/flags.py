@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 SettingsT = TypeVar("SettingsT", bound="DataclassInstance")
 
 
+def flag(help: str, group: str | None = None, **extra: object) -> dict[str, object]:
+    """A flag's metadata: ``field(default=..., metadata=flag("What it does.", "Section", choices=...))``."""
+    return {"help": help, **({"group": group} if group is not None else {}), **extra}
+
+
 def is_flag(f: Field[Any]) -> bool:
     """Whether a settings field is a command-line flag (it has a ``help`` text)."""
     return "help" in f.metadata

@@ -15,7 +15,7 @@ import psutil
 from websockets.asyncio.server import ServerConnection, serve
 
 from agent.conversation import Conversation
-from agent.flags import add_flags
+from agent.flags import add_flags, flag
 from agent.runtime import Agent
 from speech.allocator import arena_count, release_free_memory
 from speech.engines.factory import SpeechEngines
@@ -31,63 +31,58 @@ from speech.voice.session import SessionOptions, VoiceSession
 log = logging.getLogger(__name__)
 
 
-def _help(text: str, **extra: str) -> dict[str, str]:
-    """A flag's metadata (agent.flags): its help text, plus ``env``."""
-    return {"help": text, **extra}
-
-
 @dataclass
 class ServerSettings:
     """Network, access and limits of the voice server."""
 
-    host: str = field(default="127.0.0.1", metadata=_help("Address to listen on."))
-    port: int = field(default=8765, metadata=_help("Port for WebSocket and HTTP."))
+    host: str = field(default="127.0.0.1", metadata=flag("Address to listen on."))
+    port: int = field(default=8765, metadata=flag("Port for WebSocket and HTTP."))
     auth_token: str | None = field(
-        default=None, metadata=_help("Token every session and API call must present (env PARLEY_AUTH_TOKEN).",
+        default=None, metadata=flag("Token every session and API call must present (env PARLEY_AUTH_TOKEN).",
                                      env="PARLEY_AUTH_TOKEN")
     )
-    max_sessions: int = field(default=16, metadata=_help("Simultaneous sessions; more are refused."))
-    max_message_bytes: int = field(default=1 << 20, metadata=_help("Largest WebSocket message accepted."))
-    start_timeout_s: float = field(default=10.0, metadata=_help("Time a client has to send session.start."))
-    idle_timeout_s: float = field(default=300.0, metadata=_help("Close a session silent for this long (seconds)."))
-    max_turns_per_minute: int = field(default=30, metadata=_help("Turns a session may start per minute."))
+    max_sessions: int = field(default=16, metadata=flag("Simultaneous sessions; more are refused."))
+    max_message_bytes: int = field(default=1 << 20, metadata=flag("Largest WebSocket message accepted."))
+    start_timeout_s: float = field(default=10.0, metadata=flag("Time a client has to send session.start."))
+    idle_timeout_s: float = field(default=300.0, metadata=flag("Close a session silent for this long (seconds)."))
+    max_turns_per_minute: int = field(default=30, metadata=flag("Turns a session may start per minute."))
     malloc_arena_max: int = field(
-        default=2, metadata=_help("glibc malloc arenas at most, for the whole process, set by server.py at start "
+        default=2, metadata=flag("glibc malloc arenas at most, for the whole process, set by server.py at start "
                                   "(0: glibc's default, 8 per core). More arenas let memory fragment across "
                                   "the engines' threads (speech/allocator.py).")
     )
     trim_memory_every_s: float = field(
-        default=60.0, metadata=_help("When a session closes, hand free memory back to the system (glibc "
+        default=60.0, metadata=flag("When a session closes, hand free memory back to the system (glibc "
                                      "malloc_trim) if the server is now idle or this long has passed; 0: never.")
     )
     drain_timeout_s: float = field(
-        default=20.0, metadata=_help("On SIGTERM: refuse new sessions, let live turns finish for at most this "
+        default=20.0, metadata=flag("On SIGTERM: refuse new sessions, let live turns finish for at most this "
                                      "long (seconds), save their memories, then exit.")
     )
-    no_interruption: bool = field(default=False, metadata=_help("Half duplex: ignore the user while speaking."))
-    enable_interruption: bool = field(default=True, metadata=_help("Accepted for CleanS2S compatibility (default)."))
+    no_interruption: bool = field(default=False, metadata=flag("Half duplex: ignore the user while speaking."))
+    enable_interruption: bool = field(default=True, metadata=flag("Accepted for CleanS2S compatibility (default)."))
     no_speculation: bool = field(
-        default=False, metadata=_help("Do not start replies at short pauses (wait for the confirmed end of turn).")
+        default=False, metadata=flag("Do not start replies at short pauses (wait for the confirmed end of turn).")
     )
     suggest_followups: bool = field(
-        default=False, metadata=_help("After each reply, suggest three follow-up questions (an extra LLM call).")
+        default=False, metadata=flag("After each reply, suggest three follow-up questions (an extra LLM call).")
     )
     cleans2s_compat: bool = field(
-        default=False, metadata=_help("Also serve CleanS2S's two-socket protocol for its web front end "
+        default=False, metadata=flag("Also serve CleanS2S's two-socket protocol for its web front end "
                                       "(docs/cleans2s.md).")
     )
-    recv_host: str = field(default="127.0.0.1", metadata=_help("CleanS2S compat: address of the socket "
+    recv_host: str = field(default="127.0.0.1", metadata=flag("CleanS2S compat: address of the socket "
                                                                "browsers send on."))
-    recv_port: int = field(default=9001, metadata=_help("CleanS2S compat: port browsers send on."))
-    send_host: str = field(default="127.0.0.1", metadata=_help("CleanS2S compat: address of the socket "
+    recv_port: int = field(default=9001, metadata=flag("CleanS2S compat: port browsers send on."))
+    send_host: str = field(default="127.0.0.1", metadata=flag("CleanS2S compat: address of the socket "
                                                                "browsers receive on."))
-    send_port: int = field(default=9002, metadata=_help("CleanS2S compat: port browsers receive on."))
+    send_port: int = field(default=9002, metadata=flag("CleanS2S compat: port browsers receive on."))
     cleans2s_pair_window_s: float = field(
-        default=2.0, metadata=_help("CleanS2S compat: a browser's two sockets must both arrive within this "
+        default=2.0, metadata=flag("CleanS2S compat: a browser's two sockets must both arrive within this "
                                     "many seconds, or they are refused (docs/cleans2s.md, pairing).")
     )
     cleans2s_user_id: str | None = field(
-        default=None, metadata=_help("CleanS2S compat: user id for every browser (one shared memory); "
+        default=None, metadata=flag("CleanS2S compat: user id for every browser (one shared memory); "
                                      "by default each browser's uid is its user id.")
     )
 
