@@ -105,6 +105,12 @@ class HttpRoutes:
             if given is not None and not token_matches(self._auth_token, given):
                 return error_response(401, "unauthorized", "invalid token")
             return None  # the token may also come in session.start
+        if path == "/v1/realtime":  # OpenAI Realtime API (speech/transport/realtime): the SDKs send a Bearer key
+            if request.headers.get("Upgrade", "").lower() != "websocket":
+                return error_response(426, "upgrade_required", "connect with a WebSocket client")
+            if not token_matches(self._auth_token, bearer_token(request.headers) or query.get("token")):
+                return error_response(401, "invalid_api_key", "missing or invalid API key (--auth_token)")
+            return None
         if path in self._extra_routes:
             authorized = token_matches(self._auth_token, bearer_token(request.headers) or query.get("token"))
             return await self._extra_routes[path](authorized)

@@ -21,9 +21,11 @@ from speech.allocator import arena_count, release_free_memory
 from speech.engines.factory import SpeechEngines
 from speech.protocol import ProtocolError, ServerEvent, SessionReady, SessionStart, error_event
 from speech.transport.admission import CLOSE_BAD_START, Admission
-from speech.transport.http_api import HttpRoutes, bearer_token
+from speech.transport.http_api import HttpRoutes, bearer_token, split_target
 from speech.transport.metrics import MeteredLink, ServerMetrics
 from speech.transport.probes import Probes
+from speech.transport.realtime.endpoint import PATH as REALTIME_PATH
+from speech.transport.realtime.endpoint import serve_realtime
 from speech.transport.ws_link import WebSocketLink
 from speech.voice.link import ClientLink, LinkClosed
 from speech.voice.session import SessionOptions, VoiceSession
@@ -179,7 +181,10 @@ class ParleyServer:
         }
 
     async def handle(self, ws: ServerConnection) -> None:
-        """One WebSocket connection, from session.start to close."""
+        """One WebSocket connection, from session.start to close (``/v1/realtime``: the Realtime API's)."""
+        if ws.request is not None and split_target(ws.request.path)[0] == REALTIME_PATH:
+            await serve_realtime(self, ws)
+            return
         link = WebSocketLink(ws, self.options.max_message_bytes)
         try:
             start = await asyncio.wait_for(link.first_message(), self.options.start_timeout_s)
