@@ -54,7 +54,8 @@ def parse_client_event(raw: str | bytes, max_bytes: int) -> tuple[BaseModel, dic
     """One text frame as its typed event (and the JSON it came as), or :class:`RealtimeError`.
 
     The SDK's models allow only 24 kHz PCM; Parley also takes 16 kHz, so the rates are checked by
-    the session settings, from the JSON, and left out of the model's validation."""
+    the session settings, from the JSON, and left out of the model's validation.
+    """
     if isinstance(raw, bytes):
         raise RealtimeError("invalid_event", "Realtime events are JSON text frames")
     try:
@@ -71,7 +72,7 @@ def parse_client_event(raw: str | bytes, max_bytes: int) -> tuple[BaseModel, dic
     try:
         return model.model_validate(checked), obj
     except ValidationError as exc:
-        first: dict[str, Any] = exc.errors()[0]
+        first = exc.errors()[0]
         param = ".".join(str(p) for p in first.get("loc", ()))
         raise RealtimeError("invalid_value", f"{kind}: {first.get('msg', 'invalid')} at '{param}'",
                             param or None, event_id) from None
@@ -79,7 +80,9 @@ def parse_client_event(raw: str | bytes, max_bytes: int) -> tuple[BaseModel, dic
 
 def _without_rates(obj: dict[str, Any]) -> dict[str, Any]:
     session = obj.get("session")
-    audio = session.get("audio") if isinstance(session, dict) else None
+    if not isinstance(session, dict):
+        return obj
+    audio = session.get("audio")
     if not isinstance(audio, dict):
         return obj
     sides = {}

@@ -40,7 +40,8 @@ def user_id_of(ws: ServerConnection) -> str:
     request = ws.request
     if request is not None:
         query = parse_qs(split_target(request.path)[1])
-        named = (query.get("user_id") or [None])[-1] or request.headers.get(USER_HEADER)
+        given = query.get("user_id")
+        named = (given[-1] if given else None) or request.headers.get(USER_HEADER)
         if named:
             return named
     return f"guest-{uuid.uuid4().hex[:12]}"
@@ -50,7 +51,8 @@ async def _settle(link: RealtimeLink, timeout_s: float) -> None:
     """Apply the ``session.update`` events a client sends first, so the session starts as configured.
 
     The first other event is kept for the session (whether reply audio is synthesized at all is fixed
-    when the session starts: a text-only client costs no TTS)."""
+    when the session starts: a text-only client costs no TTS).
+    """
     while True:
         try:
             raw = await asyncio.wait_for(link.ws.recv(), timeout_s)

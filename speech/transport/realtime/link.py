@@ -24,6 +24,7 @@ from openai.types.realtime import (
     InputAudioBufferClearEvent,
     InputAudioBufferCommitEvent,
     OutputAudioBufferClearEvent,
+    RealtimeConversationItemUserMessage,
     ResponseCancelEvent,
     ResponseCreateEvent,
     SessionUpdateEvent,
@@ -163,7 +164,7 @@ class RealtimeLink:
 
     async def _create_item(self, event: ConversationItemCreateEvent, event_id: str | None) -> None:
         item = event.item
-        if getattr(item, "type", None) != "message" or getattr(item, "role", None) != "user":
+        if not isinstance(item, RealtimeConversationItemUserMessage):  # the one item of type message, role user
             raise RealtimeError("unsupported_feature", "only user messages can be added to the conversation "
                                 "(client tools and system items are not supported yet)", "item", event_id)
         texts = [part.text for part in item.content if getattr(part, "type", None) == "input_text" and part.text]

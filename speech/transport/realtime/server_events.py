@@ -7,6 +7,7 @@ own extras go under the ``parley.`` prefix, which the SDKs pass through or ignor
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -45,9 +46,9 @@ def content_part(audio: bool, text: str = "") -> dict[str, Any]:
     return {"type": "audio", "transcript": text} if audio else {"type": "text", "text": text}
 
 
-def response(response_id: str, status: str, output: list[dict[str, Any]], modalities: list[str],
+def response(response_id: str, status: str, output: list[dict[str, Any]], modalities: Sequence[str],
              details: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """A ``realtime.response`` object."""
     return {"id": response_id, "object": "realtime.response", "status": status, "status_details": details,
-            "output": output, "output_modalities": modalities, "conversation_id": None, "metadata": metadata,
+            "output": output, "output_modalities": list(modalities), "conversation_id": None, "metadata": metadata,
             "usage": None}
