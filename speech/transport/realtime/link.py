@@ -13,12 +13,14 @@ import binascii
 import contextlib
 import json
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from openai.types.realtime import (
     ConversationItemCreateEvent,
+    ConversationItemRetrieveEvent,
     ConversationItemTruncateEvent,
     InputAudioBufferAppendEvent,
     InputAudioBufferClearEvent,
@@ -62,6 +64,7 @@ log = logging.getLogger(__name__)
 SESSION_RATE = 16000
 """The rate the session receives: the link resamples the client's audio once, to what VAD and ASR use."""
 ENGINE_FAILURES = ("asr_failed", "tts_failed", "llm_failed")
+MAX_ITEMS_KEPT = 64
 
 
 @dataclass
@@ -93,6 +96,8 @@ class RealtimeLink:
         self._response: _Response | None = None
         self._user_item: str | None = None
         self._last_item: str | None = None
+        self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        """The latest items by id, for ``conversation.item.retrieve`` (the Agents SDK asks on an interruption)."""
 
     # --- client -> session -------------------------------------------------------
 
@@ -149,6 +154,13 @@ class RealtimeLink:
             await self.send(out.server_event("conversation.item.truncated", item_id=event.item_id,
                                              content_index=event.content_index, audio_end_ms=event.audio_end_ms))
             return []
+        if isinstance(event, ConversationItemRetrieveEvent):
+            item = self._items.get(event.item_id)
+            if item is None:
+                raise RealtimeError("item_not_found", f"no item {event.item_id!r} in this session", "item_id",
+                                    event_id)
+            await self.send(out.server_event("conversation.item.retrieved", item=item))
+            return []
         raise RealtimeError("unsupported_feature", f"{event.type} is not supported", "type", event_id)  # type: ignore[attr-defined]
 
     def _audio(self, b64: str, event_id: str | None) -> list[ClientInput]:
@@ -192,6 +204,12 @@ class RealtimeLink:
 
     async def send(self, event: dict[str, Any]) -> None:
         """Send one Realtime event (quietly nothing once the client has gone)."""
+        if event["type"] in ("conversation.item.added", "conversation.item.done"):
+            item = event["item"]
+            self._items[item["id"]] = item
+            self._items.move_to_end(item["id"])
+            while len(self._items) > MAX_ITEMS_KEPT:
+                self._items.popitem(last=False)
         with contextlib.suppress(ConnectionClosed):
             await self.ws.send(replace_lone_surrogates(json.dumps(event, ensure_ascii=False)))
 
