@@ -36,8 +36,10 @@ def user_item(item_id: str, text: str | None = None, audio: bool = False) -> dic
 
 
 def assistant_item(item_id: str, status: str, part: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The assistant message item of a response; an item's content says ``output_audio``/``output_text``
-    where the content-part events say ``audio``/``text``."""
+    """The assistant message item of a response.
+
+    An item's content says ``output_audio``/``output_text`` where the content-part events say ``audio``/``text``.
+    """
     content = [{**part, "type": f"output_{part['type']}"}] if part is not None else []
     return {"id": item_id, "object": "realtime.item", "type": "message", "role": "assistant", "status": status,
             "content": content}
