@@ -28,7 +28,7 @@ from speech.transport.realtime.endpoint import PATH as REALTIME_PATH
 from speech.transport.realtime.endpoint import serve_realtime
 from speech.transport.ws_link import WebSocketLink
 from speech.voice.link import ClientLink, LinkClosed
-from speech.voice.session import SessionOptions, VoiceSession
+from speech.voice.session import SessionSettings, VoiceSession
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class ParleyServer:
         self.engines = engines
         self.options = options
         self.started_at = time.time()
-        self.session_options = SessionOptions(
+        self.session_settings = SessionSettings(
             interruption=not options.no_interruption,
             speculative=not options.no_speculation,
             idle_timeout_s=options.idle_timeout_s,
@@ -215,7 +215,7 @@ class ParleyServer:
 
         ``ready``: the event that opens the session on this transport (``/ws``: ``session.ready``).
         """
-        session = VoiceSession(link, self.agent, self.engines, start, conv, self.session_options)
+        session = VoiceSession(link, self.agent, self.engines, start, conv, self.session_settings)
         with self.admission.holding(session):
             log.info("session %s opened for user %s", conv.session_id, start.user_id,
                      extra={"session_id": conv.session_id, "user_id": start.user_id})

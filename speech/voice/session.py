@@ -60,7 +60,7 @@ CLOSE_IDLE = 4408
 
 
 @dataclass(frozen=True)
-class SessionOptions:
+class SessionSettings:
     """Per-server settings every session follows."""
 
     interruption: bool = True
@@ -99,7 +99,7 @@ class VoiceSession:
     """Everything about one connected client. Nothing here is shared with other sessions."""
 
     def __init__(self, link: ClientLink, agent: Agent, engines: SpeechEngines, start: SessionStart,
-                 conv: Conversation, options: SessionOptions) -> None:
+                 conv: Conversation, options: SessionSettings) -> None:
         self.link = link
         self.agent = agent
         self.engines = engines

@@ -23,7 +23,7 @@ import re
 
 # The settings live with the engines, whose factory reads --turn_end to load the smart-turn model
 # (speech/engines never imports speech/voice: the import contracts in pyproject.toml).
-from speech.engines.smart_turn import TurnEndArgs
+from speech.engines.smart_turn import TurnEndSettings
 
 SENTENCE_END = tuple(".?!。？！")
 # Only these end a turn early. Whisper puts a full stop after fragments too ("I would like to know.",
@@ -55,7 +55,7 @@ def ending_of(text: str) -> str:
     return "complete" if t[-1] in EARLY_END else "unclear"
 
 
-def end_silence_ms(text: str, default_ms: int, args: TurnEndArgs, complete_prob: float | None = None) -> int:
+def end_silence_ms(text: str, default_ms: int, args: TurnEndSettings, complete_prob: float | None = None) -> int:
     """The silence that should end this turn, given its transcript (and the model's probability, if any)."""
     if args.turn_end == "fixed":
         return default_ms
