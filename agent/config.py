@@ -150,6 +150,15 @@ class AgentConfig:
             "Memory",
         ),
     )
+    memory_embedding_model_name: str = field(
+        default="use-multilingual",
+        metadata=_help(
+            "Long-term memory's own embedder (default use-multilingual: Chinese and English, ~1 ms a query); "
+            "minilm or a local sentence-transformers folder also work. Changing it re-embeds each user's "
+            "memories once, on that user's first use.",
+            "Memory",
+        ),
+    )
     memory_prompt_k: int = field(
         default=3, metadata=_help("Relevant memories added to every prompt.", "Memory")
     )

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.embedding import DEFAULT_EMBEDDING_MODEL, load_embedder
+from agent.embedding import MEMORY_EMBEDDING_MODEL, load_embedder
 from agent.memory import MemoryStore
 from bench.common import load_average, machine
 
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="10k and 100k only")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--embedding_model_name", default=DEFAULT_EMBEDDING_MODEL)
+    ap.add_argument("--embedding_model_name", default=MEMORY_EMBEDDING_MODEL)
     args = ap.parse_args(argv)
     emb = load_embedder(args.embedding_model_name)
     emb.encode(["warm up"])

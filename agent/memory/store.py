@@ -17,7 +17,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from agent.embedding import Embedder, load_embedder
+from agent.embedding import MEMORY_EMBEDDING_MODEL, Embedder, load_embedder
 from agent.ids import validate_user_id
 from agent.language import HAN
 from agent.memory import facts
@@ -543,6 +543,7 @@ class MemoryStore:
                 q_tokens = [t for t in q_tokens if t not in p.time_words]
             lexical_index = self._lexical(user_id, st)
             lexical = lexical_index.search(q_tokens, pool) if lexical_index is not None else []
+            bridge = self._bridge(user_id, lexical_index, lexical, q_tokens, pool)
             dense = list(zip(d_seqs.tolist(), d_scores.tolist(), strict=True))
             cjk = _is_cjk(query)
             window_ranked: list[tuple[int, float]] = []
@@ -562,11 +563,32 @@ class MemoryStore:
                 window_ranked=window_ranked,
                 window=window,
                 k=k,
+                bridge=bridge,
                 params=_current(p, query),
                 include_superseded=include_superseded,
                 kinds=kinds,
                 cjk_query=cjk,
             )
+
+    def _bridge(self, user_id: str, lexical_index: LexicalIndex | None, lexical: list[tuple[int, float]],
+                q_tokens: list[str], pool: int) -> list[tuple[int, float]]:
+        """A second BM25 hop: the query's words plus the rare words (names) of its best BM25 hits.
+
+        "What has my sister started learning?" finds "My sister Anna came round..." but not
+        "Anna told me she has just started learning pottery", which never says "sister";
+        the hop carries "anna" over from the first turn to the second.
+        """
+        p = self.params
+        if p.bridge_weight <= 0 or lexical_index is None or not lexical:
+            return []
+        asked = set(q_tokens)
+        rare: list[str] = []
+        for r in self.records.get_by_seqs(user_id, [s for s, _ in lexical[: p.bridge_hits]]):
+            rare += [t for t in tokenize(r.text) if t not in asked and t not in rare
+                     and lexical_index.share(t) <= p.bridge_max_share]
+        if not rare:
+            return []
+        return lexical_index.search(q_tokens + rare, pool)
 
     def _dense_only(
         self,
@@ -662,8 +684,15 @@ class MemoryStore:
         return await asyncio.to_thread(self.search, user_id, query, k, **kwargs)
 
 
-def open_memory(config: Any, embedder: Embedder) -> MemoryStore:
-    """The store an :class:`~agent.config.AgentConfig` asks for: PostgreSQL with ``memory_db``, else SQLite."""
+def open_memory(config: Any, embedder: Embedder | None = None) -> MemoryStore:
+    """The store an :class:`~agent.config.AgentConfig` asks for: PostgreSQL with ``memory_db``, else SQLite.
+
+    Memory embeds with ``config.memory_embedding_model_name``, not with the router's and
+    retrieval's ``embedder``, which is used only when both name the same model.
+    """
+    name = getattr(config, "memory_embedding_model_name", None) or MEMORY_EMBEDDING_MODEL
+    if embedder is None or name != getattr(config, "embedding_model_name", None):
+        embedder = load_embedder(name)
     dsn = getattr(config, "memory_db", None)
     if not dsn:
         return MemoryStore(config.memory_dir, embedder=embedder)
