@@ -22,11 +22,11 @@ from bench.memory_long import evaluate, fill
 from bench.memory_long_data import generate
 
 GRID = {
-    "dense_weight": [0.35, 0.5],
-    "cjk_dense_weight": [0.35, 0.5],
-    "neighbour_hits": [0],
-    "bridge_weight": [0.0, 0.5, 1.0],
-    "bridge_max_share": [0.005, 0.02],
+    "dense_weight": [0.5],
+    "cjk_dense_weight": [0.5],
+    "bridge_weight": [0.5, 1.0],
+    "bridge_hits": [1, 2],
+    "bridge_max_share": [0.01, 0.02],
 }
 
 
