@@ -38,8 +38,9 @@ class RecallParams:
                                       "现在", "目前", "如今")
     bridge_weight: float = 1.0
     """Weight of the second-hop BM25 ranking (see ``bridge_tokens``); 0 turns it off."""
-    bridge_hits: int = 2
-    """The best this many BM25 hits lend their rare words to the second hop..."""
+    bridge_hits: int = 1
+    """The best this many BM25 hits lend their rare words to the second hop (2 cost the small
+    ``bench/memory_recall.py`` set 0.04-0.08 recall@1)..."""
     bridge_max_share: float = 0.02
     """...words found in at most this share of the user's memories (names, places)."""
     window_scan: int = 2000
@@ -64,6 +65,18 @@ class RecallParams:
             ]
         )
     )
+
+
+def params_for(embedder_name: str) -> RecallParams:
+    """The knobs tuned for this embedder: MiniLM keeps the weights chosen for it, others get the defaults.
+
+    MiniLM's dense ranking is strong in English and weak in Chinese, USE's is the other way
+    round; on ``bench.memory_long``'s tuning half MiniLM was best at dense weight 2.0 with
+    neighbouring turns, USE at 0.5 without them and with the second hop.
+    """
+    if embedder_name == "all-MiniLM-L6-v2":
+        return RecallParams(dense_weight=2.0, neighbour_hits=3, bridge_weight=0.0)
+    return RecallParams()
 
 
 def _rrf(ranked: Sequence[tuple[int, float]], weight: float, k: float, into: dict[int, float]) -> None:

@@ -27,7 +27,7 @@ from agent.memory import search_steps, writes
 from agent.memory.items import Item, MemoryNotFoundError, parse_item, validate_memory_id
 from agent.memory.lexical import tokenize
 from agent.memory.lexical_state import SYNC_BUILD_MAX
-from agent.memory.recall import RecallParams, fuse
+from agent.memory.recall import RecallParams, fuse, params_for
 from agent.memory.records import MemoryRecord, RecordStore, SQLiteRecordStore
 from agent.memory.timewindow import find_relative_event, find_time_window
 from agent.memory.user_cache import AUTOSAVE_MIN, UserCache, UserState
@@ -94,7 +94,7 @@ class MemoryStore:
         self.records: RecordStore = records if records is not None else SQLiteRecordStore(
             self.path / "memory.sqlite3"
         )
-        self.params = params or RecallParams()
+        self.params = params or params_for(self.embedder.name)
         self.cache = UserCache(self.records, self.embedder, self.path, shared=self.shared, encode=self._encode,
                                cache_vectors=cache_vectors, cache_users=cache_users,
                                lexical_sync_max=lexical_sync_max)
