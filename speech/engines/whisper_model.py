@@ -19,6 +19,7 @@ guards, and drop degenerate repeated output afterwards.
 from __future__ import annotations
 
 import logging
+import re
 import os
 import threading
 from dataclasses import dataclass, field
