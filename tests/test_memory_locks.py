@@ -9,6 +9,7 @@ from agent.config import AgentConfig
 from agent.embedding import MEMORY_EMBEDDING_MODEL
 from agent.memory import MemoryStore, open_memory, search_steps
 from agent.memory.lexical import tokenize
+from agent.memory.recall import RecallParams
 
 
 def test_one_users_lock_does_not_stall_another_users_search(tmp_path, embedder):
@@ -61,7 +62,9 @@ def test_open_memory_uses_memorys_own_embedder(tmp_path):
 
 
 def test_second_hop_joins_a_relation_to_a_name_said_elsewhere(tmp_path, embedder):
-    store = MemoryStore(tmp_path / "mem", embedder=embedder)
+    # The default knobs (memory's default embedder's), which have the hop on; MiniLM's have it off.
+    store = MemoryStore(tmp_path / "mem", embedder=embedder, params=RecallParams())
+    assert store.params.bridge_weight > 0
     dinner = "My cousin Sam came round for dinner tonight, we talked for hours."
     news = "Sam told me they have just started learning pottery, every Tuesday evening."
     # The same news about someone else, 150 times (names are rare words under 2% of memories).
