@@ -108,9 +108,16 @@ class UserCache:
         return UserState(index=UserIndex(self.embedder.dim))
 
     def drop(self, user_id: str) -> None:
-        """Forget the user's cached indexes (and, for a local store, their files)."""
+        """Forget the user's cached indexes (and, for a local store, their files).
+
+        Waits for a load of this user that is under way, so an index read before the user's
+        rows were cleared is not cached after this returns.
+        """
         with self._lock:
+            loader = self._loading.setdefault(user_id, threading.Lock())
+        with loader, self._lock:
             self.users.pop(user_id, None)
+            self._loading.pop(user_id, None)
         if not self.shared:
             remove_files(self.index_path(user_id))
 
