@@ -22,11 +22,8 @@ from bench.memory_long import evaluate, fill
 from bench.memory_long_data import generate
 
 GRID = {
-    "dense_weight": [0.5],
-    "cjk_dense_weight": [0.5],
-    "bridge_weight": [0.5, 1.0],
-    "bridge_hits": [1, 2],
-    "bridge_max_share": [0.01, 0.02],
+    "current_dense_weight": [None, 1.0, 2.0, 4.0],
+    "current_recency_weight": [0.01, 0.03],
 }
 
 
