@@ -22,8 +22,11 @@ from bench.memory_long import evaluate, fill
 from bench.memory_long_data import generate
 
 GRID = {
-    "current_dense_weight": [None, 1.0, 2.0, 4.0],
-    "current_recency_weight": [0.01, 0.03],
+    "dense_weight": [0.5, 1.0, 2.0],
+    "cjk_dense_weight": [0.5, 1.0],
+    "neighbour_hits": [0, 3],
+    "bridge_weight": [0.0, 0.5, 1.0],
+    "bridge_hits": [1, 2],
 }
 
 
