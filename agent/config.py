@@ -148,6 +148,15 @@ class AgentSettings:
             "Memory",
         ),
     )
+    memory_embedding_model_name: str = field(
+        default="use-multilingual",
+        metadata=flag(
+            "Long-term memory's own embedder (default use-multilingual: Chinese and English, ~1 ms a query); "
+            "minilm or a local sentence-transformers folder also work. Changing it re-embeds each user's "
+            "memories once, on that user's first use.",
+            "Memory",
+        ),
+    )
     memory_prompt_k: int = field(
         default=3, metadata=flag("Relevant memories added to every prompt.", "Memory")
     )

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from agent.embedding import DEFAULT_EMBEDDING_MODEL
+from agent.embedding import MEMORY_EMBEDDING_MODEL
 from agent.ids import InvalidIdError
 
 COMMANDS = ("users", "list", "search", "show", "delete", "clear", "export", "stats")
@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--memory_db", default=os.environ.get("PARLEY_MEMORY_DB") or None,
                     help="PostgreSQL URL of a shared memory (env PARLEY_MEMORY_DB); replaces --memory_dir")
     ap.add_argument(
-        "--embedding_model_name", default=DEFAULT_EMBEDDING_MODEL, help="embedder (default minilm)"
+        "--memory_embedding_model_name", "--embedding_model_name", dest="embedding_model_name",
+        default=MEMORY_EMBEDDING_MODEL,
+        help=f"memory's embedder, as the server's --memory_embedding_model_name (default {MEMORY_EMBEDDING_MODEL})",
     )
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -178,6 +180,8 @@ class _LazyEmbedder:
         self._real: Any = None
         if args.embedding_model_name in ("minilm", "all-MiniLM-L6-v2"):
             self.name, self.dim = "all-MiniLM-L6-v2", 384
+        elif args.embedding_model_name in ("use-multilingual", "usem3"):
+            self.name, self.dim = "use-multilingual", 512
         else:
             self._load()
 

@@ -104,6 +104,10 @@ class LexicalIndex:
         """How many documents the index holds."""
         return len(self._main_seqs) + len(self._tail) - len(self._deleted)
 
+    def share(self, token: str) -> float:
+        """Share of the user's memories that contain ``token`` (0 for an unknown one)."""
+        return self._df[token] / max(1, self.size)
+
     def contains(self, seq: int) -> bool:
         """True if ``seq`` is indexed (main rows are in seq order, as the store reads them)."""
         seq = int(seq)
