@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from tests.fakes.openai_server import Reply, echo
-from tests.server_harness import running_server
-from tests.voice_client import VoiceClient, silence
+from tests.support.fakes.openai_server import Reply, echo
+from tests.support.in_process import running_server
+from tests.support.voice_client import VoiceClient, silence
 
 pytestmark = pytest.mark.slow
 

@@ -13,9 +13,9 @@ import jiwer
 import numpy as np
 import pytest
 
-from tests.fakes.openai_server import Reply, echo
-from tests.server_harness import running_server
-from tests.voice_client import VoiceClient, silence
+from tests.support.fakes.openai_server import Reply, echo
+from tests.support.in_process import running_server
+from tests.support.voice_client import VoiceClient, silence
 
 pytestmark = pytest.mark.slow
 
@@ -122,9 +122,9 @@ async def test_barge_in_stops_the_reply_and_keeps_what_was_heard(make_config, em
         await client.close()
 
 
-async def test_interrupt_message_stops_a_reply(make_config, embedder, speech_engines, fake_llm):
+async def test_interrupt_message_stops_a_reply_with_fake_engines(make_config, embedder, fake_speech_engines, fake_llm):
     fake_llm.default = long_story
-    async with running_server(make_config(), embedder, speech_engines) as srv:
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "stopper")
         await client.say_text("tell me a long story")
         await client.wait_for("response.audio.start", timeout=60)
@@ -171,7 +171,7 @@ async def test_two_speakers_at_once_stay_separate(make_config, embedder, speech_
 
 async def test_slow_search_is_bridged_by_a_spoken_filler(search_config, embedder, speech_engines, fake_serper,
                                                          fake_llm):
-    from tests.fakes.serper_server import SearchReply, organic
+    from tests.support.fakes.serper_server import SearchReply, organic
 
     fake_serper.push(SearchReply(organic(("Mars news", "https://example.org/mars", "A rover found ice.")),
                                  delay_s=1.5))

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from speech.engines.base import OUTPUT_SAMPLE_RATE, EngineUnavailableError
 from speech.engines.factory import EngineArgs, add_speech_arguments, build_engines, build_tts, engine_args
-from speech.engines.base import EngineUnavailableError, OUTPUT_SAMPLE_RATE
 
 
 def parse(*argv: str) -> argparse.Namespace:

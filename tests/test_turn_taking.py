@@ -10,12 +10,12 @@ import time
 import numpy as np
 import pytest
 
+from speech.audio import float_to_pcm16
 from speech.engines.asr_queue import PARTIAL, RecognizerQueue
+from speech.engines.vad import SpeechEnd, SpeechStart, VADArgs, VADStream
 from speech.voice.playout import Playout
 from speech.voice.turn_end import TurnEndArgs, end_silence_ms, ending_of
-from speech.engines.vad import SpeechEnd, SpeechStart, VADArgs, VADStream
 from tests.support.engine_fakes import energy_scorer
-from speech.audio import float_to_pcm16
 
 SR = 16000
 

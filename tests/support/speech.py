@@ -1,6 +1,6 @@
-"""Shared, cached speech engines and TTS-made speech for the speech tests (no tests here).
+"""Real speech engines and TTS-made speech, for the tests (and benchmarks) that are about a model.
 
-Each model is loaded once per test run (functools.cache), whichever test asks first.
+Each model is loaded once per process (functools.cache), whichever test asks first.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from speech.audio import resample_float
+from speech.audio import resample_float, resample_pcm16
+from speech.engines.base import TTS
 
 
 @functools.cache
@@ -47,3 +48,9 @@ def speech16k(text: str) -> np.ndarray:
     audio = resample_float(pcm.astype(np.float32) / 32768.0, engine.sample_rate, 16000)
     audio.setflags(write=False)
     return audio
+
+
+def tts_speech16k(tts: TTS, text: str, language: str | None = "en") -> np.ndarray:
+    """Speech for ``text`` made by ``tts``, as 16 kHz int16: what a microphone client would send."""
+    pcm = np.concatenate(list(tts.synthesize(text, language)))
+    return resample_pcm16(pcm, tts.sample_rate, 16000)
