@@ -296,7 +296,7 @@ import numpy as np
 from server import build_parser
 from speech.engines.factory import build_engines
 engines = build_engines(build_parser().parse_args(sys.argv[1:]))
-from speech.engines.vad import resample_pcm16
+from speech.audio import resample_pcm16
 for text, lang in (("Hello there.", "en"), ("今天的天气很好，我们去公园散步吧。", "zh")):
     pcm = np.concatenate(list(engines.tts.synthesize(text, lang)))
 speech = resample_pcm16(pcm, engines.tts.sample_rate, 16000).astype(np.float32) / 32768
