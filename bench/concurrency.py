@@ -51,10 +51,10 @@ from bench.common import (
     summary_ms,
 )
 from bench.voice_latency import REPLY, one_turn
-from bench.voice_utterances import SHORT, Utterance, loud_frames, trim
+from bench.voice_utterances import SHORT, Utterance
 from tests.support.paths import ROOT
 from tests.support.server_process import ServerProcess
-from tests.support.speech import tts_speech16k
+from tests.support.speech import loud_frames, trim, tts_speech16k
 
 VOICE_LIMIT = 1.5
 """A voice level is sustained while its e2e median is at most this many times the single-session median."""

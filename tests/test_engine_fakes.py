@@ -13,10 +13,7 @@ from speech.engines.base import ASR, TTS, VAD
 from speech.engines.factory import EngineArgs, SpeechEngines
 from speech.engines.vad import SpeechEnd, SpeechPause, SpeechStart, VADStream
 from tests.support.engine_fakes import FakeASR, FakeTTS, FakeVAD, fake_engines
-
-
-def silence(seconds: float) -> np.ndarray:
-    return np.zeros(round(seconds * 16000), np.int16)
+from tests.support.voice_client import silence
 
 
 def test_the_fakes_subclass_the_real_interfaces() -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.fakes.openai_server import Reply, echo
 from tests.support.in_process import running_server
+from tests.support.speech import trim
 from tests.support.voice_client import VoiceClient, silence
 
 pytestmark = pytest.mark.slow
@@ -29,14 +30,8 @@ def story_or_echo(request: dict) -> Reply:
     return Reply(text=STORY, token_interval_s=0.02) if "story" in last else echo(request)
 
 
-def trimmed(pcm: np.ndarray) -> np.ndarray:
-    frames = pcm[: pcm.size // 160 * 160].astype(np.float64).reshape(-1, 160)
-    loud = np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) > 300)
-    return pcm[loud[0] * 160:(loud[-1] + 1) * 160]
-
-
 async def test_a_finished_sentence_is_answered_early(make_config, embedder, speech_engines, spoken, fake_llm):
-    speech = trimmed(spoken("What is the capital of France?", "en"))
+    speech = trim(spoken("What is the capital of France?", "en"))
     async with running_server(make_config(), embedder, speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "quick-asker")
         start = time.perf_counter()

@@ -50,6 +50,18 @@ def speech16k(text: str) -> np.ndarray:
     return audio
 
 
+def loud_frames(pcm: np.ndarray, threshold: float = 300.0) -> np.ndarray:
+    """Which 10 ms frames of 16 kHz int16 ``pcm`` are louder than ``threshold`` (RMS)."""
+    frames = pcm[: pcm.size // 160 * 160].astype(np.float64).reshape(-1, 160)
+    return np.sqrt((frames ** 2).mean(axis=1)) > threshold
+
+
+def trim(pcm: np.ndarray) -> np.ndarray:
+    """16 kHz int16 speech without the TTS's own leading and trailing silence."""
+    loud = np.flatnonzero(loud_frames(pcm))
+    return pcm[loud[0] * 160:(loud[-1] + 1) * 160] if loud.size else pcm
+
+
 def tts_speech16k(tts: TTS, text: str, language: str | None = "en") -> np.ndarray:
     """Speech for ``text`` made by ``tts``, as 16 kHz int16: what a microphone client would send."""
     pcm = np.concatenate(list(tts.synthesize(text, language)))
