@@ -4,7 +4,9 @@ The client follows the two-socket protocol as the front end implements it: it se
 Float32 audio at 16 kHz in 1024-sample messages with ``is_playing`` on one socket, receives
 answers on the other, and keeps the same counter (up one per ``return_info`` received and per
 ``user_input`` sent), dropping every answer whose ``uid`` or ``user_input_count`` is not its
-own. Real VAD, Whisper and TTS; the fake LLM is the only stand-in.
+own. Spoken turns use the real VAD, Whisper and TTS, with the fake LLM; the typed-only tests
+(pairing, bad input, suggestions) run on the engine fakes (tests/support/engine_fakes.py) and
+say so in their names.
 
 :class:`Microphone` adds what CleanS2S's front end does on top (components/ChatSocket.ts,
 useMicrophone.ts, Controls.tsx): the microphone sends for the whole call, zeros once muted by the

@@ -1,5 +1,6 @@
 """Fuzzing (issue 7): property tests for the protocol parser and the HTTP routes, and a
-random-frame run over the WebSocket against a real server, with zero server crashes.
+random-frame run over the WebSocket against a real in-process server (on the engine fakes of
+tests/support/engine_fakes.py: the frames are about the protocol, not a model), with zero server crashes.
 """
 
 from __future__ import annotations

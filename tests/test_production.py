@@ -1,6 +1,8 @@
 """Running Parley in production: probes, Prometheus metrics, JSON logs, PARLEY_ flags, SIGTERM drain.
 
-Real servers, real engines; the LLM is the fake one on 127.0.0.1.
+Real servers; the LLM is the fake one on 127.0.0.1. The probe tests run on the engine fakes
+(tests/support/engine_fakes.py, names ending in ``_with_fake_engines``); the metrics of a spoken
+turn, the drain and the licence check use the real engines.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Faults at the session level (issue 7): LLM failures over the WebSocket, client disconnects,
 ASR/TTS engine failures, a ``kill -9`` of the server during memory writes, and a short soak.
 
-Only remote services are faked (the OpenAI-compatible LLM). Engine failures are real: an
-espeak-ng voice that does not exist, and Whisper asked for a language code it does not know.
+The LLM is the fake OpenAI server. Engine failures are real: an espeak-ng voice that does not
+exist, and Whisper asked for a language code it does not know. The LLM faults and the disconnect
+are not about a model: they run on the engine fakes (tests/support/engine_fakes.py), and their
+names end in ``_with_fake_engines``.
 """
 
 from __future__ import annotations

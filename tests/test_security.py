@@ -5,7 +5,8 @@ API keys come only from the environment and never reach the logs (even at DEBUG)
 events, replies or ``/healthz``, on success and on failure paths; listening beyond
 loopback without a token warns. Integers of more than 4,300 digits, lone UTF-16 surrogates,
 frames over ``--max_message_bytes`` and user ids ending in a newline each get an error event,
-and the session goes on.
+and the session goes on. The in-process server runs on the engine fakes
+(tests/support/engine_fakes.py): none of these inputs reaches a model.
 """
 
 from __future__ import annotations
