@@ -12,7 +12,8 @@ import io
 import time
 from pathlib import Path
 
-from bench.common import ROOT, emit, machine, print_table, summary_ms
+from bench.common import emit, machine, print_table, summary_ms
+from tests.support.paths import ROOT
 
 UTTERANCES = [
     "tell me a joke", "what did I tell you about my sister", "search the latest news about Mars",
@@ -55,7 +56,7 @@ async def bench_search_retrieval(embedder, rounds: int) -> dict[str, float]:
     from agent.config import AgentSettings
     from agent.tools.base import ToolContext
     from agent.tools.web_search import WebSearchTool
-    from tests.fakes.serper_server import FAKE_KEY, FakeSerper, SearchReply, organic
+    from tests.support.fakes.serper_server import FAKE_KEY, FakeSerper, SearchReply, organic
 
     results = [(f"Result {i}", f"https://example.org/{i}",
                 f"Snippet number {i} about the Mars rover landing and what it found in the crater. " * 2)

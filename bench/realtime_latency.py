@@ -63,9 +63,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     from bench.voice_utterances import make_utterances
     from speech.audio import resample_pcm16
     from speech.engines.factory import add_speech_arguments, build_engines
-    from tests.fakes.openai_server import FakeOpenAI, Reply
-    from tests.server_harness import running_server
-    from tests.voice_client import VoiceClient
+    from tests.support.fakes.openai_server import FakeOpenAI, Reply
+    from tests.support.in_process import running_server
+    from tests.support.voice_client import VoiceClient
 
     parser = argparse.ArgumentParser()
     add_speech_arguments(parser)

@@ -33,7 +33,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from bench.common import ROOT, emit, load_average, machine, print_table, start_server, summary_ms
+from bench.common import emit, load_average, machine, print_table, summary_ms
+from tests.support.paths import ROOT
+from tests.support.server_process import ServerProcess
 
 STAGES = [
     # (name, log text that marks the end of the stage), in start-up order
@@ -130,7 +132,7 @@ FIRST_TURN_QUESTION = "你好，请用一句话介绍你自己"
 
 async def typed_turns(url: str, turns: int) -> list[dict[str, float]]:
     """``turns`` typed turns, each in a new session (same prompt every time): send to first text, first audio."""
-    from tests.voice_client import VoiceClient
+    from tests.support.voice_client import VoiceClient
 
     out = []
     for i in range(turns):
@@ -163,8 +165,8 @@ def first_turn_excess(turns: list[dict[str, float]]) -> dict[str, float]:
 def one_start(memory_dir: str, turns: int = 0) -> dict[str, object]:
     spawned_at = time.time()
     # Blank keys count as unset: the defaults (embedded LLM, no web search, no token) whatever this shell has.
-    server = start_server(["--memory_dir", memory_dir, "--log_level", "INFO"],
-                          env={"LLM_API_KEY": "", "SERPER_API_KEY": "", "PARLEY_AUTH_TOKEN": ""})
+    server = ServerProcess(["--memory_dir", memory_dir, "--log_level", "INFO"],
+                           env={"LLM_API_KEY": "", "SERPER_API_KEY": "", "PARLEY_AUTH_TOKEN": ""}).start()
     result: dict[str, object] = {"ready_s": round(server.ready_s, 2), **stages(server.log(), spawned_at)}
     if turns:
         try:
@@ -173,7 +175,6 @@ def one_start(memory_dir: str, turns: int = 0) -> dict[str, object]:
             server.stop()
             raise
     result["left_children"] = server.stop()  # processes that outlived a SIGTERM'd server
-    server.log_path.unlink(missing_ok=True)
     return result
 
 

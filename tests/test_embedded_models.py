@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import psutil
@@ -20,6 +19,7 @@ from agent.config import AgentSettings
 from agent.embedded_llm import EmbeddedLLMServer
 from agent.embedded_models import EMBEDDED_MODELS, get_embedded_model, join_chunks
 from agent.llm import build_chat_models
+from tests.support.paths import ROOT
 
 
 def test_default_embedder_embeds_meaningfully(embedder):
@@ -117,7 +117,7 @@ def test_embedded_llm_child_does_not_outlive_parley():
         os._exit(0)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parent.parent)
+                          cwd=ROOT)
     child = int(proc.stdout.strip().splitlines()[-1])
     deadline = time.monotonic() + 15
     while psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE:

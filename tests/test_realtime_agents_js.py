@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from speech.audio import resample_pcm16
-from tests.fakes.openai_server import Reply
-from tests.server_harness import running_server
-from tests.voice_client import silence
+from tests.support.fakes.openai_server import Reply
+from tests.support.in_process import running_server
+from tests.support.voice_client import silence
 
 pytestmark = pytest.mark.slow
 

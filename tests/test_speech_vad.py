@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_speech_common import speech16k
 
 from speech.audio import PcmResampler, float_to_pcm16, resample_pcm16
 from speech.engines.vad import (
@@ -18,6 +17,7 @@ from speech.engines.vad import (
     VADStream,
 )
 from tests.support.engine_fakes import energy_scorer
+from tests.support.speech import speech16k
 
 SR = 16000
 EN = "The weather is lovely today, let us go for a walk in the park."

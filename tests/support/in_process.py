@@ -1,4 +1,4 @@
-"""Start a real Parley server in the test's event loop, with real engines and a fake LLM."""
+"""A real Parley server in the test's own event loop: engines (real or fake) passed in, a fake LLM behind it."""
 
 from __future__ import annotations
 
