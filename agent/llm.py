@@ -1,5 +1,7 @@
-"""Chat model construction (every model is reached through langchain-openai's ``ChatOpenAI``), and the
-bound on the wait for a reply's first token."""
+"""Chat model construction, and the bound on the wait for a reply's first token.
+
+Every model is reached through langchain-openai's ``ChatOpenAI``.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from typing import TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
-from agent.config import AgentConfig
+from agent.config import AgentSettings
 from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,7 @@ class ChatModels:
             self.embedded.stop()
 
 
-def build_chat_models(config: AgentConfig, embedded: EmbeddedLLMServer | None = None,
+def build_chat_models(config: AgentSettings, embedded: EmbeddedLLMServer | None = None,
                       warm_prompts: Sequence[str] = ()) -> ChatModels:
     """Connect to the configured LLM, starting the embedded one when nothing else is configured.
 
@@ -54,7 +57,7 @@ def build_chat_models(config: AgentConfig, embedded: EmbeddedLLMServer | None = 
     chat = ChatOpenAI(
         model=model_name,
         base_url=base_url,
-        api_key=api_key,  # type: ignore[arg-type]
+        api_key=SecretStr(api_key),  # what ChatOpenAI turns a str into; also keeps it out of repr
         temperature=config.lm_temperature,
         # Sent as the classic ``max_tokens``: DeepSeek, llama.cpp and vLLM all read it,
         # while ``max_completion_tokens`` (ChatOpenAI's default field) is OpenAI-only.
@@ -75,9 +78,10 @@ async def bounded_first_token(
     chunks: AsyncIterator[T], has_content: Callable[[T], bool], first_token_s: float,
     notice_s: float = 0.0, on_notice: Callable[[], None] | None = None,
 ) -> AsyncGenerator[T, None]:
-    """Pass ``chunks`` through, but raise :class:`FirstTokenTimeout` if none with content comes within
-    ``first_token_s`` (the client's own timeout bounds each read, and retries multiply it: 2 x 30 s by
-    default, far too long for a voice user). ``on_notice`` is called once if ``notice_s`` pass first.
+    """Pass ``chunks`` through, but raise :class:`FirstTokenTimeout` if none has content within ``first_token_s``.
+
+    The client's own timeout bounds each read, and retries multiply it: 2 x 30 s by default, far
+    too long for a voice user. ``on_notice`` is called once if ``notice_s`` pass first.
 
     The stream is closed (its HTTP request cancelled) however this ends.
     """
@@ -95,9 +99,9 @@ async def bounded_first_token(
                     await asyncio.wait({step}, timeout=max(0.0, until - loop.time()))
                     if step.done():
                         break
-                    if notice_at is not None:
+                    if notice_at is not None and on_notice is not None:  # notice_at is only set with one
                         notice_at = None
-                        on_notice()  # type: ignore[misc]
+                        on_notice()
                     else:
                         raise FirstTokenTimeout(f"no reply within {first_token_s:g} s")
                 chunk = await step

@@ -41,6 +41,7 @@ class RedactSecrets(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's message in place; always keep the record."""
         message = record.getMessage()
         clean = self.redact(message)
         if clean != message:
@@ -69,6 +70,7 @@ class HashUserIds(logging.Filter):
         self._key = key
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Replace the record's user id (field and arguments) by its keyed hash; always keep the record."""
         user_id = getattr(record, "user_id", None)
         if isinstance(user_id, str) and user_id:
             hashed = hash_user_id(user_id, self._key)
@@ -90,6 +92,7 @@ class JsonFormatter(logging.Formatter):
         self._redactor = redactor
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON object on one line."""
         entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname, "logger": record.name, "message": record.getMessage(),

@@ -148,7 +148,7 @@ class MemoryWriter:
             log.warning("fact extraction failed for user %s: %s", user_id, type(exc).__name__,
                         extra={"user_id": user_id})
         finally:
-            self._extracting.discard(task)  # type: ignore[arg-type]
+            self._extracting.discard(task)
 
     async def flush(self) -> None:
         """Wait until every queued turn is saved and pending facts are extracted."""

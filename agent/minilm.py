@@ -33,9 +33,12 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    """BERT's exact GELU, x * Phi(x), with erf from Abramowitz and Stegun 7.1.26 (numpy has no erf):
-    absolute error under 1.5e-7, the size of float32 rounding here (tests/test_minilm.py checks the
-    vectors against sentence-transformers'). In place where it can: this is a third of the encoder's time."""
+    """BERT's exact GELU, x * Phi(x).
+
+    erf comes from Abramowitz and Stegun 7.1.26 (numpy has none): absolute error under 1.5e-7, the
+    size of float32 rounding here (tests/test_minilm.py checks the vectors against sentence-transformers').
+    In place where it can: this is a third of the encoder's time.
+    """
     z = np.abs(x) * np.float32(1.0 / math.sqrt(2.0))
     t = 1.0 / (1.0 + np.float32(0.3275911) * z)
     poly = t * np.float32(1.061405429)

@@ -12,8 +12,9 @@ from datetime import date
 from typing import Any
 
 from langchain_core.messages import AIMessageChunk
+from langgraph.types import StreamMode
 
-from agent.config import AgentConfig
+from agent.config import AgentSettings
 from agent.conversation import Conversation
 from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
 from agent.embedding import Embedder, load_embedder
@@ -25,6 +26,7 @@ from agent.language import detect_language
 from agent.llm import ChatModels, build_chat_models
 from agent.memory import MemoryStore, open_memory
 from agent.memory_writer import MemoryWriter, TurnRecord
+from agent.suggestions import suggest_followups
 from agent.text_safety import replace_lone_surrogates
 from agent.tools import Tool, ToolDeps, build_registry
 from agent.tools.base import Source
@@ -41,7 +43,7 @@ class Agent:
 
     def __init__(
         self,
-        config: AgentConfig,
+        config: AgentSettings,
         models: ChatModels,
         embedder: Embedder,
         memory: MemoryStore,
@@ -70,7 +72,7 @@ class Agent:
         self.graph = build_graph(self.registry)
 
     @classmethod
-    def build(cls, config: AgentConfig, extra_tools: Iterable[Tool] = (),
+    def build(cls, config: AgentSettings, extra_tools: Iterable[Tool] = (),
               embedded: EmbeddedLLMServer | None = None) -> Agent:
         """Load the embedder, open memory, connect the LLM (starting the embedded one if needed).
 
@@ -129,8 +131,11 @@ class Agent:
             "messages": conv.messages(),
         }
         final: dict[str, Any] = {}
-        async for mode, payload in self.graph.astream(
-            state_in, context=replace(self.context, commit=commit), stream_mode=["messages", "custom", "values"]
+        modes: list[StreamMode] = ["messages", "custom", "values"]
+        # A dict of state fields is LangGraph's documented input (it fills in the state's defaults itself);
+        # its overloads name only the state class, TurnState, so the input is ignored for this one call.
+        async for mode, payload in self.graph.astream(  # type: ignore[call-overload]
+            state_in, context=replace(self.context, commit=commit), stream_mode=modes
         ):
             if mode == "messages":
                 chunk, meta = payload
@@ -145,7 +150,7 @@ class Agent:
                 elif event == "delta":
                     yield TextDelta(payload["delta"])
             elif mode == "values":
-                final = asdict(payload) if is_dataclass(payload) else dict(payload)
+                final = asdict(payload) if is_dataclass(payload) and not isinstance(payload, type) else dict(payload)
         metrics = dict(final.get("metrics", {}))
         metrics["total"] = round((time.perf_counter() - start) * 1000, 1)
         result = TurnResult(
@@ -189,6 +194,34 @@ class Agent:
         conv.drop_last(user_text)
         self.writer.submit(TurnRecord(conv.user_id, conv.session_id, user_text, "", turn_id=turn_id,
                                       replaces=True, forget=True))
+
+    async def suggest_followups(self, user_text: str, answer: str) -> list[str]:
+        """Three follow-up questions for an exchange, or ``[]`` (asked of the chat model)."""
+        return await suggest_followups(self.models.chat, user_text, answer)
+
+    def describe(self) -> dict[str, Any]:
+        """What the agent runs on, for ``/healthz``: the model, whether it is embedded, the tools."""
+        return {"llm": {"model": self.models.model_name, "embedded": self.models.embedded is not None},
+                "tools": self.registry.names()}
+
+    def memory_writes(self) -> dict[str, int]:
+        """Turns written to long-term memory so far, failed, and still queued."""
+        return {"saved": self.writer.saved, "failed": self.writer.failed, "pending": self.writer.pending}
+
+    def warm_user(self, user_id: str) -> None:
+        """Load a user's memory indexes ahead of their first turn (blocking: run it in a thread).
+
+        Only a store shared between instances (PostgreSQL) builds them lazily; otherwise a no-op.
+        """
+        if getattr(self.memory, "shared", False):
+            self.memory.preload(user_id)
+
+    def ping_memory(self) -> None:
+        """Raise if the memory store's database does not answer (readiness probes; blocking)."""
+        # A record store without a database behind it (tests' in-memory ones) has no ping: nothing to ask.
+        ping = getattr(getattr(self.memory, "records", None), "ping", None)
+        if ping is not None:
+            ping()
 
     async def aclose(self) -> None:
         """Save pending memories and stop the embedded LLM, if any."""

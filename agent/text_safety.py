@@ -1,5 +1,8 @@
-"""Text that can always be encoded: lone UTF-16 surrogates, which JSON's ``"\\ud800"`` escapes can
-carry into a Python string, make UTF-8 encoding fail (a dropped WebSocket, an unsaved memory)."""
+r"""Text that can always be encoded, even after a lone UTF-16 surrogate came in.
+
+JSON's ``"\ud800"`` escapes can carry lone surrogates into a Python string, and they make UTF-8
+encoding fail (a dropped WebSocket, an unsaved memory).
+"""
 
 from __future__ import annotations
 

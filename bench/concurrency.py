@@ -42,19 +42,19 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import (
-    ServerProcess,
     emit,
     fake_llm,
     fake_llm_server_args,
     load_average,
     machine,
     print_table,
-    start_server,
     summary_ms,
-    to_16k,
 )
 from bench.voice_latency import REPLY, one_turn
-from bench.voice_utterances import SHORT, Utterance, loud_frames, trim
+from bench.voice_utterances import SHORT, Utterance
+from tests.support.paths import ROOT
+from tests.support.server_process import ServerProcess
+from tests.support.speech import loud_frames, trim, tts_speech16k
 
 VOICE_LIMIT = 1.5
 """A voice level is sustained while its e2e median is at most this many times the single-session median."""
@@ -71,7 +71,7 @@ QUESTIONS = [
 @contextlib.contextmanager
 def profiled(server: ServerProcess, out: Path | None) -> Iterator[subprocess.Popen[bytes] | None]:
     """Sample the server with py-spy while the block runs (nothing when ``out`` is None)."""
-    spy = shutil.which("py-spy") or str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "py-spy")
+    spy = shutil.which("py-spy") or str(ROOT / ".venv" / "bin" / "py-spy")
     if out is None:
         yield None
         return
@@ -91,7 +91,7 @@ def profiled(server: ServerProcess, out: Path | None) -> Iterator[subprocess.Pop
 async def voice_session(url: str, index: int, speech: list[Utterance], turns: int, delay_s: float
                         ) -> list[dict[str, float | int]]:
     """One simulated speaker: wait ``delay_s``, then ``turns`` spoken turns in real time."""
-    from tests.voice_client import VoiceClient
+    from tests.support.voice_client import VoiceClient
 
     await asyncio.sleep(delay_s)
     client = await VoiceClient.open(url, f"voice{index}")
@@ -117,7 +117,7 @@ async def voice_level(url: str, n: int, speech: list[Utterance], turns: int, cyc
 async def text_session(url: str, index: int, turns: int, ttft_ms: float, rng: random.Random
                        ) -> list[dict[str, float]]:
     """One typing user: ``turns`` questions, each after the previous answer and a short pause."""
-    from tests.voice_client import VoiceClient
+    from tests.support.voice_client import VoiceClient
 
     await asyncio.sleep(rng.uniform(0, 1.0))
     client = await VoiceClient.open(url, f"text{index}", audio_output=False)
@@ -158,11 +158,11 @@ def n_before(levels: list[int], n: int) -> int:
 
 
 def run_voice(args: argparse.Namespace, server: ServerProcess) -> dict[str, object]:
-    from speech.engines.factory import build_tts, engine_args
+    from speech.engines.factory import build_tts, engine_settings
 
-    tts = build_tts(engine_args())
+    tts = build_tts(engine_settings())
     # Latency is measured from the last word (bench.voice_latency), so each clip carries where it ends.
-    clips = [(s, trim(to_16k(tts, s))) for s in SHORT]
+    clips = [(s, trim(tts_speech16k(tts, s))) for s in SHORT]
     speech = [Utterance("short", s, pcm, (np.flatnonzero(loud_frames(pcm))[-1] + 1) * 0.01) for s, pcm in clips]
     rows: list[dict[str, object]] = []
     sustained = 0
@@ -230,8 +230,9 @@ def main() -> None:
           tempfile.TemporaryDirectory() as tmp):
         # One server for both modes (as deployed): its start-up (~25 s here) is most of a --quick run.
         fake = fake_llm(REPLY, ttft_ms=args.ttft_ms, tokens_per_s=args.tokens_per_s)
-        server = start_server([*fake_llm_server_args(fake.base_url, str(Path(tmp) / "memory")),
-                               "--max_sessions", "512", "--max_turns_per_minute", "1000", *args.server_args.split()])
+        server = ServerProcess([*fake_llm_server_args(fake.base_url, str(Path(tmp) / "memory")),
+                                "--max_sessions", "512", "--max_turns_per_minute", "1000",
+                                *args.server_args.split()]).start()
         result["server_ready_s"] = round(server.ready_s, 1)
         try:
             if "voice" in args.mode:

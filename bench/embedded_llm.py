@@ -30,7 +30,8 @@ from agent.embedded_llm import EmbeddedLLMServer
 from agent.embedded_models import EMBEDDED_MODELS, EmbeddedModel
 from agent.graph.prompts import system_prompt
 from agent.language import HAN
-from bench.common import ROOT, emit, load_average, machine, print_table, summary_ms
+from bench.common import emit, load_average, machine, print_table, summary_ms
+from tests.support.paths import ROOT
 
 QUESTIONS = ROOT / "bench" / "data" / "everyday_questions.json"
 RESULTS = ROOT / "bench" / "results"

@@ -27,30 +27,32 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.embedding import DEFAULT_EMBEDDING_MODEL, Embedder, load_embedder
+from agent.embedding import MEMORY_EMBEDDING_MODEL, Embedder, load_embedder
 from agent.memory import MemoryStore
-from agent.memory.recall import RecallParams
+from agent.memory.recall import RecallSettings
 from bench.memory_long_data import generate
 
 K = 10
 
 
-def stages(base: RecallParams) -> list[tuple[str, str, RecallParams]]:
+def stages(base: RecallSettings) -> list[tuple[str, str, RecallSettings]]:
     """(name, search mode, params): each stage adds one thing to the one before."""
     off = replace(base, window_boost=0.0, fuzzy_window_boost=0.0, window_scan=0, event_windows=False,
-                  neighbour_hits=0, recency_weight=0.0, current_recency_weight=0.0)
+                  neighbour_hits=0, recency_weight=0.0, current_recency_weight=0.0, bridge_weight=0.0)
     bm25 = replace(off, dense_weight=0.0, cjk_dense_weight=0.0)
     timed = replace(off, window_boost=base.window_boost, fuzzy_window_boost=base.fuzzy_window_boost,
                     window_scan=base.window_scan)
     events = replace(timed, event_windows=base.event_windows)
-    neighbours = replace(events, neighbour_hits=base.neighbour_hits)
+    bridged = replace(events, bridge_weight=base.bridge_weight)
+    neighbours = replace(bridged, neighbour_hits=base.neighbour_hits)
     return [
         ("dense", "dense", base),
         ("bm25", "hybrid", bm25),
         ("+dense (RRF)", "hybrid", off),
         ("+time window", "hybrid", timed),
         ("+event window", "hybrid", events),
-        ("+neighbours", "hybrid", neighbours),
+        ("+second hop", "hybrid", bridged),
+        ("+neighbours" if base.neighbour_hits else "(neighbours off)", "hybrid", neighbours),
         ("+recency (default)", "hybrid", base),
     ]
 
@@ -82,7 +84,7 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 def evaluate(store: MemoryStore, users: list[dict[str, Any]], split: str,
-             which: list[tuple[str, str, RecallParams]]) -> dict[str, Any]:
+             which: list[tuple[str, str, RecallSettings]]) -> dict[str, Any]:
     """Per stage: overall and per-category means on the users of ``split``."""
     per: dict[str, dict[str, list[dict[str, float]]]] = {name: {} for name, _m, _p in which}
     saved = store.params
@@ -103,7 +105,7 @@ def evaluate(store: MemoryStore, users: list[dict[str, Any]], split: str,
 
 
 def run(embedder: Embedder, langs: list[str], splits: list[str], store_dir: Path | None,
-        params: RecallParams | None = None) -> dict[str, Any]:
+        params: RecallSettings | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {"embedder": embedder.name, "k": K, "langs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for lang in langs:
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lang", nargs="+", default=["en", "zh"], choices=["en", "zh"])
     ap.add_argument("--split", nargs="+", default=["tune", "test"], choices=["tune", "test", "all"])
     ap.add_argument("--store_dir", type=Path, default=None, help="keep the filled stores here between runs")
-    ap.add_argument("--embedding_model_name", default=DEFAULT_EMBEDDING_MODEL)
+    ap.add_argument("--embedding_model_name", default=MEMORY_EMBEDDING_MODEL)
     args = ap.parse_args(argv)
     report = run(load_embedder(args.embedding_model_name), args.lang, args.split, args.store_dir)
     print(json.dumps(report, ensure_ascii=False) if args.json else table(report))

@@ -1,6 +1,6 @@
 """Grid search of the recall knobs on the *tuning* half of :mod:`bench.memory_long` (never the held-out half).
 
-    python -m bench.memory_long_tune --store_dir /tmp/long [--lang en zh]
+    python -m bench.memory_long_tune --store_dir /tmp/long [--lang en zh] [--embedding_model_name minilm]
 
 Prints recall@10 and MRR per setting, best first (mean of the languages).
 """
@@ -15,18 +15,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.embedding import load_embedder
+from agent.embedding import MEMORY_EMBEDDING_MODEL, load_embedder
 from agent.memory import MemoryStore
-from agent.memory.recall import RecallParams
+from agent.memory.recall import RecallSettings
 from bench.memory_long import evaluate, fill
 from bench.memory_long_data import generate
 
 GRID = {
-    "dense_weight": [1.0, 2.0],
+    "dense_weight": [0.5, 1.0, 2.0],
     "cjk_dense_weight": [0.5, 1.0],
-    "fuzzy_window_boost": [0.0, 0.01],
     "neighbour_hits": [0, 3],
-    "window_boost": [0.03, 0.05],
+    "bridge_weight": [0.0, 0.5, 1.0],
+    "bridge_hits": [1, 2],
 }
 
 
@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store_dir", type=Path, required=True)
     ap.add_argument("--lang", nargs="+", default=["en", "zh"])
+    ap.add_argument("--embedding_model_name", default=MEMORY_EMBEDDING_MODEL)
     args = ap.parse_args(argv)
-    emb = load_embedder()
+    emb = load_embedder(args.embedding_model_name)
     stores = {}
     data = {}
     for lang in args.lang:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     keys = list(GRID)
     for values in itertools.product(*(GRID[k] for k in keys)):
-        params = replace(RecallParams(), **dict(zip(keys, values, strict=True)))
+        params = replace(RecallSettings(), **dict(zip(keys, values, strict=True)))
         res = {lang: evaluate(stores[lang], data[lang], "tune", [("x", "hybrid", params)])["x"]["all"]
                for lang in args.lang}
         r10 = sum(r["recall@10"] for r in res.values()) / len(res)

@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.embedding import DEFAULT_EMBEDDING_MODEL, Embedder, load_embedder
+from agent.embedding import MEMORY_EMBEDDING_MODEL, Embedder, load_embedder
 from agent.memory import MemoryStore
 
 DATA = Path(__file__).parent / "data" / "memory_recall.json"
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--quick", action="store_true", help="default embedder only (already well under 60 s)")
-    ap.add_argument("--embedding_model_name", default=DEFAULT_EMBEDDING_MODEL)
+    ap.add_argument("--embedding_model_name", default=MEMORY_EMBEDDING_MODEL)
     ap.add_argument("--misses", action="store_true", help="also list the questions not fully recalled")
     args = ap.parse_args(argv)
     report = run(load_embedder(args.embedding_model_name))

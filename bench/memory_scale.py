@@ -7,7 +7,7 @@ texts are synthetic sentences for BM25. Queries are real texts embedded by the r
 embedder on every search (the query cache is cleared), so latencies include the
 query embedding. ``add`` throughput is measured separately with real embedding.
 
-    python bench/memory_scale.py [--quick] [--json]
+    python bench/memory_scale.py [--quick] [--json] [--sizes 1000000]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.embedding import DEFAULT_EMBEDDING_MODEL, load_embedder
+from agent.embedding import MEMORY_EMBEDDING_MODEL, load_embedder
 from agent.memory import MemoryStore
 from bench.common import load_average, machine
 
@@ -172,11 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="10k and 100k only")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--embedding_model_name", default=DEFAULT_EMBEDDING_MODEL)
+    ap.add_argument("--sizes", type=int, nargs="+", default=None,
+                    help="one-user sizes to run instead (e.g. 1000000), and no many-user rows")
+    ap.add_argument("--embedding_model_name", default=MEMORY_EMBEDDING_MODEL)
     args = ap.parse_args(argv)
     emb = load_embedder(args.embedding_model_name)
     emb.encode(["warm up"])
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
+    sizes = args.sizes or sizes
     rng = random.Random(0)
     t0 = time.time() - 90 * 86400
     out: dict[str, Any] = {
@@ -215,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             store.close()
             if not args.json:
                 print(row, flush=True)
-        for n_users, per in [(100, 100), (1000, 100)] if args.quick else [(100, 100), (1000, 100), (100, 10_000)]:
+        many = [(100, 100), (1000, 100)] if args.quick else [(100, 100), (1000, 100), (100, 10_000)]
+        for n_users, per in [] if args.sizes else many:
             store = MemoryStore(Path(tmp) / f"many{n_users}x{per}", embedder=emb)
             users = [f"user{i}" for i in range(n_users)]
             t = time.perf_counter()

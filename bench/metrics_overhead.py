@@ -2,8 +2,8 @@
 
 Per turn: one realistic turn's outgoing messages (transcript, route, sources, 80 text
 deltas, audio start, 20 ms audio frames for 6 s of speech, audio end, response.done with
-its metrics) through :class:`~speech.transport.metrics.MeteredConnection` to a socket that drops
-them, against the same messages sent to that socket directly. Per scrape: the time of
+its metrics) through :class:`~speech.transport.metrics.MeteredLink` to a link that drops
+them, against the same messages sent to that link directly. Per scrape: the time of
 ``/metrics``'s body (``generate_latest``, run on the event loop) once every stage, route and
 transport label has been used, i.e. the largest the exposition gets.
 
@@ -14,39 +14,56 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from types import SimpleNamespace
 
 import numpy as np
 
 from bench.common import emit, load_average, machine, print_table, summary_ms
-from speech.transport.metrics import MeteredConnection, ServerMetrics
+from speech.protocol import (
+    ResponseAudioEnd,
+    ResponseAudioStart,
+    ResponseDone,
+    ResponseTextDelta,
+    Route,
+    ServerEvent,
+    Sources,
+    TranscriptFinal,
+    VadEnd,
+)
+from speech.transport.metrics import MeteredLink, ServerMetrics
+from speech.voice.link import ClientInput, ClientLink
 
 ROUTES = ("direct", "web_search", "memory_recall", "clock", "none")
 
 
-class DropSocket:
-    """Accepts messages and drops them: only the cost of the path in front of it is left."""
+class DropLink(ClientLink):
+    """Accepts events and audio and drops them: only the cost of the path in front of it is left."""
 
-    async def send(self, message: str | bytes) -> None:
+    async def receive(self) -> ClientInput:
+        raise NotImplementedError("nothing is received in this benchmark")
+
+    async def send_event(self, event: ServerEvent) -> None:
+        return None
+
+    async def send_audio(self, pcm: bytes) -> None:
+        return None
+
+    async def close(self, code: int, reason: str) -> None:
         return None
 
 
-def turn_messages(turn_id: str, route: str) -> list[str | bytes]:
-    """A spoken turn's outgoing messages, as speech/voice/reply.py sends them."""
-    def ev(kind: str, **fields: object) -> str:
-        return json.dumps({"type": kind, **fields}, ensure_ascii=False)
-
+def turn_messages(turn_id: str, route: str) -> list[ServerEvent | bytes]:
+    """A spoken turn's outgoing events and audio, as speech/voice/reply.py sends them."""
     frame = np.zeros(441, dtype="<i2").tobytes()  # 20 ms at 22,050 Hz
-    messages: list[str | bytes] = [ev("vad.end"), ev("transcript.final", text="what is the weather", turn_id=turn_id),
-                                   ev("route", turn_id=turn_id, route=route, reason="router"),
-                                   ev("sources", turn_id=turn_id, items=[{"title": "t", "url": "u", "snippet": "s"}])]
-    messages += [ev("response.text.delta", turn_id=turn_id, delta=" word") for _ in range(80)]
-    messages.append(ev("response.audio.start", turn_id=turn_id, sample_rate=22050))
+    messages: list[ServerEvent | bytes] = [
+        VadEnd(), TranscriptFinal("what is the weather", turn_id), Route(turn_id, route, "router"),
+        Sources(turn_id, [{"title": "t", "url": "u", "snippet": "s"}])]
+    messages += [ResponseTextDelta(turn_id, " word") for _ in range(80)]
+    messages.append(ResponseAudioStart(turn_id, 22050))
     messages += [frame] * 300
-    messages.append(ev("response.audio.end", turn_id=turn_id))
-    messages.append(ev("response.done", turn_id=turn_id, text="an answer", interrupted=False, metrics={
+    messages.append(ResponseAudioEnd(turn_id))
+    messages.append(ResponseDone(turn_id, "an answer", interrupted=False, metrics={
         "vad_end": 180.0, "asr": 420.0, "memory": 12.0, "route": 9.0, "retrieval": 35.0, "llm_ttft": 310.0,
         "tts_first_audio": 95.0, "e2e": 1100.0}))
     return messages
@@ -54,15 +71,19 @@ def turn_messages(turn_id: str, route: str) -> list[str | bytes]:
 
 async def time_turns(metrics: ServerMetrics, turns: int, metered: bool) -> list[float]:
     """Milliseconds to send each turn's messages, through the metrics or not."""
-    sock = DropSocket()
+    drop = DropLink()
     out: list[float] = []
     for i in range(turns):
         route = ROUTES[i % len(ROUTES)]
         messages = turn_messages(f"t{i}", route)
-        target = MeteredConnection(sock, metrics.observer("ws" if i % 2 else "cleans2s", "s", "u")) if metered else sock
+        target: ClientLink = (MeteredLink(drop, metrics.observer("ws" if i % 2 else "cleans2s", "s", "u"))
+                              if metered else drop)
         started = time.perf_counter()
         for message in messages:
-            await target.send(message)
+            if isinstance(message, bytes):
+                await target.send_audio(message)
+            else:
+                await target.send_event(message)
         out.append((time.perf_counter() - started) * 1000)
     return out
 
@@ -74,8 +95,8 @@ def main() -> None:
     args = parser.parse_args()
     turns, scrapes = (300, 100) if args.quick else (2000, 500)
     # What the scrape reads from the server: an idle memory writer's counters, no sessions.
-    writer = SimpleNamespace(pending=0, saved=0, failed=0)
-    server = SimpleNamespace(agent=SimpleNamespace(writer=writer), sessions=set(), draining=False)
+    writes = {"pending": 0, "saved": 0, "failed": 0}
+    server = SimpleNamespace(agent=SimpleNamespace(memory_writes=lambda: writes), sessions=set(), draining=False)
     metrics = ServerMetrics(server)  # type: ignore[arg-type]
     load_before = load_average()
     plain, metered = [], []

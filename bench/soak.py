@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import emit, fake_llm_server_args, machine, print_table, start_server
+from bench.common import emit, fake_llm_server_args, machine, print_table
+from tests.support.server_process import ServerProcess
 
 USERS = 8
 SENTENCES = ["What time is it in London right now?", "Tell me something nice about the sea.",
@@ -110,7 +111,7 @@ async def quiet_sample(url: str, started: float, timeout_s: float = 120.0) -> di
 
 
 async def _act(client: Any, action: str, rng: random.Random, audio: np.ndarray, speed: float, n: int) -> None:
-    from tests.voice_client import silence
+    from tests.support.voice_client import silence
 
     done = len(client.events("response.done"))
     if action == "text":
@@ -134,7 +135,7 @@ async def _act(client: Any, action: str, rng: random.Random, audio: np.ndarray, 
 
 async def visitor(url: str, index: int, plan: SoakPlan, audio: np.ndarray, stop_at: float, counts: SoakCounts) -> None:
     """Join, act, leave; until ``stop_at``. ``url`` is the server's HTTP root."""
-    from tests.voice_client import VoiceClient
+    from tests.support.voice_client import VoiceClient
 
     rng = random.Random(plan.seed + index)
     ws_url = url.replace("http://", "ws://", 1) + "ws"
@@ -174,8 +175,8 @@ async def visitor(url: str, index: int, plan: SoakPlan, audio: np.ndarray, stop_
 
 def make_audio() -> np.ndarray:
     """A spoken question, made by espeak-ng, at 16 kHz."""
-    from speech.engines.tts_espeak import EspeakTTS
     from speech.audio import resample_pcm16
+    from speech.engines.tts_espeak import EspeakTTS
 
     tts = EspeakTTS()
     pcm = np.concatenate(list(tts.synthesize("Please tell me what the weather will be like tomorrow.", "en")))
@@ -216,7 +217,7 @@ def within(result: dict[str, Any], bounds: SoakBounds) -> list[str]:
 async def run_against_new_server(plan: SoakPlan, extra_args: tuple[str, ...] = (),
                                  prefix: tuple[str, ...] = ()) -> dict[str, Any]:
     """Start a fake LLM and ``server.py`` in a temporary folder, soak it, stop both."""
-    from tests.fakes.openai_server import FakeOpenAI, Reply, echo
+    from tests.support.fakes.openai_server import FakeOpenAI, Reply, echo
 
     def reply(request: dict[str, Any]) -> Reply:
         if "long story" in request["messages"][-1]["content"]:
@@ -226,14 +227,13 @@ async def run_against_new_server(plan: SoakPlan, extra_args: tuple[str, ...] = (
     with FakeOpenAI(reply) as fake, tempfile.TemporaryDirectory() as tmp:
         args = [*fake_llm_server_args(fake.base_url, str(Path(tmp) / "mem")), "--max_turns_per_minute", "100000",
                 "--max_sessions", "64", "--log_level", "WARNING", *extra_args]
-        server = start_server(args, env={"LLM_API_KEY": "soak", "HF_HUB_OFFLINE": "1"}, prefix=prefix,
-                              timeout_s=900.0 if prefix else 300.0)
+        server = ServerProcess(args, env={"LLM_API_KEY": "soak", "HF_HUB_OFFLINE": "1"}, prefix=prefix,
+                               timeout_s=900.0 if prefix else 300.0).start()
         try:
             result = await soak(f"http://127.0.0.1:{server.port}/", plan)
-            result["server_exit"] = server.proc.poll()  # None: still running
+            result["server_exit"] = server.proc.poll() if server.proc else None  # None: still running
         finally:
             server.stop()
-            server.log_path.unlink(missing_ok=True)
     return result
 
 

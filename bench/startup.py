@@ -39,17 +39,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from bench.common import (
-    ROOT,
-    emit,
-    fake_llm,
-    fake_llm_server_args,
-    load_average,
-    machine,
-    print_table,
-    start_server,
-    summary_ms,
-)
+from bench.common import emit, fake_llm, fake_llm_server_args, load_average, machine, print_table, summary_ms
+from tests.support.paths import ROOT
+from tests.support.server_process import ServerProcess
 
 STAGES = [
     # (name, log text that marks the end of the stage), in start-up order
@@ -154,7 +146,7 @@ def turn_questions(turns: int) -> list[str]:
 
 async def typed_turns(url: str, turns: int) -> list[dict[str, object]]:
     """``turns`` typed turns, each in a new session and with its own question: send to first text, first audio."""
-    from tests.voice_client import VoiceClient
+    from tests.support.voice_client import VoiceClient
 
     out: list[dict[str, object]] = []
     for i, question in enumerate(turn_questions(turns)):
@@ -197,7 +189,7 @@ def one_start(memory_dir: str, turns: int = 0, llm_url: str = "") -> dict[str, o
     # Blank keys count as unset: the defaults (embedded LLM, no web search, no token) whatever this shell has.
     flags = (fake_llm_server_args(llm_url, memory_dir) if llm_url
              else ["--memory_dir", memory_dir, "--log_level", "INFO"])
-    server = start_server(flags, env={"LLM_API_KEY": "", "SERPER_API_KEY": "", "PARLEY_AUTH_TOKEN": ""})
+    server = ServerProcess(flags, env={"LLM_API_KEY": "", "SERPER_API_KEY": "", "PARLEY_AUTH_TOKEN": ""}).start()
     result: dict[str, object] = {"ready_s": round(server.ready_s, 2), **stages(server.log(), spawned_at)}
     if turns:
         try:
@@ -206,7 +198,6 @@ def one_start(memory_dir: str, turns: int = 0, llm_url: str = "") -> dict[str, o
             server.stop()
             raise
     result["left_children"] = server.stop()  # processes that outlived a SIGTERM'd server
-    server.log_path.unlink(missing_ok=True)
     return result
 
 

@@ -1,6 +1,6 @@
 """Two Parley instances sharing memory on PostgreSQL: recall latency on each, and cross-instance visibility.
 
-Starts a private PostgreSQL (``tests/pg.py``: Debian's postgresql package, a temp
+Starts a private PostgreSQL (``tests/support/postgres.py``: Debian's postgresql package, a temp
 cluster on a free port), seeds users with memories (random unit vectors through the
 pre-computed-vector path, synthetic texts for BM25, as in ``memory_scale.py``), and
 starts two ``server.py`` processes with ``--memory_db`` and a fake LLM that answers
@@ -99,7 +99,7 @@ def wait_recalls(lat: dict[str, dict[str, list[float]]], n: int, timeout_s: floa
 
 async def sessions(urls: list[str], users: list[str], turns: int, stop: asyncio.Event) -> int:
     """Sessions in a loop, user ``i``'s n-th session on instance ``(i + n) % 2``; returns turns done."""
-    from tests.voice_client import VoiceClient
+    from tests.support.voice_client import VoiceClient
 
     done = 0
 
@@ -123,7 +123,7 @@ def probe(dsn: str, writer_ws: str, reader: str, user: str, word: str) -> dict[s
     """Type ``word`` on the writer; time its commit (PostgreSQL) and its first recall on the reader."""
     import psycopg
 
-    from tests.voice_client import VoiceClient
+    from tests.support.voice_client import VoiceClient
 
     async def say() -> float:
         client = await VoiceClient.open(writer_ws, user, audio_output=False)
@@ -157,9 +157,9 @@ def probe(dsn: str, writer_ws: str, reader: str, user: str, word: str) -> dict[s
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from tests.fakes.openai_server import FakeOpenAI
-    from tests.pg import PrivatePostgres
-    from tests.web_helpers import ServerProcess
+    from tests.support.fakes.openai_server import FakeOpenAI
+    from tests.support.postgres import PrivatePostgres
+    from tests.support.server_process import ServerProcess
 
     started = time.perf_counter()
     seeded = [f"seed{i}" for i in range(args.users)]

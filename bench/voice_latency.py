@@ -32,13 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import emit, load_average, machine, print_table, summary_ms
+from tests.support.voice_client import silence
 
 REPLY = "Sure. Here is a short answer to your question."
 LONG_REPLY = " ".join(["This is a long answer that goes on and on so that it can be interrupted."] * 8)
-
-
-def silence(seconds: float) -> np.ndarray:
-    return np.zeros(int(seconds * 16000), dtype=np.int16)
 
 
 async def settle(client, quiet_s: float = 1.5) -> None:
@@ -136,14 +133,15 @@ def rows_for(turns: list[dict[str, object]], ttft: float, kind: str) -> dict[str
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    from agent.config import AgentConfig
+    from agent.config import AgentSettings
     from agent.embedding import load_embedder
-    from bench.voice_utterances import make_utterances, trim
-    from speech.engines.factory import add_speech_arguments, build_engines
+    from bench.voice_utterances import make_utterances
     from speech.audio import resample_pcm16
-    from tests.fakes.openai_server import FakeOpenAI, Reply
-    from tests.server_harness import running_server
-    from tests.voice_client import VoiceClient
+    from speech.engines.factory import add_speech_arguments, build_engines
+    from tests.support.fakes.openai_server import FakeOpenAI, Reply
+    from tests.support.in_process import running_server
+    from tests.support.speech import trim
+    from tests.support.voice_client import VoiceClient
 
     parser = argparse.ArgumentParser()
     add_speech_arguments(parser)
@@ -174,7 +172,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             return Reply(text=text, ttft_s=ttft / 1000, token_interval_s=1 / 50)
 
         with FakeOpenAI(reply) as fake, tempfile.TemporaryDirectory() as tmp:
-            config = AgentConfig(lm_model_url=fake.base_url, lm_model_name="fake", lm_api_key="bench",
+            config = AgentSettings(lm_model_url=fake.base_url, lm_model_name="fake", lm_api_key="bench",
                                  memory_dir=str(Path(tmp) / "mem"), lm_tool_routing="off", extract_facts="off")
             async with running_server(config, embedder, engines, max_turns_per_minute=1000) as srv:
                 client = await VoiceClient.open(srv.ws_url, "bench")

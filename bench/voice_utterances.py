@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tests.support.speech import loud_frames, trim
+
 SHORT = [
     "What is the capital of France and how big is it?",
     "Can you tell me a fun fact about octopuses?",
@@ -54,17 +56,6 @@ class Utterance:
     """int16, 16 kHz."""
     last_word_s: float
     """Where the last word ends, from the start of ``pcm``."""
-
-
-def loud_frames(pcm: np.ndarray, threshold: float = 300.0) -> np.ndarray:
-    frames = pcm[: pcm.size // 160 * 160].astype(np.float64).reshape(-1, 160)
-    return np.sqrt((frames ** 2).mean(axis=1)) > threshold
-
-
-def trim(pcm: np.ndarray) -> np.ndarray:
-    """Without the TTS's own leading and trailing silence."""
-    loud = np.flatnonzero(loud_frames(pcm))
-    return pcm[loud[0] * 160:(loud[-1] + 1) * 160] if loud.size else pcm
 
 
 def stretch_pauses(pcm: np.ndarray, count: int, pauses_s: tuple[float, ...]) -> np.ndarray:

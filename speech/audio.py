@@ -20,7 +20,7 @@ def pcm16_to_float(pcm: bytes | np.ndarray) -> np.ndarray:
 
 
 def float_to_pcm16(audio: np.ndarray) -> np.ndarray:
-    """float audio in [-1, 1] to int16 (clipped)."""
+    """Float audio in [-1, 1] to int16 (clipped)."""
     return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 

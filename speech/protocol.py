@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
 
 from agent.text_safety import has_lone_surrogate, replace_lone_surrogates
 
@@ -62,8 +62,10 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], defaul
 
 
 def frame_size(raw: str | bytes, limit: int) -> int:
-    """The size of a frame in bytes as it came over the wire, counted only as far as needed to
-    compare it with ``limit`` (a text frame of n characters is n to 4n bytes of UTF-8)."""
+    """The size of a frame in bytes as it came over the wire, counted only as far as needed against ``limit``.
+
+    A text frame of n characters is n to 4n bytes of UTF-8.
+    """
     if isinstance(raw, bytes) or len(raw) > limit or 4 * len(raw) <= limit:
         return len(raw)
     return len(raw.encode("utf-8", "surrogatepass"))
@@ -76,11 +78,12 @@ def check_frame_size(raw: str | bytes, limit: int | None) -> None:
 
 
 def _has_lone_surrogate(obj: object) -> bool:
-    """True if a string anywhere in decoded JSON holds half of a UTF-16 pair (``"\\ud800"``).
+    r"""True if a string anywhere in decoded JSON holds half of a UTF-16 pair (``"\ud800"``).
 
     Such a string cannot be encoded as UTF-8: it would fail later, when a reply quoting it is
     sent or a memory holding it is saved. Iterative, as the nesting may be as deep as the
-    parser allows."""
+    parser allows.
+    """
     stack = [obj]
     while stack:
         item = stack.pop()
@@ -100,7 +103,8 @@ def json_object(raw: str, max_bytes: int | None = None) -> dict[str, Any]:
 
     Refused: frames over ``max_bytes``, anything ``json.loads`` refuses (including integers of
     more than 4,300 digits, a ``ValueError``, and nesting too deep, a ``RecursionError``), and
-    strings holding a lone UTF-16 surrogate."""
+    strings holding a lone UTF-16 surrogate.
+    """
     check_frame_size(raw, max_bytes)
     try:
         obj = json.loads(raw)
@@ -136,23 +140,142 @@ def parse_client_message(raw: str, max_bytes: int | None = None) -> ClientMessag
     raise ProtocolError("unknown_type", f"unknown message type: {str(kind)[:40]!r}")
 
 
+# --- server events ---------------------------------------------------------------
+# One frozen dataclass per event kind of docs/protocol.md: the session builds them, each transport
+# turns them into its own wire format (``/ws``: :meth:`ServerEvent.to_json`; CleanS2S: its 9002 messages).
+
+
 @dataclass(frozen=True)
 class ServerEvent:
-    """A JSON event to the client: ``type`` plus fields."""
+    """A JSON event to the client; ``type`` is the wire name, the fields are the event's own."""
 
-    type: str
-    fields: dict[str, Any] = field(default_factory=dict)
+    type: ClassVar[str] = ""
+
+    def fields(self) -> dict[str, Any]:
+        """The event's fields as sent (``None``-valued optional fields left out)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     def to_json(self) -> str:
         """The event as JSON; a lone surrogate (e.g. from the model) becomes U+FFFD, so it can be sent."""
-        return replace_lone_surrogates(json.dumps({"type": self.type, **self.fields}, ensure_ascii=False))
+        return replace_lone_surrogates(json.dumps({"type": self.type, **self.fields()}, ensure_ascii=False))
 
 
-def event(kind: str, **fields: Any) -> ServerEvent:
-    """Build a server event; dataclass values are turned into dicts."""
-    return ServerEvent(kind, {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in fields.items()})
+@dataclass(frozen=True)
+class SessionReady(ServerEvent):
+    """``session.ready``: the session is open; reply audio comes at ``output_sample_rate``."""
+
+    type: ClassVar[str] = "session.ready"
+    session_id: str
+    output_sample_rate: int
 
 
-def error_event(code: str, message: str) -> ServerEvent:
+@dataclass(frozen=True)
+class VadStart(ServerEvent):
+    """``vad.start``: speech confirmed (sent first, so a client can stop playing at once)."""
+
+    type: ClassVar[str] = "vad.start"
+
+
+@dataclass(frozen=True)
+class VadEnd(ServerEvent):
+    """``vad.end``: the end of the user's turn is confirmed."""
+
+    type: ClassVar[str] = "vad.end"
+
+
+@dataclass(frozen=True)
+class TranscriptPartial(ServerEvent):
+    """``transcript.partial``: the utterance's words so far, after a pause the user went on from."""
+
+    type: ClassVar[str] = "transcript.partial"
+    text: str
+
+
+@dataclass(frozen=True)
+class TranscriptFinal(ServerEvent):
+    """``transcript.final``: the recognised (or typed) text of a turn."""
+
+    type: ClassVar[str] = "transcript.final"
+    text: str
+    turn_id: str
+
+
+@dataclass(frozen=True)
+class Route(ServerEvent):
+    """``route``: what the agent decided to do for the turn."""
+
+    type: ClassVar[str] = "route"
+    turn_id: str
+    route: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Sources(ServerEvent):
+    """``sources``: what the answer is grounded on (``items``: title, url, snippet)."""
+
+    type: ClassVar[str] = "sources"
+    turn_id: str
+    items: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ResponseTextDelta(ServerEvent):
+    """``response.text.delta``: reply text as the model writes it."""
+
+    type: ClassVar[str] = "response.text.delta"
+    turn_id: str
+    delta: str
+
+
+@dataclass(frozen=True)
+class ResponseAudioStart(ServerEvent):
+    """``response.audio.start``: binary reply audio follows at ``sample_rate``."""
+
+    type: ClassVar[str] = "response.audio.start"
+    turn_id: str
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class ResponseAudioEnd(ServerEvent):
+    """``response.audio.end``: no more audio for this turn."""
+
+    type: ClassVar[str] = "response.audio.end"
+    turn_id: str
+
+
+@dataclass(frozen=True)
+class ResponseDone(ServerEvent):
+    """``response.done``: the turn is over; ``text`` is what was spoken (or heard before an interruption)."""
+
+    type: ClassVar[str] = "response.done"
+    turn_id: str
+    text: str
+    interrupted: bool
+    metrics: dict[str, Any]
+    merged: bool | None = None
+    """``True`` when the user went on before hearing anything: the turn opens the next one (else not sent)."""
+
+
+@dataclass(frozen=True)
+class Suggestions(ServerEvent):
+    """``suggestions``: follow-up questions after a reply (``--suggest_followups``)."""
+
+    type: ClassVar[str] = "suggestions"
+    turn_id: str
+    items: list[str]
+
+
+@dataclass(frozen=True)
+class ErrorEvent(ServerEvent):
+    """``error``: a stable ``code`` (docs/protocol.md) and a human message; the session goes on."""
+
+    type: ClassVar[str] = "error"
+    code: str
+    message: str
+
+
+def error_event(code: str, message: str) -> ErrorEvent:
     """An ``error`` event with a stable code and a human message."""
-    return event("error", code=code, message=message)
+    return ErrorEvent(code, message)

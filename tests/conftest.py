@@ -1,4 +1,4 @@
-"""Shared fixtures: fake remote services on 127.0.0.1 and agents wired to them."""
+"""Shared fixtures: fake remote services on 127.0.0.1, agents wired to them, real or fake speech engines."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig
+from agent.config import AgentSettings
 from agent.embedding import Embedder, load_embedder
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.serper_server import FAKE_KEY, FakeSerper
+from tests.support.fakes.openai_server import FakeOpenAI
+from tests.support.fakes.serper_server import FAKE_KEY, FakeSerper
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -35,10 +35,10 @@ def fake_serper() -> Iterator[FakeSerper]:
 
 
 @pytest.fixture
-def make_config(tmp_path: Path, fake_llm: FakeOpenAI) -> Callable[..., AgentConfig]:
+def make_config(tmp_path: Path, fake_llm: FakeOpenAI) -> Callable[..., AgentSettings]:
     """Config pointing at the fake LLM, with memory in a temporary folder."""
 
-    def make(**overrides: object) -> AgentConfig:
+    def make(**overrides: object) -> AgentSettings:
         values: dict[str, object] = {
             "lm_model_url": fake_llm.base_url,
             "lm_model_name": "fake-model",
@@ -49,13 +49,13 @@ def make_config(tmp_path: Path, fake_llm: FakeOpenAI) -> Callable[..., AgentConf
             "lm_max_retries": 0,
         }
         values.update(overrides)
-        return AgentConfig(**values)  # type: ignore[arg-type]
+        return AgentSettings(**values)  # type: ignore[arg-type]
 
     return make
 
 
 @pytest.fixture
-def search_config(make_config: Callable[..., AgentConfig], fake_serper: FakeSerper) -> AgentConfig:
+def search_config(make_config: Callable[..., AgentSettings], fake_serper: FakeSerper) -> AgentSettings:
     """Config with web search through the fake Serper."""
     return make_config(serper_url=fake_serper.url, serper_api_key=FAKE_KEY)
 
@@ -69,7 +69,7 @@ async def make_agent(embedder: Embedder) -> AsyncIterator[Callable[..., object]]
 
     agents: list[Agent] = []
 
-    def make(config: AgentConfig, extra_tools: tuple = ()) -> Agent:
+    def make(config: AgentSettings, extra_tools: tuple = ()) -> Agent:
         agent = Agent(config, build_chat_models(config), embedder, MemoryStore(config.memory_dir, embedder=embedder),
                       extra_tools)
         agents.append(agent)
@@ -87,7 +87,7 @@ def postgres() -> Iterator[object]:
     Skipped with the reason only when PostgreSQL cannot be started here; under CI (env CI set)
     that is a failure instead, so CI never silently loses the multi-instance tests.
     """
-    from tests.pg import PostgresUnavailable, PrivatePostgres
+    from tests.support.postgres import PostgresUnavailable, PrivatePostgres
 
     pg = PrivatePostgres()
     try:
@@ -135,15 +135,25 @@ def spoken(speech_engines):
     """Speech for a sentence, made by the embedded TTS, as 16 kHz int16 (cached per sentence)."""
     import numpy as np
 
-    from speech.audio import resample_pcm16
+    from tests.support.speech import tts_speech16k
 
     cache: dict[tuple[str, str], np.ndarray] = {}
 
     def make(text: str, language: str) -> np.ndarray:
         if (text, language) not in cache:
-            tts = speech_engines.tts
-            pcm = np.concatenate(list(tts.synthesize(text, language)))
-            cache[(text, language)] = resample_pcm16(pcm, tts.sample_rate, 16000)
+            cache[(text, language)] = tts_speech16k(speech_engines.tts, text, language)
         return cache[(text, language)]
 
     return make
+
+
+@pytest.fixture
+def fake_speech_engines():
+    """Fake VAD model, ASR and TTS (tests/support/engine_fakes.py) around Parley's real turn-taking; no model loads.
+
+    For tests that are not about a model; ``fake_speech_engines.asr.speak(text)`` makes tone
+    speech that its ASR hears as ``text``.
+    """
+    from tests.support.engine_fakes import fake_engines
+
+    return fake_engines()

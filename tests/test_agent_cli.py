@@ -6,13 +6,11 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from agent.memory import MemoryStore
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def run_chat(args: list[str], env_extra: dict[str, str] | None = None, stdin: str | None = None,

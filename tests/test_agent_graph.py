@@ -11,8 +11,8 @@ from agent.events import RouteChosen, SourcesFound, TextDelta, TurnDone
 from agent.ids import InvalidIdError
 from agent.runtime import InputError
 from agent.tools.base import Tool, ToolContext, ToolResult
-from tests.fakes.openai_server import Reply
-from tests.fakes.serper_server import SearchReply, organic
+from tests.support.fakes.openai_server import Reply
+from tests.support.fakes.serper_server import SearchReply, organic
 
 
 def grounded(request: dict) -> Reply:
@@ -98,7 +98,7 @@ async def test_chinese_search_asks_serper_in_chinese(search_config, make_agent, 
 )
 async def test_search_failures_still_answer(make_config, fake_serper, make_agent, fake_llm, reply, config_overrides,
                                             reason):
-    from tests.fakes.serper_server import FAKE_KEY
+    from tests.support.fakes.serper_server import FAKE_KEY
 
     fake_serper.push(reply)
     agent = make_agent(make_config(serper_url=fake_serper.url, serper_api_key=FAKE_KEY, **config_overrides))

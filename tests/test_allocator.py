@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from speech.allocator import arena_count, limit_arenas
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 # Eight threads allocate at the same time: without a cap glibc gives them arenas of their own.
 BUSY_THREADS = """

@@ -4,7 +4,9 @@ The client follows the two-socket protocol as the front end implements it: it se
 Float32 audio at 16 kHz in 1024-sample messages with ``is_playing`` on one socket, receives
 answers on the other, and keeps the same counter (up one per ``return_info`` received and per
 ``user_input`` sent), dropping every answer whose ``uid`` or ``user_input_count`` is not its
-own. Real VAD, Whisper and TTS; the fake LLM is the only stand-in.
+own. Spoken turns use the real VAD, Whisper and TTS, with the fake LLM; the typed-only tests
+(pairing, bad input, suggestions) run on the engine fakes (tests/support/engine_fakes.py) and
+say so in their names.
 
 :class:`Microphone` adds what CleanS2S's front end does on top (components/ChatSocket.ts,
 useMicrophone.ts, Controls.tsx): the microphone sends for the whole call, zeros once muted by the
@@ -28,9 +30,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from speech.transport.cleans2s.endpoint import PAIR_SETTLE_S
-from tests.fakes.openai_server import Reply, echo
-from tests.server_harness import RunningServer, running_server
-from tests.voice_client import VoiceClient, silence
+from tests.support.fakes.openai_server import Reply, echo
+from tests.support.in_process import RunningServer, running_server
+from tests.support.voice_client import VoiceClient, silence
 
 pytestmark = pytest.mark.slow
 
@@ -324,9 +326,10 @@ def with_follow_ups(request: dict) -> Reply:
     return echo(request)
 
 
-async def test_follow_up_suggestions_on_both_protocols(make_config, embedder, speech_engines, fake_llm):
+async def test_follow_up_suggestions_on_both_protocols_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
     fake_llm.default = with_follow_ups
-    async with running_server(make_config(), embedder, speech_engines, **compat(suggest_followups=True)) as srv:
+    async with running_server(make_config(), embedder, fake_speech_engines, **compat(suggest_followups=True)) as srv:
         browser = await Browser.open(srv)
         await browser.user_input("Tell me about the Eiffel Tower")
         messages = await browser.wait_end(1)
@@ -346,8 +349,9 @@ async def test_follow_up_suggestions_on_both_protocols(make_config, embedder, sp
         await client.close()
 
 
-async def test_bad_input_on_both_sockets_leaves_other_pairs_alone(make_config, embedder, speech_engines, fake_llm):
-    async with running_server(make_config(), embedder, speech_engines, **compat()) as srv:
+async def test_bad_input_on_both_sockets_leaves_other_pairs_alone_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
+    async with running_server(make_config(), embedder, fake_speech_engines, **compat()) as srv:
         bad = await Browser.open(srv)
         good = await Browser.open(srv)
         garbage: list[Any] = [
@@ -504,9 +508,9 @@ async def closed_with(ws: ClientConnection, timeout: float = 10.0) -> int | None
     return ws.close_code
 
 
-async def test_an_idle_receive_socket_never_gets_another_browsers_answers(make_config, embedder, speech_engines,
-                                                                          fake_llm):
-    async with running_server(make_config(), embedder, speech_engines, **compat()) as srv:
+async def test_an_idle_receive_socket_never_gets_another_browsers_answers_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
+    async with running_server(make_config(), embedder, fake_speech_engines, **compat()) as srv:
         options = srv.server.options
         # An idle receive socket from the same address, opened just before a browser connects.
         idle = await connect(f"ws://127.0.0.1:{options.send_port}", max_size=None)
@@ -537,9 +541,9 @@ async def test_an_idle_receive_socket_never_gets_another_browsers_answers(make_c
         await browser.close()
 
 
-async def test_browsers_connecting_at_once_from_one_address_are_refused_or_told_apart(make_config, embedder,
-                                                                                      speech_engines, fake_llm):
-    async with running_server(make_config(), embedder, speech_engines, **compat()) as srv:
+async def test_browsers_connecting_at_once_from_one_address_are_refused_or_told_apart_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
+    async with running_server(make_config(), embedder, fake_speech_engines, **compat()) as srv:
         a, b = await asyncio.gather(Browser.open(srv, settle=False), Browser.open(srv, settle=False))
         codes = [await closed_with(ws) for ws in (a.send_ws, a.recv_ws, b.send_ws, b.recv_ws)]
         # Two browsers at once from one address cannot be told apart: every socket is refused (4409 while

@@ -9,17 +9,17 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import psutil
 import pytest
 from langchain_core.messages import HumanMessage
 
-from agent.config import AgentConfig
+from agent.config import AgentSettings
 from agent.embedded_llm import EmbeddedLLMServer
 from agent.embedded_models import EMBEDDED_MODELS, get_embedded_model, join_chunks
 from agent.llm import build_chat_models
+from tests.support.paths import ROOT
 
 
 def test_default_embedder_embeds_meaningfully(embedder):
@@ -40,7 +40,7 @@ def test_multilingual_embedder_handles_chinese():
 
 @pytest.mark.slow
 def test_embedded_llm_generates_text():
-    models = build_chat_models(AgentConfig(lm_max_tokens=24))
+    models = build_chat_models(AgentSettings(lm_max_tokens=24))
     try:
         assert models.embedded is not None
         chunks = asyncio.run(_stream(models.chat))
@@ -117,7 +117,7 @@ def test_embedded_llm_child_does_not_outlive_parley():
         os._exit(0)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parent.parent)
+                          cwd=ROOT)
     child = int(proc.stdout.strip().splitlines()[-1])
     deadline = time.monotonic() + 15
     while psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE:

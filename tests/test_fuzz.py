@@ -1,5 +1,6 @@
 """Fuzzing (issue 7): property tests for the protocol parser and the HTTP routes, and a
-random-frame run over the WebSocket against a real server, with zero server crashes.
+random-frame run over the WebSocket against a real in-process server (on the engine fakes of
+tests/support/engine_fakes.py: the frames are about the protocol, not a model), with zero server crashes.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from agent.ids import InvalidIdError, validate_user_id
-from speech.transport.http_api import WEB_ROOT, HttpRoutes, json_response, token_matches
 from speech.protocol import Interrupt, ProtocolError, SessionEnd, SessionStart, TextInput, parse_client_message
-from tests.server_harness import running_server
-from tests.voice_client import VoiceClient
+from speech.transport.http_api import WEB_ROOT, HttpRoutes, json_response, token_matches
+from tests.support.in_process import running_server
+from tests.support.voice_client import VoiceClient
 
 FUZZ_SEED = 20240607
 FUZZ_INPUTS = int(os.environ.get("FUZZ_INPUTS", 1000))
@@ -284,12 +285,13 @@ async def _fuzz_worker(url: str, worker: int, n: int, counts: dict[str, int]) ->
 
 
 @pytest.mark.slow
-async def test_websocket_fuzz_no_server_crash(make_config, embedder, speech_engines, fake_llm, caplog):
+async def test_websocket_fuzz_no_server_crash_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm, caplog):
     caplog.set_level(logging.WARNING)
     counts = {"inputs": 0, "sessions": 0, "errors": 0, "closed": 0}
     workers = 8
     started = time.monotonic()
-    async with running_server(make_config(), embedder, speech_engines, max_message_bytes=MAX_MESSAGE_BYTES,
+    async with running_server(make_config(), embedder, fake_speech_engines, max_message_bytes=MAX_MESSAGE_BYTES,
                               max_turns_per_minute=100000) as srv:
         await asyncio.gather(*(_fuzz_worker(srv.ws_url, w, FUZZ_INPUTS // workers, counts) for w in range(workers)))
         # The server is still up: a new session answers a text turn.

@@ -13,9 +13,9 @@ import time
 
 from agent.events import TextDelta, TurnDone
 from agent.graph.prompts import APOLOGY, WAIT_NOTICE
-from tests.fakes.openai_server import Reply
-from tests.server_harness import running_server
-from tests.voice_client import VoiceClient
+from tests.support.fakes.openai_server import Reply
+from tests.support.in_process import running_server
+from tests.support.voice_client import VoiceClient
 
 SORRY = APOLOGY["en"]
 
@@ -99,10 +99,11 @@ async def test_memories_are_delimited_data_outside_the_instructions(make_config,
     assert request["messages"][-1] == {"role": "user", "content": "what does my cat Tiger like to eat"}
 
 
-async def test_a_voice_user_hears_the_notice_while_the_model_hangs(make_config, embedder, speech_engines, fake_llm):
+async def test_a_voice_user_hears_the_notice_while_the_model_hangs_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
     fake_llm.default = lambda request: Reply(text="far too late", hang_s=5.0)
     config = make_config(lm_first_token_timeout_s=2.0, lm_wait_notice_s=0.5)
-    async with running_server(config, embedder, speech_engines) as srv:
+    async with running_server(config, embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "waiting-voice")
         sent = time.perf_counter()
         await client.say_text("what is the weather like")

@@ -1,4 +1,4 @@
-"""MemoryStore on a real PostgreSQL server (see tests/pg.py): the SQLite tests' expectations, plus sharing.
+"""MemoryStore on a real PostgreSQL server (tests/support/postgres.py): the SQLite tests' expectations, plus sharing.
 
 Two ``MemoryStore`` objects on one database stand for two Parley instances here
 (each has its own index cache, exactly as two processes would); the two-process
@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -24,6 +23,7 @@ from agent.memory.records_pg import SCHEMA_VERSION, PostgresRecordStore, migrate
 
 # The SQLite store's behaviour tests, collected again here with `store` below (a PostgreSQL-backed
 # store): the same expectations hold for both record stores.
+from tests.support.paths import ROOT
 from tests.test_memory_store import (  # noqa: F401
     test_add_get_list_search_delete,
     test_add_many_mixed_items_and_stats,
@@ -215,7 +215,7 @@ def test_dsn_password_never_shown(postgres):
 def test_memory_cli_on_postgresql(pg_dsn, embedder):
     with open_store(pg_dsn, embedder) as s:
         mid = s.add("cli", "I keep bees on the roof")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PARLEY_MEMORY_DB": pg_dsn}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PARLEY_MEMORY_DB": pg_dsn}
 
     def cli(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "agent.memory", *args], env={**env, **(extra or {})},

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 from agent.memory import MemoryNotFoundError, MemoryStore
-from tests.server_harness import running_server
+from tests.support.in_process import running_server
 
 
 def _index_files(store: MemoryStore) -> list[str]:
@@ -75,9 +75,9 @@ def _http(method: str, url: str) -> tuple[int, dict]:
         return err.code, json.loads(err.read() or b"{}")
 
 
-@pytest.mark.slow
-async def test_http_reads_for_never_seen_users_create_no_files(make_config, embedder, speech_engines):
-    async with running_server(make_config(), embedder, speech_engines) as srv:
+async def test_http_reads_for_never_seen_users_create_no_files_with_fake_engines(
+        make_config, embedder, fake_speech_engines):
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         store = srv.agent.memory
         for i in range(20):
             base = f"{srv.http_url}/api/memory"

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +21,8 @@ from agent.embedding import load_embedder
 from agent.ids import InvalidIdError
 from agent.memory import MemoryNotFoundError, MemoryRecord, MemoryStore
 from agent.memory.timewindow import find_time_window
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 BAD_USER_IDS = ["../x", "", "a/b", "x" * 200, ".", "..", "a b", None]
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.fakes.openai_server import FakeOpenAI
-from tests.voice_client import VoiceClient, type_until_stopped
-from tests.web_helpers import ServerProcess
+from tests.support.fakes.openai_server import FakeOpenAI
+from tests.support.server_process import ServerProcess
+from tests.support.voice_client import VoiceClient, type_until_stopped
 
 pytestmark = pytest.mark.slow
 

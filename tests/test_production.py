@@ -1,6 +1,8 @@
 """Running Parley in production: probes, Prometheus metrics, JSON logs, PARLEY_ flags, SIGTERM drain.
 
-Real servers, real engines; the LLM is the fake one on 127.0.0.1.
+Real servers; the LLM is the fake one on 127.0.0.1. The probe tests run on the engine fakes
+(tests/support/engine_fakes.py, names ending in ``_with_fake_engines``); the metrics of a spoken
+turn, the drain and the licence check use the real engines.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from websockets.asyncio.client import connect
 
 from agent.envflags import apply_environment
 from agent.logs import JsonFormatter, RedactSecrets, hash_user_id
-from tests.fakes.openai_server import Reply
-from tests.server_harness import eventually, running_server
-from tests.voice_client import VoiceClient, silence
+from tests.support.fakes.openai_server import Reply
+from tests.support.in_process import eventually, running_server
+from tests.support.voice_client import VoiceClient, silence
 
 TOKEN = "production-token-123"
 TEXT_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (DEBUG|INFO|WARNING|ERROR) ")
@@ -62,9 +64,9 @@ def value(scrape: dict, name: str, **labels: str) -> float:
 
 # --- probes -----------------------------------------------------------------------------------
 
-@pytest.mark.slow
-async def test_healthz_without_the_token_is_only_a_liveness_answer(make_config, embedder, speech_engines):
-    async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv:
+async def test_healthz_without_the_token_is_only_a_liveness_answer_with_fake_engines(
+        make_config, embedder, fake_speech_engines):
+    async with running_server(make_config(), embedder, fake_speech_engines, auth_token=TOKEN) as srv:
         status, body = await aget(f"{srv.http_url}/healthz")
         assert status == 200 and json.loads(body) == {"status": "ok"}, "nothing but liveness without the token"
         status, body = await aget(f"{srv.http_url}/healthz", token="wrong-token-456")
@@ -75,11 +77,11 @@ async def test_healthz_without_the_token_is_only_a_liveness_answer(make_config, 
         assert details["llm"]["model"] == "fake-model"
 
 
-@pytest.mark.slow
-async def test_readiness_follows_the_memory_store_and_the_drain(make_config, embedder, speech_engines):
+async def test_readiness_follows_the_memory_store_and_the_drain_with_fake_engines(
+        make_config, embedder, fake_speech_engines):
     from speech.transport import probes
 
-    async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv:
+    async with running_server(make_config(), embedder, fake_speech_engines, auth_token=TOKEN) as srv:
         status, body = await aget(f"{srv.http_url}/readyz")  # public: a load balancer has no token
         assert status == 200
         assert json.loads(body) == {"status": "ready", "checks": {"engines": "ok", "memory": "ok", "draining": "ok"}}
@@ -101,13 +103,14 @@ async def test_readiness_follows_the_memory_store_and_the_drain(make_config, emb
 
 
 @pytest.mark.slow
-async def test_readiness_in_shared_mode_follows_postgresql(make_config, embedder, speech_engines):
+async def test_readiness_in_shared_mode_follows_postgresql_with_fake_engines(
+        make_config, embedder, fake_speech_engines):
     import os
 
     from agent.memory import MemoryStore
     from agent.memory.records_pg import PostgresRecordStore
     from speech.transport import probes
-    from tests.pg import PostgresUnavailable, PrivatePostgres
+    from tests.support.postgres import PostgresUnavailable, PrivatePostgres
 
     pg = PrivatePostgres()
     try:
@@ -118,7 +121,7 @@ async def test_readiness_in_shared_mode_follows_postgresql(make_config, embedder
         pytest.skip(f"PostgreSQL could not be started: {exc}")
     try:
         store = MemoryStore(None, embedder=embedder, records=PostgresRecordStore(pg.dsn, timeout_s=2.0))
-        async with running_server(make_config(), embedder, speech_engines, memory=store) as srv:
+        async with running_server(make_config(), embedder, fake_speech_engines, memory=store) as srv:
             status, body = await aget(f"{srv.http_url}/readyz")
             assert status == 200 and json.loads(body)["checks"]["memory"] == "ok"
             await asyncio.to_thread(pg.stop)  # the shared database goes down
@@ -241,7 +244,7 @@ def test_json_log_lines_carry_the_turn_context_and_no_secret():
 
 @pytest.mark.slow
 async def test_sigterm_mid_turn_lets_the_turn_finish_and_saves_its_memory(tmp_path, fake_llm):
-    from tests.web_helpers import ServerProcess
+    from tests.support.server_process import ServerProcess
 
     memory_dir = tmp_path / "memory"
     answer = "Here is a slow answer. It takes a few seconds to write, one word at a time, until the end."
@@ -295,7 +298,7 @@ import numpy as np
 from server import build_parser
 from speech.engines.factory import build_engines
 engines = build_engines(build_parser().parse_args(sys.argv[1:]))
-from speech.engines.vad import resample_pcm16
+from speech.audio import resample_pcm16
 for text, lang in (("Hello there.", "en"), ("今天的天气很好，我们去公园散步吧。", "zh")):
     pcm = np.concatenate(list(engines.tts.synthesize(text, lang)))
 speech = resample_pcm16(pcm, engines.tts.sample_rate, 16000).astype(np.float32) / 32768
@@ -313,7 +316,7 @@ def test_flags_keep_the_gpl_and_non_commercial_parts_out_of_the_process(flags, l
     import subprocess
     import sys
 
-    from tests.web_helpers import ROOT
+    from tests.support.paths import ROOT
 
     out = subprocess.run([sys.executable, "-c", LOADED_MODULES, *flags], cwd=ROOT, capture_output=True, text=True,
                          timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})

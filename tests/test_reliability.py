@@ -1,8 +1,10 @@
 """Faults at the session level (issue 7): LLM failures over the WebSocket, client disconnects,
 ASR/TTS engine failures, a ``kill -9`` of the server during memory writes, and a short soak.
 
-Only remote services are faked (the OpenAI-compatible LLM). Engine failures are real: an
-espeak-ng voice that does not exist, and Whisper asked for a language code it does not know.
+The LLM is the fake OpenAI server. Engine failures are real: an espeak-ng voice that does not
+exist, and Whisper asked for a language code it does not know. The LLM faults and the disconnect
+are not about a model: they run on the engine fakes (tests/support/engine_fakes.py), and their
+names end in ``_with_fake_engines``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import sqlite3
+import sys
 import threading
 import time
 import urllib.request
@@ -23,9 +25,11 @@ import numpy as np
 import pytest
 
 from agent.graph.prompts import APOLOGY
-from tests.fakes.openai_server import FakeOpenAI, Reply, echo
-from tests.server_harness import eventually, running_server
-from tests.voice_client import VoiceClient, silence, type_until_stopped
+from tests.support.fakes.openai_server import FakeOpenAI, Reply, echo
+from tests.support.in_process import eventually, running_server
+from tests.support.paths import ROOT
+from tests.support.ports import free_port
+from tests.support.voice_client import VoiceClient, silence, type_until_stopped
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +38,6 @@ SORRY = APOLOGY["en"]
 LONG_REPLY = ("Well, that is a long story. It started many years ago in a small village by the sea. "
               "Every morning the fishermen went out before dawn, and every evening they came back with stories. "
               "Some of those stories were true, and some were not, but all of them were told with great care.")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pool_and_other_threads() -> tuple[int, int]:
@@ -61,13 +59,13 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-async def test_llm_fault_over_websocket_apologizes_and_session_goes_on(make_config, embedder, speech_engines,
-                                                                        fake_llm, fault):
+async def test_llm_fault_over_websocket_apologizes_and_session_goes_on_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm, fault):
     failing = {"on": False}
     fake_llm.default = lambda request: FAULTS[fault] if failing["on"] else echo(request)
     retries = 1
     config = make_config(lm_max_retries=retries, lm_timeout_s=1.0)
-    async with running_server(config, embedder, speech_engines) as srv:
+    async with running_server(config, embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, f"fault-{fault.replace('_', '-')}",
                                         audio_output=fault == "cut_mid_reply")
         for turn in range(2):  # the same fault twice in a row: the session survives both
@@ -92,10 +90,10 @@ async def test_llm_fault_over_websocket_apologizes_and_session_goes_on(make_conf
         await client.close()
 
 
-async def test_llm_connection_refused_then_recovers(make_config, embedder, speech_engines):
+async def test_llm_connection_refused_then_recovers_with_fake_engines(make_config, embedder, fake_speech_engines):
     port = free_port()  # nothing listens here yet
     config = make_config(lm_model_url=f"http://127.0.0.1:{port}/v1", lm_max_retries=1, lm_timeout_s=2.0)
-    async with running_server(config, embedder, speech_engines) as srv:
+    async with running_server(config, embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "refused", audio_output=False)
         await client.say_text("anyone there")
         done = await client.wait_for("response.done", timeout=30)
@@ -111,14 +109,14 @@ async def test_llm_connection_refused_then_recovers(make_config, embedder, speec
 
 # --- 2. Client disconnect mid-reply --------------------------------------------------------
 
-async def test_client_disconnect_mid_reply_cancels_everything_and_saves_memory(make_config, embedder,
-                                                                                speech_engines, fake_llm):
+async def test_client_disconnect_mid_reply_cancels_everything_and_saves_memory_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
     def story(request: dict) -> Reply:
         last = request["messages"][-1]["content"].lower()
         return Reply(text=LONG_REPLY, token_interval_s=0.05) if "story" in last else echo(request)
 
     fake_llm.default = story
-    async with running_server(make_config(), embedder, speech_engines) as srv:
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         loop_tasks = asyncio.all_tasks
         bystander = await VoiceClient.open(srv.ws_url, "bystander")
         await bystander.say_text("hello there")  # warms the memory writer and the thread pool
@@ -167,11 +165,11 @@ def chinese_or_echo(request: dict) -> Reply:
 
 async def test_tts_failure_on_one_reply_sends_error_and_session_goes_on(make_config, embedder, speech_engines,
                                                                         fake_llm):
-    from speech.engines.tts_espeak import EspeakArgs, EspeakTTS
+    from speech.engines.tts_espeak import EspeakSettings, EspeakTTS
     from speech.engines.tts_multilingual import MultilingualTTS
 
     # A real engine, really failing: espeak-ng exits 1 for a voice that does not exist.
-    broken_en = EspeakTTS(EspeakArgs(espeak_voice_en="nosuchvoice"))
+    broken_en = EspeakTTS(EspeakSettings(espeak_voice_en="nosuchvoice"))
     zh = speech_engines.tts.engines["zh"]
     tts = MultilingualTTS({"en": broken_en, "zh": zh}, speech_engines.output_sample_rate)
     engines = dataclasses.replace(speech_engines, tts=tts)
@@ -227,7 +225,7 @@ def server_args(fake: FakeOpenAI, memory_dir: Path) -> list[str]:
 async def test_kill_9_during_memory_writes_loses_nothing_acknowledged(tmp_path, embedder, fake_llm):
     from agent.memory import MemoryStore
     from agent.memory.vector_index import load_index
-    from tests.web_helpers import ServerProcess
+    from tests.support.server_process import ServerProcess
 
     memory_dir = tmp_path / "memory"
     env = {"LLM_API_KEY": "test-llm-key", "HF_HUB_OFFLINE": "1"}
@@ -285,11 +283,22 @@ async def test_kill_9_during_memory_writes_loses_nothing_acknowledged(tmp_path, 
 
 # --- 6. Soak --------------------------------------------------------------------------------
 
+async def soak(*flags: str) -> dict:
+    """Run bench/soak.py as a person does (``python -m bench.soak --json FLAGS``) and return its result.
+
+    The tests never import bench: the benchmark is a program, and its JSON (counts, growth, the
+    bounds it broke) is what these tests check.
+    """
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.soak", "--json", *flags, cwd=ROOT,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode(errors="replace")[-3000:]
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
 async def test_short_soak_leaves_nothing_behind():
     """bench/soak.py, short: visitors join, talk, type, interrupt and vanish; nothing may pile up."""
-    from bench.soak import SoakBounds, SoakPlan, run_against_new_server, within
-
-    result = await run_against_new_server(SoakPlan(duration_s=30.0, warmup_s=15.0, clients=3))
+    result = await soak("--duration_s", "30", "--warmup_s", "15", "--clients", "3")
     counts = result["counts"]
     assert counts["failures"] == [], counts["failures"][:5]
     assert counts["error_events"] == 0
@@ -300,7 +309,7 @@ async def test_short_soak_leaves_nothing_behind():
     # Resident memory is reported here, not asserted: 30 s and a few dozen sessions cannot tell a
     # per-session leak from the first barge-in or Chinese sentence filling a pool. The churn test
     # below asserts it over many more sessions; bench/soak.py measures it over 10 minutes.
-    broken = [b for b in within(result, SoakBounds()) if not b.startswith("rss_mb")]
+    broken = [b for b in result["broken_bounds"] if not b.startswith("rss_mb")]
     assert not broken, (broken, result["baseline"], result["final"])
     print(f"\nsoak: {counts['sessions']} sessions, {counts['actions']}, growth {result['growth']}")
 
@@ -311,16 +320,13 @@ async def test_sessions_coming_and_going_do_not_grow_memory():
     Each session used to build and free its own native Silero model, which left about 3 MB
     behind every time: this run (well over 100 sessions) grew by several hundred MB then.
     """
-    from bench.soak import SoakBounds, SoakPlan, run_against_new_server, within
-
-    plan = SoakPlan(duration_s=40.0, warmup_s=15.0, clients=4, audio_share=0.0, actions=("text", "text", "leave"),
-                    audio_output=0.0)
-    result = await run_against_new_server(plan)
+    result = await soak("--duration_s", "40", "--warmup_s", "15", "--clients", "4", "--audio_share", "0",
+                        "--actions", "text,text,leave", "--audio_output", "0")
     counts = result["counts"]
     assert counts["failures"] == [], counts["failures"][:5]
     assert result["server_exit"] is None, "the server died"
     assert counts["sessions"] >= 100, counts  # enough for a per-session leak of 1 MB to break the bound
-    broken = within(result, SoakBounds())
+    broken = result["broken_bounds"]
     assert not broken, (broken, result["baseline"], result["final"])
     assert result["final"]["malloc_arenas"] <= 2, result["final"]  # server.py caps them (speech/allocator.py)
     assert result["final"]["memory_trims"] >= 1, result["final"]  # closed sessions hand their memory back

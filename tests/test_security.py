@@ -5,7 +5,8 @@ API keys come only from the environment and never reach the logs (even at DEBUG)
 events, replies or ``/healthz``, on success and on failure paths; listening beyond
 loopback without a token warns. Integers of more than 4,300 digits, lone UTF-16 surrogates,
 frames over ``--max_message_bytes`` and user ids ending in a newline each get an error event,
-and the session goes on.
+and the session goes on. The in-process server runs on the engine fakes
+(tests/support/engine_fakes.py): none of these inputs reaches a model.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from server import build_parser, exposure_warning, server_options
-from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.fakes.serper_server import FakeSerper, SearchReply
-from tests.server_harness import running_server
-from tests.voice_client import VoiceClient
-from tests.web_helpers import ROOT, ServerProcess
+from server import build_parser, exposure_warning, server_settings
+from tests.support.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.fakes.serper_server import FakeSerper, SearchReply
+from tests.support.in_process import running_server
+from tests.support.paths import ROOT
+from tests.support.server_process import ServerProcess
+from tests.support.voice_client import VoiceClient
 
 pytestmark = pytest.mark.slow
 
@@ -96,9 +98,9 @@ def test_listening_beyond_loopback_without_a_token_warns(fake_llm: FakeOpenAI, t
         proc.wait(10)
     # The same decision, for the cases that must not warn (no process needed to see silence).
     args = build_parser().parse_args(["--host", "0.0.0.0", "--auth_token", AUTH_TOKEN])
-    assert exposure_warning(server_options(args)) is None
-    assert exposure_warning(server_options(build_parser().parse_args([]))) is None  # 127.0.0.1 by default
-    exposed = exposure_warning(server_options(build_parser().parse_args(["--host", "0.0.0.0"])))
+    assert exposure_warning(server_settings(args)) is None
+    assert exposure_warning(server_settings(build_parser().parse_args([]))) is None  # 127.0.0.1 by default
+    exposed = exposure_warning(server_settings(build_parser().parse_args(["--host", "0.0.0.0"])))
     assert exposed and "0.0.0.0" in exposed
 
 
@@ -118,10 +120,10 @@ async def first_frame_answer(url: str, frame: str) -> tuple[dict | None, int | N
         return reply, ws.close_code
 
 
-async def test_hostile_frames_get_error_events_and_the_session_goes_on(make_config, embedder, speech_engines,
-                                                                         fake_llm):
+async def test_hostile_frames_get_error_events_and_the_session_goes_on_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
     start = {"type": "session.start", "user_id": "mallory", "token": AUTH_TOKEN, "audio_output": False}
-    async with running_server(make_config(), embedder, speech_engines, auth_token=AUTH_TOKEN) as srv:
+    async with running_server(make_config(), embedder, fake_speech_engines, auth_token=AUTH_TOKEN) as srv:
         url = srv.ws_url
         # As the first message: each is refused with its error and close 4400/4401, never 1011 or a dropped line.
         huge = json.dumps(start)[:-1] + ', "n": ' + "9" * 5000 + "}"
@@ -157,11 +159,11 @@ async def test_hostile_frames_get_error_events_and_the_session_goes_on(make_conf
         assert srv.server.health()["sessions"] == 0
 
 
-async def test_a_lone_surrogate_from_the_model_is_replaced_not_a_dropped_connection(make_config, embedder,
-                                                                                     speech_engines, fake_llm):
+async def test_a_lone_surrogate_from_the_model_is_replaced_not_a_dropped_connection_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
     # The same defect the other way round: a model (or a page it quotes) may stream "\ud800" in JSON.
     fake_llm.push(Reply(text="Half a pair \ud800 here, and the rest of the answer."))
-    async with running_server(make_config(), embedder, speech_engines) as srv:
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "surrogate-reply", audio_output=False)
         await client.say_text("say something odd")
         done = await client.wait_for("response.done", timeout=30)

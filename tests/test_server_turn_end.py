@@ -1,6 +1,11 @@
-"""Turn ends over the WebSocket with the real engines: early for a finished sentence, late for a
-dangling one, never audible to a speaker who only pauses; partial transcripts; the reply's audio
-pausing for a sound that is not speech. The fake LLM is the only stand-in."""
+"""Turn ends over the WebSocket: early for a finished sentence, late for a dangling one, never
+audible to a speaker who only pauses; partial transcripts; the reply's audio pausing for a sound
+that is not speech.
+
+The early answer is timed with the real engines (its bound includes a real decode). The others
+are about Parley's turn-taking, not a model: they run on fake engines (tests/support/engine_fakes.py:
+the real VAD stream scored by loudness, an ASR that hears scripted tone speech, TTS audio as long
+as the text), so the words heard are exactly the words said."""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ import time
 import numpy as np
 import pytest
 
-from tests.fakes.openai_server import Reply, echo
-from tests.server_harness import running_server
-from tests.voice_client import VoiceClient, silence
+from tests.support.fakes.openai_server import Reply, echo
+from tests.support.in_process import running_server
+from tests.support.speech import trim
+from tests.support.voice_client import VoiceClient, silence
 
 pytestmark = pytest.mark.slow
 
@@ -24,14 +30,8 @@ def story_or_echo(request: dict) -> Reply:
     return Reply(text=STORY, token_interval_s=0.02) if "story" in last else echo(request)
 
 
-def trimmed(pcm: np.ndarray) -> np.ndarray:
-    frames = pcm[: pcm.size // 160 * 160].astype(np.float64).reshape(-1, 160)
-    loud = np.flatnonzero(np.sqrt((frames ** 2).mean(axis=1)) > 300)
-    return pcm[loud[0] * 160:(loud[-1] + 1) * 160]
-
-
 async def test_a_finished_sentence_is_answered_early(make_config, embedder, speech_engines, spoken, fake_llm):
-    speech = trimmed(spoken("What is the capital of France?", "en"))
+    speech = trim(spoken("What is the capital of France?", "en"))
     async with running_server(make_config(), embedder, speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "quick-asker")
         start = time.perf_counter()
@@ -46,13 +46,13 @@ async def test_a_finished_sentence_is_answered_early(make_config, embedder, spee
         await client.close()
 
 
-async def test_a_pause_after_a_dangling_word_is_not_a_turn_end(make_config, embedder, speech_engines, spoken,
-                                                               fake_llm):
+async def test_a_pause_after_a_dangling_word_is_not_a_turn_end_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
     # 1.2 s is longer than the default 800 ms end-of-turn silence, but the words so far end in "and".
-    first = trimmed(spoken("I went to the market yesterday and", "en"))
-    second = trimmed(spoken("I bought some apples and pears.", "en"))
+    first = fake_speech_engines.asr.speak("I went to the market yesterday and")
+    second = fake_speech_engines.asr.speak("I bought some apples and pears.")
     speech = np.concatenate([first, silence(1.2), second])
-    async with running_server(make_config(), embedder, speech_engines) as srv:
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "ponderer")
         start = time.perf_counter()
         await client.stream_pcm(np.concatenate([silence(0.4), speech, silence(2.5)]))
@@ -71,11 +71,11 @@ async def test_a_pause_after_a_dangling_word_is_not_a_turn_end(make_config, embe
         await client.close()
 
 
-async def test_a_sound_that_is_not_speech_pauses_the_reply_and_it_goes_on(make_config, embedder, speech_engines,
-                                                                          spoken, fake_llm):
+async def test_a_sound_that_is_not_speech_pauses_the_reply_and_it_goes_on_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
     fake_llm.default = story_or_echo
-    blip = trimmed(spoken("Hm, yes.", "en"))[:1920]  # 120 ms of voice: a probable onset, not a turn
-    async with running_server(make_config(), embedder, speech_engines) as srv:
+    blip = fake_speech_engines.asr.speak("Hm, yes.")[:1920]  # 120 ms of voice: a probable onset, not a turn
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "cougher")
         await client.say_text("tell me a story")
         await client.wait_for("response.audio.start", timeout=60)

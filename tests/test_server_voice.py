@@ -1,6 +1,9 @@
 """Spoken turns over the WebSocket: speech made by the embedded TTS, real VAD, Whisper and TTS.
 
-The fake LLM is the only stand-in. Audio is streamed in 20 ms frames at real time.
+The fake LLM is the only stand-in. Audio is streamed in 20 ms frames at real time. The tests
+whose names end in ``_with_fake_engines`` are about the session, not a model (an interrupt
+message, half duplex, the filler while a search runs): they run on the engine fakes of
+tests/support/engine_fakes.py and load no model.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ import jiwer
 import numpy as np
 import pytest
 
-from tests.fakes.openai_server import Reply, echo
-from tests.server_harness import running_server
-from tests.voice_client import VoiceClient, silence
+from tests.support.fakes.openai_server import Reply, echo
+from tests.support.in_process import running_server
+from tests.support.voice_client import VoiceClient, silence
 
 pytestmark = pytest.mark.slow
 
@@ -122,9 +125,9 @@ async def test_barge_in_stops_the_reply_and_keeps_what_was_heard(make_config, em
         await client.close()
 
 
-async def test_interrupt_message_stops_a_reply(make_config, embedder, speech_engines, fake_llm):
+async def test_interrupt_message_stops_a_reply_with_fake_engines(make_config, embedder, fake_speech_engines, fake_llm):
     fake_llm.default = long_story
-    async with running_server(make_config(), embedder, speech_engines) as srv:
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "stopper")
         await client.say_text("tell me a long story")
         await client.wait_for("response.audio.start", timeout=60)
@@ -138,13 +141,14 @@ async def test_interrupt_message_stops_a_reply(make_config, embedder, speech_eng
         await client.close()
 
 
-async def test_half_duplex_ignores_speech_while_speaking(make_config, embedder, speech_engines, spoken, fake_llm):
+async def test_half_duplex_ignores_speech_while_speaking_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
     fake_llm.default = long_story
-    async with running_server(make_config(), embedder, speech_engines, no_interruption=True) as srv:
+    async with running_server(make_config(), embedder, fake_speech_engines, no_interruption=True) as srv:
         client = await VoiceClient.open(srv.ws_url, "polite")
         await client.say_text("tell me a long story")
         await client.wait_for("response.audio.start", timeout=60)
-        await client.stream_pcm(with_silence(spoken("Stop talking now", "en"), before=0.0, after=0.5))
+        await client.stream_pcm(with_silence(fake_speech_engines.asr.speak("Stop talking now"), before=0.0, after=0.5))
         done = await client.wait_for("response.done", timeout=120)
         assert done["interrupted"] is False
         assert not client.events("vad.start")
@@ -169,13 +173,13 @@ async def test_two_speakers_at_once_stay_separate(make_config, embedder, speech_
         await zh.close()
 
 
-async def test_slow_search_is_bridged_by_a_spoken_filler(search_config, embedder, speech_engines, fake_serper,
-                                                         fake_llm):
-    from tests.fakes.serper_server import SearchReply, organic
+async def test_slow_search_is_bridged_by_a_spoken_filler_with_fake_engines(
+        search_config, embedder, fake_speech_engines, fake_serper, fake_llm):
+    from tests.support.fakes.serper_server import SearchReply, organic
 
     fake_serper.push(SearchReply(organic(("Mars news", "https://example.org/mars", "A rover found ice.")),
                                  delay_s=1.5))
-    async with running_server(search_config, embedder, speech_engines) as srv:
+    async with running_server(search_config, embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "impatient")
         await client.say_text("search the latest news about Mars")
         await client.wait_for("response.done", timeout=60)

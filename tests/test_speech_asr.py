@@ -7,11 +7,11 @@ import re
 import jiwer
 import numpy as np
 import pytest
-from test_speech_common import speech16k, whisper
 
 from speech.engines.asr_guards import is_degenerate, join_segments, strip_repeats
-from speech.engines.whisper_model import whisper_base_dir
 from speech.engines.asr_incremental import IncrementalTranscriber
+from speech.engines.whisper_model import whisper_base_dir
+from tests.support.speech import speech16k, whisper
 
 EN = "I would like to book a table for two people tomorrow evening at seven."
 ZH = "今天天气很好，我们一起去公园散步吧。"

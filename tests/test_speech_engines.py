@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech.engines.factory import EngineArgs, add_speech_arguments, build_engines, build_tts, engine_args
-from speech.engines.base import EngineUnavailableError, OUTPUT_SAMPLE_RATE
+from speech.engines.base import OUTPUT_SAMPLE_RATE, EngineUnavailableError
+from speech.engines.factory import EngineSettings, add_speech_arguments, build_engines, build_tts, engine_settings
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -20,15 +20,16 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def test_flags_map_to_engine_args() -> None:
-    args = engine_args(parse("--vad_thresh", "0.6", "--min_silence_ms", "700", "--language", "zh", "--tts", "espeak"))
+    args = engine_settings(parse("--vad_thresh", "0.6", "--min_silence_ms", "700", "--language", "zh",
+                                 "--tts", "espeak"))
     assert args.vad_thresh == 0.6 and args.min_silence_ms == 700 and args.language == "zh" and args.tts == "espeak"
-    assert engine_args(None) == EngineArgs()
+    assert engine_settings(None) == EngineSettings()
     with pytest.raises(SystemExit):
         parse("--tts", "nope")
 
 
 def test_espeak_engine_at_the_common_rate() -> None:
-    tts = build_tts(EngineArgs(tts="espeak"))
+    tts = build_tts(EngineSettings(tts="espeak"))
     assert tts.sample_rate == OUTPUT_SAMPLE_RATE
     assert sum(c.size for c in tts.synthesize("你好", "zh")) > 0.3 * OUTPUT_SAMPLE_RATE
 
@@ -53,9 +54,10 @@ def test_cosyvoice_missing_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "ref" / "ref.json").write_text(json.dumps([{"wav": "a.wav", "text": "参考文本"}]), encoding="utf-8")
     (tmp_path / "model").mkdir()
     with pytest.raises(EngineUnavailableError, match="CosyVoice is not installed"):
-        build_tts(EngineArgs(tts="cosyvoice", tts_model_name=str(tmp_path / "model"), ref_dir=str(tmp_path / "ref")))
+        build_tts(EngineSettings(tts="cosyvoice", tts_model_name=str(tmp_path / "model"),
+                                 ref_dir=str(tmp_path / "ref")))
     with pytest.raises(EngineUnavailableError, match="needs --tts_model_name"):
-        build_tts(EngineArgs(tts="cosyvoice"))
+        build_tts(EngineSettings(tts="cosyvoice"))
 
 
 def test_cosyvoice_reference_folder_is_checked(tmp_path: Path) -> None:

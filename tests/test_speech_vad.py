@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_speech_common import speech16k
 
-from speech.engines.vad import FRAME_SAMPLES, SileroVAD, SpeechEnd, SpeechPause, SpeechResume, SpeechStart, VADArgs, VADStream
 from speech.audio import PcmResampler, float_to_pcm16, resample_pcm16
+from speech.engines.vad import (
+    FRAME_SAMPLES,
+    SileroVAD,
+    SpeechEnd,
+    SpeechPause,
+    SpeechResume,
+    SpeechStart,
+    VADSettings,
+    VADStream,
+)
 from tests.support.engine_fakes import energy_scorer
+from tests.support.speech import speech16k
 
 SR = 16000
 EN = "The weather is lovely today, let us go for a walk in the park."
@@ -47,9 +56,9 @@ def vad() -> SileroVAD:
 
 def test_args_are_checked() -> None:
     with pytest.raises(ValueError):
-        VADArgs(speculative_silence_ms=900, min_silence_ms=500)
+        VADSettings(speculative_silence_ms=900, min_silence_ms=500)
     with pytest.raises(ValueError):
-        VADArgs(vad_thresh=1.5)
+        VADSettings(vad_thresh=1.5)
 
 
 @pytest.mark.slow
@@ -63,7 +72,7 @@ def test_start_and_end_on_tts_speech(vad: SileroVAD) -> None:
     first, last = speech_bounds(speech)
     assert abs(starts[0].t_ms - (1000 + first)) < 150, starts
     assert abs(ends[0].speech_end_ms - (1000 + last)) < 250, ends
-    assert ends[0].t_ms - ends[0].speech_end_ms == pytest.approx(VADArgs().min_silence_ms, abs=64)
+    assert ends[0].t_ms - ends[0].speech_end_ms == pytest.approx(VADSettings().min_silence_ms, abs=64)
     assert not ends[0].forced
     # The utterance audio holds all the speech (plus pre/post roll), little else.
     assert speech.size <= ends[0].audio.size <= speech.size + 0.8 * SR
@@ -100,7 +109,7 @@ def test_short_pause_is_a_pause_not_an_end(vad: SileroVAD) -> None:
 
 def test_max_utterance_forces_an_end() -> None:
     # Energy scorer: the state machine alone, on a synthetic tone (no model needed).
-    stream = VADStream(energy_scorer(), VADArgs(max_utterance_s=2.0))
+    stream = VADStream(energy_scorer(), VADSettings(max_utterance_s=2.0))
     tone = (0.3 * np.sin(2 * np.pi * 200 * np.arange(5 * SR) / SR)).astype(np.float32)
     events = stream.process(float_to_pcm16(tone))
     ends = [e for e in events if isinstance(e, SpeechEnd)]
@@ -109,7 +118,7 @@ def test_max_utterance_forces_an_end() -> None:
 
 
 def test_flush_and_frame_remainders() -> None:
-    stream = VADStream(energy_scorer(), VADArgs())
+    stream = VADStream(energy_scorer(), VADSettings())
     tone = (0.3 * np.sin(2 * np.pi * 200 * np.arange(SR) / SR)).astype(np.float32)
     events = stream.process(float_to_pcm16(tone)[: FRAME_SAMPLES * 10 + 17])
     assert isinstance(events[0], SpeechStart)

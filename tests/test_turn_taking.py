@@ -10,12 +10,14 @@ import time
 import numpy as np
 import pytest
 
-from speech.engines.asr_queue import PARTIAL, RecognizerQueue
-from speech.voice.playout import Playout
-from speech.voice.turn_end import TurnEndArgs, end_silence_ms, ending_of
-from speech.engines.vad import SpeechEnd, SpeechStart, VADArgs, VADStream
-from tests.support.engine_fakes import energy_scorer
 from speech.audio import float_to_pcm16
+from speech.engines.asr_queue import PARTIAL, RecognizerQueue
+from speech.engines.smart_turn import TurnEndSettings
+from speech.engines.vad import SpeechEnd, SpeechStart, VADSettings, VADStream
+from speech.voice.playout import Playout
+from speech.voice.turn_end import end_silence_ms, ending_of
+from tests.support.engine_fakes import energy_scorer
+from tests.support.recording_link import RecordingLink
 
 SR = 16000
 
@@ -52,7 +54,7 @@ def test_ending_of_the_transcript(text: str, ending: str) -> None:
 
 
 def test_end_silence_follows_the_ending_and_the_model() -> None:
-    args = TurnEndArgs(early_silence_ms=450, late_silence_ms=1600)
+    args = TurnEndSettings(early_silence_ms=450, late_silence_ms=1600)
     assert end_silence_ms("Where is the station?", 800, args) == 450
     assert end_silence_ms("I want to go to the station and", 800, args) == 1600
     assert end_silence_ms("well I think", 800, args) == 800
@@ -60,11 +62,11 @@ def test_end_silence_follows_the_ending_and_the_model() -> None:
     assert end_silence_ms("Where is the station?", 800, args, complete_prob=0.3) == 800
     assert end_silence_ms("well I think", 800, args, complete_prob=0.1) == 1600
     assert end_silence_ms("Where is the station?", 800, args, complete_prob=0.9) == 450
-    assert end_silence_ms("Where is the station?", 800, TurnEndArgs(turn_end="fixed")) == 800
+    assert end_silence_ms("Where is the station?", 800, TurnEndSettings(turn_end="fixed")) == 800
 
 
 def test_the_vad_ends_a_pause_at_the_silence_it_is_told() -> None:
-    stream = VADStream(energy_scorer(), VADArgs(min_silence_ms=800, speculative_silence_ms=300))
+    stream = VADStream(energy_scorer(), VADSettings(min_silence_ms=800, speculative_silence_ms=300))
     events = stream.process(tone(1.0)) + stream.process(quiet(0.35))
     assert [type(e) for e in events] == [SpeechStart, type(events[1])] and not stream.process(quiet(0.0))
     stream.set_end_silence(450)  # a plainly finished sentence
@@ -91,7 +93,7 @@ def test_the_vad_ends_a_pause_at_the_silence_it_is_told() -> None:
 
 
 def test_the_onset_flag_rises_at_once_and_falls_for_a_click() -> None:
-    stream = VADStream(energy_scorer(), VADArgs(min_speech_ms=250))
+    stream = VADStream(energy_scorer(), VADSettings(min_speech_ms=250))
     assert not stream.onset
     assert stream.process(tone(0.07)) == [] and stream.onset  # 2 frames: probable speech, not yet confirmed
     assert stream.process(quiet(0.3)) == [] and not stream.onset  # it was a click
@@ -135,13 +137,10 @@ async def test_queue_runs_final_decodes_first_and_skips_withdrawn_ones() -> None
 
 
 async def test_a_paused_reply_sends_nothing_and_resumes_in_pace() -> None:
-    sent: list[float] = []
+    link = RecordingLink()
+    sent = link.audio  # (time sent, frame), appended as frames go out
 
-    async def send(message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            sent.append(time.perf_counter())
-
-    playout = Playout("t1", 16000, send, lead_s=0.0)
+    playout = Playout("t1", 16000, link, lead_s=0.0)
     playout.add_piece("hello there")
     playout.feed(0, np.zeros(16000, dtype=np.int16))  # 1 s = 25 frames of 40 ms
     playout.finish()
@@ -156,7 +155,7 @@ async def test_a_paused_reply_sends_nothing_and_resumes_in_pace() -> None:
     playout.resume()
     await asyncio.wait_for(task, 5)
     assert len(sent) == 25
-    after = [t for t in sent if t > paused_at + 0.25]
+    after = [t for t, _ in sent if t > paused_at + 0.25]
     assert after and after[0] - paused_at >= 0.29
     # Paced as if the pause had not happened: the rest takes its own length, not a burst.
-    assert sent[-1] - after[0] >= 0.5
+    assert sent[-1][0] - after[0] >= 0.5

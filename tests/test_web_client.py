@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.web_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, ServerProcess, fake_mic_flag, write_speech_wav
+from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS, fake_mic_flag, write_speech_wav
+from tests.support.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.paths import ARTIFACTS
+from tests.support.server_process import ServerProcess
 
 sync_api = pytest.importorskip("playwright.sync_api")
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from langchain_core.language_models import BaseChatModel
 
-from agent.config import AgentConfig
+from agent.config import AgentSettings
 from agent.graph.router import LLMRouter, LocalRouter
 from agent.tools.registry import ToolRegistry
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 class GraphContext:
     """Process-wide services, shared by every session's turns."""
 
-    config: AgentConfig
+    config: AgentSettings
     chat: BaseChatModel
     registry: ToolRegistry
     router: LocalRouter

@@ -1,10 +1,14 @@
 """Build the conversation graph: one branch per registered tool.
 
+The graph::
+
     START -> recall_memories -> route -+-> respond -> remember -> END
                                        +-> tool_<name> -> respond
 """
 
 from __future__ import annotations
+
+from collections.abc import Hashable
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -15,14 +19,14 @@ from agent.graph.state import TurnState
 from agent.tools.registry import ToolRegistry
 
 
-def build_graph(registry: ToolRegistry) -> CompiledStateGraph:
+def build_graph(registry: ToolRegistry) -> CompiledStateGraph[TurnState, GraphContext, TurnState, TurnState]:
     """Compile the graph for the tools in ``registry``; adding a tool needs no change here."""
     builder = StateGraph(TurnState, context_schema=GraphContext)
     builder.add_node("recall_memories", nodes.recall_memories)
     builder.add_node("route", nodes.route)
     builder.add_node("respond", nodes.respond)
     builder.add_node("remember", nodes.remember)
-    branches = {"respond": "respond"}
+    branches: dict[Hashable, str] = {"respond": "respond"}  # the type add_conditional_edges asks for
     for name in registry.names():
         node = f"tool_{name}"
         builder.add_node(node, nodes.make_tool_node(name))

@@ -36,8 +36,10 @@ _DATA_TAG = re.compile(r"<\s*/?\s*(?:reference|memories)\s*>", re.IGNORECASE)
 
 
 def quote_data(text: str) -> str:
-    """Untrusted text (web pages, memories) with the data blocks' tags defused, so it cannot
-    close its block early or open a block of the other kind."""
+    """Untrusted text (web pages, memories) with the data blocks' tags defused.
+
+    So it cannot close its block early or open a block of the other kind.
+    """
     return _DATA_TAG.sub(lambda m: m.group(0).replace("<", "‹").replace(">", "›"), text)
 
 

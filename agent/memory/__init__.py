@@ -2,7 +2,7 @@
 
 from agent.ids import InvalidIdError
 from agent.memory.facts import DUPLICATE_COSINE, SUPERSEDE_COSINE
-from agent.memory.recall import RecallParams
+from agent.memory.recall import RecallSettings
 from agent.memory.records import MemoryRecord, RecordStore, SQLiteRecordStore
 from agent.memory.store import MemoryNotFoundError, MemoryStore, open_memory, validate_memory_id
 
@@ -13,7 +13,7 @@ __all__ = [
     "MemoryNotFoundError",
     "MemoryRecord",
     "MemoryStore",
-    "RecallParams",
+    "RecallSettings",
     "RecordStore",
     "SQLiteRecordStore",
     "open_memory",

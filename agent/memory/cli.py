@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from agent.embedding import DEFAULT_EMBEDDING_MODEL
+from agent.embedding import MEMORY_EMBEDDING_MODEL
 from agent.ids import InvalidIdError
 
 COMMANDS = ("users", "list", "search", "show", "delete", "clear", "export", "stats")
@@ -24,7 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--memory_db", default=os.environ.get("PARLEY_MEMORY_DB") or None,
                     help="PostgreSQL URL of a shared memory (env PARLEY_MEMORY_DB); replaces --memory_dir")
     ap.add_argument(
-        "--embedding_model_name", default=DEFAULT_EMBEDDING_MODEL, help="embedder (default minilm)"
+        "--memory_embedding_model_name", "--embedding_model_name", dest="embedding_model_name",
+        default=MEMORY_EMBEDDING_MODEL,
+        help=f"memory's embedder, as the server's --memory_embedding_model_name (default {MEMORY_EMBEDDING_MODEL})",
     )
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -178,6 +180,8 @@ class _LazyEmbedder:
         self._real: Any = None
         if args.embedding_model_name in ("minilm", "all-MiniLM-L6-v2"):
             self.name, self.dim = "all-MiniLM-L6-v2", 384
+        elif args.embedding_model_name in ("use-multilingual", "usem3"):
+            self.name, self.dim = "use-multilingual", 512
         else:
             self._load()
 
@@ -200,13 +204,15 @@ def _run(args: argparse.Namespace, store: Any, out: TextIO) -> int:
         if args.json:
             print(json.dumps([r.to_dict() for r in recs], ensure_ascii=False), file=out)
         else:
-            _table(*reversed(_record_rows(recs)), out=out)
+            header, rows = _record_rows(recs)
+            _table(rows, header, out)
     elif args.command == "search":
         recs = store.search(user, args.query, k=args.k)
         if args.json:
             print(json.dumps([r.to_dict() for r in recs], ensure_ascii=False), file=out)
         else:
-            _table(*reversed(_record_rows(recs, with_score=True)), out=out)
+            header, rows = _record_rows(recs, with_score=True)
+            _table(rows, header, out)
     elif args.command == "show":
         r = store.get(user, args.id)
         if args.json:
@@ -250,7 +256,7 @@ def _run(args: argparse.Namespace, store: Any, out: TextIO) -> int:
 
 def _export(store: Any, user: str, path: str | None, out: TextIO) -> int:
     n = 0
-    target = Path(path).open("w", encoding="utf-8") if path else out  # noqa: SIM115
+    target = Path(path).open("w", encoding="utf-8") if path else out  # noqa: SIM115 - closed below only if opened here
     try:
         offset = 0
         while True:

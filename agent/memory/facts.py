@@ -47,6 +47,7 @@ def normalise(text: str) -> str:
 
 
 def content_hash(text: str) -> str:
+    """A short hash of the normalised text: the same fact said twice hashes the same."""
     return hashlib.sha256(normalise(text).encode()).hexdigest()[:32]
 
 

@@ -35,6 +35,7 @@ def validate_memory_id(memory_id: object) -> str:
 
 
 def timestamp(value: float | int | datetime | None) -> float:
+    """A creation time as epoch seconds: now for None, a datetime converted, a number as it is; else TypeError."""
     if value is None:
         return time.time()
     if isinstance(value, datetime):

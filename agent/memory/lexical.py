@@ -91,6 +91,7 @@ class LexicalIndex:
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[list[int], list[str]]]) -> LexicalIndex:
+        """Build the index from ``(seqs, token lists)`` batches."""
         seqs: list[int] = []
         toks: list[list[str]] = []
         for s, t in rows:
@@ -100,7 +101,12 @@ class LexicalIndex:
 
     @property
     def size(self) -> int:
+        """How many documents the index holds."""
         return len(self._main_seqs) + len(self._tail) - len(self._deleted)
+
+    def share(self, token: str) -> float:
+        """Share of the user's memories that contain ``token`` (0 for an unknown one)."""
+        return self._df[token] / max(1, self.size)
 
     def contains(self, seq: int) -> bool:
         """True if ``seq`` is indexed (main rows are in seq order, as the store reads them)."""
@@ -111,15 +117,18 @@ class LexicalIndex:
         return i < len(self._main_seqs) and int(self._main_seqs[i]) == seq and seq not in self._deleted
 
     def needs_rebuild(self) -> bool:
+        """Whether enough was added or deleted since the last build that rebuilding pays."""
         churn = len(self._tail) + len(self._deleted)
         return churn > max(REBUILD_MIN, REBUILD_FRACTION * len(self._main_seqs))
 
     def add(self, seq: int, tokens: list[str]) -> None:
+        """Add one document (kept in the unindexed tail until the next rebuild)."""
         self._tail[int(seq)] = tokens
         self._df.update(set(tokens))
         self._total_len += len(tokens)
 
     def remove(self, seq: int) -> None:
+        """Remove one document."""
         if self._tail.pop(int(seq), None) is None:
             self._deleted.add(int(seq))
 

@@ -35,12 +35,14 @@ class UserLexical:
         self.done.set()
 
     def add(self, seq: int, tokens: list[str]) -> None:
+        """Add one document to the index, and to the build in progress if any."""
         if self.index is not None:
             self.index.add(seq, tokens)
         if self.building:
             self._pending.append((True, int(seq), tokens))
 
     def remove(self, seq: int) -> None:
+        """Remove one document from the index, and from the build in progress if any."""
         if self.index is not None:
             self.index.remove(seq)
         if self.building:

@@ -10,17 +10,21 @@ from agent.memory.timewindow import TimeWindow
 
 
 @dataclass(frozen=True)
-class RecallParams:
-    """Knobs of hybrid recall (defaults chosen on ``bench/memory_recall.py``)."""
+class RecallSettings:
+    """Knobs of hybrid recall (defaults chosen on the tuning half of ``bench/memory_long.py``)."""
 
     pool: int = 50
     """Candidates taken from each ranking before fusion."""
     rrf_k: float = 60.0
     """Reciprocal rank fusion constant: 1 / (rrf_k + rank)."""
-    dense_weight: float = 2.0
-    """Weight of the dense ranking for mostly non-Chinese queries..."""
+    dense_weight: float = 0.5
+    """Weight of the dense ranking for mostly non-Chinese queries (BM25 counts 1)...
+
+    Chosen with memory's embedder (USE multilingual) on ``bench.memory_long``'s tuning half:
+    0.5 gave mean recall@10 0.843, 1.0 0.837, 2.0 lower. (MiniLM was best at 2.0.)
+    """
     cjk_dense_weight: float = 0.5
-    """...and for Chinese ones: the default embedder (MiniLM) is English-only, so BM25 counts double."""
+    """...and for Chinese ones."""
     lexical_weight: float = 1.0
     window_boost: float = 0.05
     """Added to memories inside the query's time window (about 3x a top-1 RRF score: in-window wins)."""
@@ -32,10 +36,17 @@ class RecallParams:
     """Recency weight instead of ``recency_weight`` when the query asks about now ("现在", "currently")."""
     current_words: tuple[str, ...] = (" now", "currently", "these days", "at the moment", "at present",
                                       "现在", "目前", "如今")
+    bridge_weight: float = 1.0
+    """Weight of the second-hop BM25 ranking (see ``bridge_tokens``); 0 turns it off."""
+    bridge_hits: int = 1
+    """The best this many BM25 hits lend their rare words to the second hop (2 cost the small
+    ``bench/memory_recall.py`` set 0.04-0.08 recall@1)..."""
+    bridge_max_share: float = 0.02
+    """...words found in at most this share of the user's memories (names, places)."""
     window_scan: int = 2000
     """At most this many memories of a time window are scored densely (newest first)."""
-    neighbour_hits: int = 3
-    """Neighbouring turns are looked up for this many top hits..."""
+    neighbour_hits: int = 0
+    """Neighbouring turns are looked up for this many top hits (off: 3 lost 0.02 recall@10 on the tuning half)..."""
     neighbour_factor: float = 0.3
     """...and get this fraction of the hit's score (added to their own)."""
     recency_weight: float = 1e-4
@@ -56,6 +67,18 @@ class RecallParams:
     )
 
 
+def params_for(embedder_name: str) -> RecallSettings:
+    """The knobs tuned for this embedder: MiniLM keeps the weights chosen for it, others get the defaults.
+
+    MiniLM's dense ranking is strong in English and weak in Chinese, USE's is the other way
+    round; on ``bench.memory_long``'s tuning half MiniLM was best at dense weight 2.0 with
+    neighbouring turns, USE at 0.5 without them and with the second hop.
+    """
+    if embedder_name == "all-MiniLM-L6-v2":
+        return RecallSettings(dense_weight=2.0, neighbour_hits=3, bridge_weight=0.0)
+    return RecallSettings()
+
+
 def _rrf(ranked: Sequence[tuple[int, float]], weight: float, k: float, into: dict[int, float]) -> None:
     for rank, (seq, _score) in enumerate(ranked):
         into[seq] = into.get(seq, 0.0) + weight / (k + rank + 1)
@@ -70,7 +93,8 @@ def fuse(
     window_ranked: Sequence[tuple[int, float]],
     window: TimeWindow | None,
     k: int,
-    params: RecallParams,
+    bridge: Sequence[tuple[int, float]] = (),
+    params: RecallSettings,
     include_superseded: bool = False,
     kinds: Sequence[str] | None = None,
     cjk_query: bool = False,
@@ -84,6 +108,7 @@ def fuse(
     # The window's own dense ranking brings in memories of that period that the global
     # top-N missed; it counts as a second dense vote, not a third independent signal.
     _rrf(window_ranked, dense_weight, p.rrf_k, scores)
+    _rrf(bridge, p.bridge_weight, p.rrf_k, scores)
     if not scores:
         return []
     recs = {r.seq: r for r in records.get_by_seqs(user_id, list(scores))}

@@ -7,13 +7,14 @@ its embedding (float16, to halve the size) and its pre-computed lexical tokens.
 
 from __future__ import annotations
 
+import builtins  # the stores have a method named list: inside them, builtins.list is the type
 import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -82,33 +83,75 @@ class RecordStore(Protocol):
     ``bigserial`` column.
     """
 
-    def insert(self, rows: Sequence[NewRow]) -> list[int]: ...
-    def get(self, user_id: str, memory_id: str) -> MemoryRecord | None: ...
-    def get_by_seqs(self, user_id: str, seqs: Sequence[int]) -> list[MemoryRecord]: ...
-    def list(self, user_id: str, limit: int, offset: int, include_superseded: bool) -> list[MemoryRecord]: ...
-    def delete(self, user_id: str, memory_id: str) -> int | None: ...
-    def clear(self, user_id: str) -> int: ...
-    def mark_superseded(self, user_id: str, memory_id: str, by_id: str) -> None: ...
-    def unmark_superseded_by(self, user_id: str, by_id: str) -> int: ...
-    def find_by_hash(self, user_id: str, kind: str, content_hash: str) -> MemoryRecord | None: ...
-    def count(self, user_id: str) -> int: ...
-    def max_seq(self, user_id: str) -> int: ...
-    def seqs(self, user_id: str) -> list[int]: ...
-    def stats(self, user_id: str) -> dict[str, Any]: ...
-    def users(self) -> list[str]: ...
+    def insert(self, rows: Sequence[NewRow]) -> list[int]:
+        """Add the rows; returns their new seqs, in order."""
+    def get(self, user_id: str, memory_id: str) -> MemoryRecord | None:
+        """One of the user's memories by id, or None."""
+    def get_by_seqs(self, user_id: str, seqs: Sequence[int]) -> list[MemoryRecord]:
+        """The user's memories with these seqs (unknown seqs are skipped)."""
+    def list(self, user_id: str, limit: int, offset: int, include_superseded: bool) -> list[MemoryRecord]:
+        """A page of the user's memories, newest first (superseded ones only if asked)."""
+    def delete(self, user_id: str, memory_id: str) -> int | None:
+        """Delete one memory; returns its seq, or None if the user has no such memory."""
+    def clear(self, user_id: str) -> int:
+        """Delete all of the user's memories; returns how many there were."""
+    def mark_superseded(self, user_id: str, memory_id: str, by_id: str) -> None:
+        """Record that ``memory_id`` was replaced by the newer memory ``by_id``."""
+    def unmark_superseded_by(self, user_id: str, by_id: str) -> int:
+        """Make current again the memories ``by_id`` had superseded (when it is deleted); returns how many."""
+    def find_by_hash(self, user_id: str, kind: str, content_hash: str) -> MemoryRecord | None:
+        """The newest current memory of this kind with this content hash (an exact duplicate), or None."""
+    def count(self, user_id: str) -> int:
+        """How many memories the user has."""
+    def max_seq(self, user_id: str) -> int:
+        """The user's highest seq (0 with no memories): the indexes' watermark."""
+    def seqs(self, user_id: str) -> builtins.list[int]:
+        """Every seq the user has."""
+    def stats(self, user_id: str) -> dict[str, Any]:
+        """Totals per kind, superseded count, oldest and newest dates, number of sessions."""
+    def users(self) -> builtins.list[str]:
+        """Every user id with at least one memory."""
     def iter_vectors(
         self, user_id: str, after_seq: int = 0, batch: int = 20000
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]: ...
-    def iter_tokens(self, user_id: str, batch: int = 50000) -> Iterator[tuple[list[int], list[str]]]: ...
-    def vectors_for(self, user_id: str, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]: ...
-    def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> list[int]: ...
-    def session_neighbours(self, user_id: str, session_id: str, seq: int) -> list[int]: ...
-    def texts_for(self, user_id: str, seqs: Sequence[int]) -> dict[int, str]: ...
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, builtins.list[str]]]:
+        """``(seqs, float32 vectors, embedding model names)`` after ``after_seq``, in seq order, in batches."""
+    def iter_tokens(
+        self, user_id: str, batch: int = 50000
+    ) -> Iterator[tuple[builtins.list[int], builtins.list[str]]]:
+        """``(seqs, space-joined tokens)`` in seq order, in batches, to build the lexical index."""
+    def vectors_for(self, user_id: str, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(seqs, vectors) of these seqs."""
+    def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> builtins.list[int]:
+        """Seqs of the user's memories created between ``start`` and ``end`` (epoch seconds)."""
+    def session_neighbours(self, user_id: str, session_id: str, seq: int) -> builtins.list[int]:
+        """Seqs of the turns just before and after ``seq`` in the same session."""
+    def texts_for(self, user_id: str, seqs: Sequence[int]) -> dict[int, str]:
+        """The text of each of these seqs."""
     def update_embeddings(
         self, user_id: str, seqs: Sequence[int], vectors: np.ndarray, model: str
-    ) -> None: ...
-    def ping(self) -> None: ...
-    def close(self) -> None: ...
+    ) -> None:
+        """Store new vectors for these seqs, made by embedder ``model``."""
+    def ping(self) -> None:
+        """Raise if the database cannot be reached (``/readyz``)."""
+    def close(self) -> None:
+        """Close the connection(s)."""
+
+
+@runtime_checkable
+class SharedRecordStore(RecordStore, Protocol):
+    """A record store several instances write to (``shared = True``, ``records_pg.PostgresRecordStore``).
+
+    A per-user change counter tells each instance's index cache when another instance wrote.
+    """
+
+    shared: bool
+
+    def version(self, user_id: str) -> int:
+        """The user's change counter (0 before the first write)."""
+    def pop_written_versions(self, user_id: str) -> builtins.list[int]:
+        """Versions this process's own writes produced for the user since the last call."""
+    def tokens_for(self, user_id: str, seqs: Sequence[int]) -> dict[int, str]:
+        """The tokenized text of each of these seqs."""
 
 
 _SCHEMA = """
@@ -303,7 +346,7 @@ class SQLiteRecordStore:
     def max_seq(self, user_id: str) -> int:
         return int(self._all("SELECT coalesce(max(seq), 0) FROM memories WHERE user_id=?", (user_id,))[0][0])
 
-    def seqs(self, user_id: str) -> list[int]:
+    def seqs(self, user_id: str) -> builtins.list[int]:
         rows = self._all("SELECT seq FROM memories WHERE user_id=? ORDER BY seq", (user_id,))
         return [int(r[0]) for r in rows]
 
@@ -330,12 +373,12 @@ class SQLiteRecordStore:
             ),
         }
 
-    def users(self) -> list[str]:
+    def users(self) -> builtins.list[str]:
         return [r[0] for r in self._all("SELECT DISTINCT user_id FROM memories ORDER BY user_id", ())]
 
     def iter_vectors(
         self, user_id: str, after_seq: int = 0, batch: int = 20000
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, builtins.list[str]]]:
         """Yield ``(seqs, float32 vectors, embedding model names)`` in seq order, in batches."""
         last = after_seq
         while True:
@@ -353,7 +396,7 @@ class SQLiteRecordStore:
                 [r[2] for r in rows],
             )
 
-    def iter_tokens(self, user_id: str, batch: int = 50000) -> Iterator[tuple[list[int], list[str]]]:
+    def iter_tokens(self, user_id: str, batch: int = 50000) -> Iterator[tuple[builtins.list[int], builtins.list[str]]]:
         last = 0
         while True:
             rows = self._all(
@@ -379,7 +422,7 @@ class SQLiteRecordStore:
                 blobs.append(b)
         return np.asarray(out_s, dtype=np.int64), _blob_to_vecs(blobs)
 
-    def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> list[int]:
+    def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> builtins.list[int]:
         rows = self._all(
             "SELECT seq FROM memories WHERE user_id=? AND created_at>=? AND created_at<?"
             " ORDER BY created_at DESC LIMIT ?",
@@ -387,7 +430,7 @@ class SQLiteRecordStore:
         )
         return [int(r[0]) for r in rows]
 
-    def session_neighbours(self, user_id: str, session_id: str, seq: int) -> list[int]:
+    def session_neighbours(self, user_id: str, session_id: str, seq: int) -> builtins.list[int]:
         """The turns just before and just after ``seq`` in the same session."""
         prev = self._all(
             "SELECT seq FROM memories WHERE user_id=? AND session_id=? AND kind='turn' AND seq<?"

@@ -15,6 +15,7 @@ advisory lock, so two instances starting at once do not race.
 
 from __future__ import annotations
 
+import builtins  # the store has a method named list: inside it, builtins.list is the type
 import json
 import re
 import threading
@@ -274,7 +275,7 @@ class PostgresRecordStore:
         row = self._one("SELECT coalesce(max(seq), 0) FROM memories WHERE user_id=%s", (user_id,))
         return int(row[0]) if row else 0
 
-    def seqs(self, user_id: str) -> list[int]:
+    def seqs(self, user_id: str) -> builtins.list[int]:
         return [int(r[0]) for r in self._all("SELECT seq FROM memories WHERE user_id=%s ORDER BY seq", (user_id,))]
 
     def stats(self, user_id: str) -> dict[str, Any]:
@@ -295,12 +296,12 @@ class PostgresRecordStore:
             "sessions": int(sessions[0]) if sessions else 0,
         }
 
-    def users(self) -> list[str]:
+    def users(self) -> builtins.list[str]:
         return [r[0] for r in self._all("SELECT DISTINCT user_id FROM memories ORDER BY user_id", ())]
 
     def iter_vectors(
         self, user_id: str, after_seq: int = 0, batch: int = 20000
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, builtins.list[str]]]:
         """Yield ``(seqs, float32 vectors, embedding model names)`` in seq order, in batches."""
         last = after_seq
         while True:
@@ -315,7 +316,7 @@ class PostgresRecordStore:
             yield (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
                    _blob_to_vecs([bytes(r[1]) for r in rows]), [r[2] for r in rows])
 
-    def iter_tokens(self, user_id: str, batch: int = 50000) -> Iterator[tuple[list[int], list[str]]]:
+    def iter_tokens(self, user_id: str, batch: int = 50000) -> Iterator[tuple[builtins.list[int], builtins.list[str]]]:
         last = 0
         while True:
             rows = self._all(
@@ -340,7 +341,7 @@ class PostgresRecordStore:
                          (user_id, [int(s) for s in seqs]))
         return np.asarray([r[0] for r in rows], dtype=np.int64), _blob_to_vecs([bytes(r[1]) for r in rows])
 
-    def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> list[int]:
+    def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> builtins.list[int]:
         rows = self._all(
             "SELECT seq FROM memories WHERE user_id=%s AND created_at>=%s AND created_at<%s"
             " ORDER BY created_at DESC LIMIT %s",
@@ -348,7 +349,7 @@ class PostgresRecordStore:
         )
         return [int(r[0]) for r in rows]
 
-    def session_neighbours(self, user_id: str, session_id: str, seq: int) -> list[int]:
+    def session_neighbours(self, user_id: str, session_id: str, seq: int) -> builtins.list[int]:
         """The turns just before and just after ``seq`` in the same session."""
         rows = self._all(
             "(SELECT seq FROM memories WHERE user_id=%s AND session_id=%s AND kind='turn' AND seq<%s"

@@ -18,9 +18,10 @@ class TimeWindow:
     end: float
     phrase: str
     fuzzy: bool = False
-    """A vague phrase ("recently", "最近"): a hint, not a filter (see ``RecallParams.fuzzy_window_boost``)."""
+    """A vague phrase ("recently", "最近"): a hint, not a filter (see ``RecallSettings.fuzzy_window_boost``)."""
 
     def contains(self, t: float) -> bool:
+        """Whether ``t`` (epoch seconds) falls in the window (start included, end excluded)."""
         return self.start <= t < self.end
 
 
@@ -110,6 +111,7 @@ class RelativeEvent:
     days: float
 
     def window(self, anchor_time: float) -> TimeWindow:
+        """The ``days`` before or after the event at ``anchor_time``, less the event's own session (6 h)."""
         # The anchor's own session (same evening) is neither before nor after it.
         gap = 6 * 3600.0
         if self.after:

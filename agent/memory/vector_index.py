@@ -49,13 +49,16 @@ class UserIndex:
 
     @property
     def ntotal(self) -> int:
+        """How many vectors the index holds."""
         return int(self.index.ntotal)
 
     @property
     def is_ivf(self) -> bool:
+        """Whether the index is an IVF one (clustered) rather than flat."""
         return isinstance(self.index, faiss.IndexIVF)
 
     def add(self, seqs: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors under their seqs; converts to IVF once the index is large enough."""
         if len(seqs) == 0:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -66,6 +69,7 @@ class UserIndex:
             self._retrain()
 
     def remove(self, seqs: list[int]) -> None:
+        """Remove the vectors of these seqs."""
         if seqs:
             self.index.remove_ids(np.asarray(seqs, dtype=np.int64))
             self.dirty += len(seqs)
@@ -193,6 +197,7 @@ def load_index(path: Path, dim: int) -> tuple[UserIndex, dict] | None:
 
 
 def remove_files(path: Path) -> None:
+    """Delete a saved index and its JSON side file, if they exist."""
     for p in (path, path.with_suffix(".json")):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()

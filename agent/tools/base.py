@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from agent.config import AgentConfig
+    from agent.config import AgentSettings
     from agent.embedding import Embedder
     from agent.memory import MemoryStore
 
@@ -54,7 +54,7 @@ class ToolContext:
 class ToolDeps:
     """Shared, process-wide things a tool may need, passed to :meth:`Tool.create`."""
 
-    config: AgentConfig
+    config: AgentSettings
     embedder: Embedder
     memory: MemoryStore
 

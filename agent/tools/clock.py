@@ -28,5 +28,6 @@ class ClockTool(Tool):
         self._zone = ZoneInfo(timezone)
 
     async def run(self, query: str, ctx: ToolContext) -> ToolResult:
+        """The current date and time in the configured time zone."""
         now = datetime.now(self._zone)
         return ToolResult(text=f"Now: {now:%A %Y-%m-%d %H:%M} ({self._zone.key} time).")

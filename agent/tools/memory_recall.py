@@ -61,9 +61,11 @@ class MemoryRecallTool(Tool):
 
     @classmethod
     def create(cls, deps: ToolDeps) -> Tool:
+        """The tool, over the agent's memory store."""
         return cls(deps.memory)
 
     async def run(self, query: str, ctx: ToolContext) -> ToolResult:
+        """The user's memories that match ``query``, dated, as reference text."""
         records = await asyncio.to_thread(self._memory.search, ctx.user_id, query, self._k)
         if not records:
             return ToolResult(text="", note="There are no memories of this user that match the question.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from agent.config import AgentConfig
+from agent.config import AgentSettings
 from agent.embedding import Embedder
 from agent.tools import serper
 from agent.tools.base import Source, Tool, ToolContext, ToolDeps, ToolResult
@@ -48,7 +48,7 @@ class WebSearchTool(Tool):
         "in a few words when it helps."
     )
 
-    def __init__(self, config: AgentConfig, embedder: Embedder) -> None:
+    def __init__(self, config: AgentSettings, embedder: Embedder) -> None:
         self._config = config
         self._embedder = embedder
         self._knowledge: KnowledgeBase | None = None
@@ -57,9 +57,11 @@ class WebSearchTool(Tool):
 
     @classmethod
     def create(cls, deps: ToolDeps) -> Tool:
+        """The tool, from the agent's settings and embedder."""
         return cls(deps.config, deps.embedder)
 
     async def run(self, query: str, ctx: ToolContext) -> ToolResult:
+        """Serper results (or the knowledge folder without a key), best passages as reference text."""
         if self._knowledge is not None:
             hits = await asyncio.to_thread(self._knowledge.search, query, self._config.retrieval_top_k)
             text, sources = format_reference(hits)

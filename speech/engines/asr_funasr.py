@@ -19,14 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from speech.engines.whisper_model import SAMPLE_RATE
-from speech.engines.base import Transcript
-from speech.engines.base import EngineUnavailableError
 from agent.language import has_han
+from speech.engines.base import EngineUnavailableError, Transcript
+from speech.engines.whisper_model import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
-class FunASRArgs:
+class FunASRSettings:
     """FunASR settings."""
 
     stt_model_name: str = field(default="", metadata={"help": "Folder of the FunASR (Paraformer) model."})
@@ -61,7 +60,7 @@ class FunASR:
 
     name = "funasr"
 
-    def __init__(self, args: FunASRArgs) -> None:
+    def __init__(self, args: FunASRSettings) -> None:
         if not args.stt_model_name:
             raise EngineUnavailableError("--asr funasr needs --stt_model_name DIR (a local Paraformer folder)")
         model_dir = _local_model(args.stt_model_name, "--stt_model_name")

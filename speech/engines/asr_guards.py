@@ -30,9 +30,9 @@ def is_degenerate(text: str) -> bool:
 
 
 def strip_repeats(text: str) -> str:
-    """Collapse a phrase repeated 4+ times in a row to one occurrence (the tail of a loop).
+    r"""Collapse a phrase repeated 4+ times in a row to one occurrence (the tail of a loop).
 
-    Atomic groups keep the patterns linear: a nested ``(\\S+\\s*)+`` backtracks
+    Atomic groups keep the patterns linear: a nested ``(\S+\s*)+`` backtracks
     exponentially on long unspaced Chinese text.
     """
     if HAN.search(text):

@@ -9,10 +9,10 @@ import re
 
 import numpy as np
 
-from speech.engines.whisper_model import SAMPLE_RATE
-from speech.engines.base import Transcript
 from speech.engines.asr_guards import join_segments
 from speech.engines.asr_whisper import WhisperASR
+from speech.engines.base import Transcript
+from speech.engines.whisper_model import SAMPLE_RATE
 
 
 class IncrementalTranscriber:

@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from speech.engines.whisper_model import SAMPLE_RATE, WhisperArgs, ZH_PROMPT, resolve_whisper_model
-from speech.engines.base import Transcript
 from speech.engines.asr_guards import is_degenerate, join_segments, strip_repeats, to_simplified
-from speech.engines.base import EngineUnavailableError
+from speech.engines.base import EngineUnavailableError, Transcript
+from speech.engines.whisper_model import SAMPLE_RATE, ZH_PROMPT, WhisperSettings, resolve_whisper_model
 
 HOP = 160
 """Samples per mel frame (10 ms)."""
@@ -56,13 +55,13 @@ class WhisperASR:
     accepts_prompt = True
     """``transcribe`` takes ``prompt=`` (context text), e.g. what was already committed."""
 
-    def __init__(self, args: WhisperArgs | None = None) -> None:
+    def __init__(self, args: WhisperSettings | None = None) -> None:
         try:
             from faster_whisper import WhisperModel
             from faster_whisper.tokenizer import Tokenizer
         except ImportError as exc:
             raise EngineUnavailableError("faster-whisper is missing: pip install -r requirements-speech.txt") from exc
-        self.args = args or WhisperArgs()
+        self.args = args or WhisperSettings()
         folder, self.multilingual = resolve_whisper_model(self.args.whisper_model)
         self.name = f"whisper-{self.args.whisper_model}" if "/" not in self.args.whisper_model else "whisper"
         self.model = WhisperModel(str(folder), device="cpu", compute_type="int8",

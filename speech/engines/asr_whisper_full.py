@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from speech.engines.whisper_model import SAMPLE_RATE, ZH_PROMPT
-from speech.engines.base import Transcript
 from agent.language import has_han
 from speech.engines.asr_guards import is_degenerate, join_segments, strip_repeats, to_simplified
+from speech.engines.base import Transcript
+from speech.engines.whisper_model import SAMPLE_RATE, ZH_PROMPT
 
 if TYPE_CHECKING:
     from speech.engines.asr_whisper import WhisperASR
@@ -54,7 +54,7 @@ def transcribe_full(asr: WhisperASR, audio: np.ndarray, language: str | None, pr
             vad_filter=False, without_timestamps=False, word_timestamps=word_timestamps,
             max_new_tokens=min(max_tokens, 440), multilingual=detect_in_decoder)
         segs = []
-        words = []
+        words: list[tuple[float, float, str]] = []
         for s in segments:  # the generator decodes lazily: consume it under the lock
             asr.full_passes += 1
             if s.no_speech_prob > 0.6 and s.avg_logprob < -1.0:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from speech.engines.vad import VADArgs, VADStream
+    from speech.engines.vad import VADSettings, VADStream
 
 OUTPUT_SAMPLE_RATE = 22050
 """The one rate every TTS engine is resampled to (Piper's and espeak-ng's native rate)."""
@@ -29,7 +29,8 @@ class TTS(Protocol):
     sample_rate: int
     name: str
 
-    def synthesize(self, text: str, language: str | None = None) -> Iterator[np.ndarray]: ...
+    def synthesize(self, text: str, language: str | None = None) -> Iterator[np.ndarray]:
+        """Speak ``text`` (``zh``/``en``, or detected) as int16 chunks, the first one as early as possible."""
 
 
 @dataclass(frozen=True)
@@ -52,32 +53,28 @@ class ASR(Protocol):
 
     name: str
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript: ...
-
-
-class ASR(Protocol):
-    """A speech recognizer for 16 kHz float32 mono audio."""
-
-    name: str
-
-    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript: ...
+    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
+        """Transcribe ``audio``, in ``language`` if given, else in the language detected."""
 
 
 class FrameScorer(Protocol):
     """Speech probability of one 512-sample float32 frame at 16 kHz; stateful per stream."""
 
-    def __call__(self, frame: np.ndarray) -> float: ...
+    def __call__(self, frame: np.ndarray) -> float:
+        """The speech probability of ``frame``, 0 to 1."""
 
 
 class VAD(Protocol):
     """A voice activity detector: makes one independent stream per session."""
 
-    args: VADArgs
+    args: VADSettings
 
-    def new_stream(self) -> VADStream: ...
+    def new_stream(self) -> VADStream:
+        """A fresh, independent detector for one session."""
 
 
 class TurnModel(Protocol):
     """Probability that the turn is complete, from the utterance audio (16 kHz float32)."""
 
-    def __call__(self, audio: np.ndarray) -> float: ...
+    def __call__(self, audio: np.ndarray) -> float:
+        """The probability, 0 to 1, that the turn is complete."""

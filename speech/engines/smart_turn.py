@@ -1,13 +1,32 @@
-"""The smart-turn v3.2 end-of-turn model (``--turn_end smart``): is the speaker done, from the audio."""
+"""The smart-turn v3.2 end-of-turn model (``--turn_end smart``): is the speaker done, from the audio.
+
+Also the turn-end settings (``--turn_end``, ``--early_silence_ms``, ``--late_silence_ms``): the
+factory reads them to load this model, and :mod:`speech.voice.turn_end` applies them.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 
 from speech.engines.base import EngineUnavailableError
+
+
+@dataclass(frozen=True)
+class TurnEndSettings:
+    """How long a pause must last to end the turn, depending on what was said."""
+
+    turn_end: str = field(default="words", metadata={
+        "help": "'words': shorten the end-of-turn silence after a plainly finished sentence, lengthen it after "
+                "a trailing 'and'/'so'/'然后'; 'smart': also ask the smart-turn v3.2 model (pipecat-ai wheel); "
+                "'fixed': always --min_silence_ms.", "choices": ("words", "smart", "fixed")})
+    early_silence_ms: int = field(default=450, metadata={
+        "help": "End-of-turn silence after a plainly finished sentence, in ms."})
+    late_silence_ms: int = field(default=1600, metadata={
+        "help": "End-of-turn silence after a plainly unfinished one, in ms."})
 
 
 class SmartTurn:
@@ -42,6 +61,7 @@ class SmartTurn:
                                              providers=["CPUExecutionProvider"])
 
     def __call__(self, audio: np.ndarray) -> float:
+        """The probability, 0 to 1, that the turn is complete, from the last 8 s of ``audio``."""
         n = self.SECONDS * 16000
         audio = np.asarray(audio, dtype=np.float32)[-n:]
         if audio.size < n:  # the model wants 8 s, silence first

@@ -25,7 +25,7 @@ from speech.engines.base import EngineUnavailableError
 
 
 @dataclass(frozen=True)
-class CosyVoiceArgs:
+class CosyVoiceSettings:
     """CosyVoice settings."""
 
     tts_model_name: str = field(default="", metadata={"help": "CosyVoice model folder."})
@@ -60,8 +60,8 @@ def load_references(ref_dir: str | Path) -> list[Reference]:
 
 def _import_cosyvoice() -> tuple[Any, Any]:
     try:
-        from cosyvoice.cli.cosyvoice import CosyVoice  # type: ignore[import-not-found]
-        from cosyvoice.utils.file_utils import load_wav  # type: ignore[import-not-found]
+        from cosyvoice.cli.cosyvoice import CosyVoice
+        from cosyvoice.utils.file_utils import load_wav
     except ImportError as exc:
         raise EngineUnavailableError(
             "CosyVoice is not installed (it is not on PyPI): clone FunAudioLLM/CosyVoice, install its "
@@ -78,7 +78,7 @@ class CosyVoiceTTS:
 
     name = "cosyvoice"
 
-    def __init__(self, args: CosyVoiceArgs) -> None:
+    def __init__(self, args: CosyVoiceSettings) -> None:
         if not args.tts_model_name or not args.ref_dir:
             raise EngineUnavailableError("--tts cosyvoice needs --tts_model_name DIR and --ref_dir DIR")
         refs = load_references(args.ref_dir)  # checked before the heavy import, so a bad folder fails fast

@@ -17,7 +17,7 @@ from speech.engines.base import EngineUnavailableError
 
 
 @dataclass(frozen=True)
-class EspeakArgs:
+class EspeakSettings:
     """espeak-ng settings."""
 
     espeak_voice_en: str = field(default="en-us", metadata={"help": "espeak-ng voice for English."})
@@ -36,8 +36,8 @@ class EspeakTTS:
     name = "espeak-ng"
     sample_rate = 22050
 
-    def __init__(self, args: EspeakArgs | None = None) -> None:
-        self.args = args or EspeakArgs()
+    def __init__(self, args: EspeakSettings | None = None) -> None:
+        self.args = args or EspeakSettings()
         self._binary = shutil.which("espeak-ng")
         if self._binary is None:
             raise EngineUnavailableError("espeak-ng is not installed: run scripts/setup-system.sh "

@@ -21,7 +21,7 @@ from speech.engines.base import EngineUnavailableError
 
 
 @dataclass(frozen=True)
-class PiperArgs:
+class PiperSettings:
     """Piper settings."""
 
     piper_model: str = field(default="", metadata={
@@ -39,8 +39,8 @@ class PiperTTS:
 
     name = "piper"
 
-    def __init__(self, args: PiperArgs | None = None) -> None:
-        self.args = args or PiperArgs()
+    def __init__(self, args: PiperSettings | None = None) -> None:
+        self.args = args or PiperSettings()
         try:
             import onnxruntime
             from piper import PiperVoice
@@ -63,10 +63,11 @@ class PiperTTS:
             return
         # Piper synthesizes sentence by sentence lazily; hold the lock per sentence, not across yields,
         # so a slow consumer does not block other sessions.
-        gen = self._voice.synthesize(text, syn_config=self._config)
+        # piper types this as an Iterable; it is a lazy generator, and iter() returns it as it is.
+        iter_chunks = iter(self._voice.synthesize(text, syn_config=self._config))
         while True:
             with self._lock:
-                chunk = next(gen, None)
+                chunk = next(iter_chunks, None)
             if chunk is None:
                 return
             yield chunk.audio_int16_array.reshape(-1)

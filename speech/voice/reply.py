@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +24,11 @@ from agent.conversation import Conversation
 from agent.events import RouteChosen, SourcesFound, TextDelta, TurnDone, TurnResult
 from agent.language import detect_language
 from agent.runtime import Agent
+from speech.engines.base import TTS
+from speech.protocol import ResponseDone, ResponseTextDelta, Route, ServerEvent, Sources, error_event
 from speech.voice.chunker import SentenceChunker
+from speech.voice.link import ClientLink
 from speech.voice.playout import Playout
-from speech.protocol import ServerEvent, error_event, event
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +88,9 @@ class Reply:
     agent: Agent
     conv: Conversation
     user_text: str
-    tts: Any | None
+    tts: TTS | None
     """The TTS engine, or None for a text-only session."""
-    send: Callable[[str | bytes], Awaitable[None]]
+    link: ClientLink
     output_sample_rate: int
     timing: ReplyTiming = field(default_factory=ReplyTiming)
     turn_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
@@ -103,10 +106,12 @@ class Reply:
 
     @property
     def confirmed(self) -> bool:
+        """Whether the turn is confirmed, so the reply's output may go out."""
         return self.commit.is_set()
 
     @property
     def done(self) -> bool:
+        """Whether the reply has finished producing (or failed, or was cancelled)."""
         return self._task is not None and self._task.done()
 
     def start(self, confirmed: bool) -> Reply:
@@ -125,12 +130,12 @@ class Reply:
         self.commit.set()
         held, self._held = self._held, []
         for ev in held:
-            await self.send(ev.to_json())
+            await self.link.send_event(ev)
 
     async def emit(self, ev: ServerEvent) -> None:
         """Send an event now, or hold it while the reply is speculative."""
         if self.confirmed:
-            await self.send(ev.to_json())
+            await self.link.send_event(ev)
         else:
             self._held.append(ev)
 
@@ -168,15 +173,13 @@ class Reply:
         if merged:
             if self.result is not None:  # the agent had finished and recorded it: take it back
                 self.agent.forget_turn(self.conv, self.user_text, self.turn_id)
-            await self.send(event("response.done", turn_id=self.turn_id, text="", interrupted=True,
-                                  merged=True, metrics={}).to_json())
+            await self.link.send_event(ResponseDone(self.turn_id, "", interrupted=True, metrics={}, merged=True))
             return
         self.interrupted = interrupted
         heard = self._playout.heard_text() if self._playout is not None else "".join(self._streamed).strip()
         self.agent.record_interrupted(self.conv, self.user_text, heard, turn_id=self.turn_id,
                                       completed=self.result is not None)
-        await self.send(event("response.done", turn_id=self.turn_id, text=heard, interrupted=True,
-                              metrics=self._metrics({})).to_json())
+        await self.link.send_event(ResponseDone(self.turn_id, heard, interrupted=True, metrics=self._metrics({})))
 
     async def wait(self) -> None:
         """Wait until the reply has finished (or was cancelled)."""
@@ -190,26 +193,26 @@ class Reply:
         speaker: asyncio.Task[None] | None = None
         pieces: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()
         if self.tts is not None:
-            playout = self._playout = Playout(self.turn_id, self.output_sample_rate, self.send)
-            speaker = asyncio.get_running_loop().create_task(self._speak(playout, pieces, language))
+            playout = self._playout = Playout(self.turn_id, self.output_sample_rate, self.link)
+            speaker = asyncio.get_running_loop().create_task(self._speak(self.tts, playout, pieces, language))
         chunker = SentenceChunker()
         filler: asyncio.TimerHandle | None = None
         try:
             async for ev in self.agent.stream_turn(self.conv, self.user_text, commit=self.commit,
                                                      turn_id=self.turn_id):
                 if isinstance(ev, RouteChosen):
-                    await self.emit(event("route", turn_id=self.turn_id, route=ev.route, reason=ev.reason))
+                    await self.emit(Route(self.turn_id, ev.route, ev.reason))
                     if ev.route == "web_search" and playout is not None:
                         filler = asyncio.get_running_loop().call_later(
                             FILLER_AFTER_S, self._say_filler, pieces, language)
                 elif isinstance(ev, SourcesFound):
                     items = [s.as_dict() for s in ev.sources]
-                    await self.emit(event("sources", turn_id=self.turn_id, items=items))
+                    await self.emit(Sources(self.turn_id, items))
                 elif isinstance(ev, TextDelta):
                     if filler is not None:
                         filler.cancel()
                     self._streamed.append(ev.delta)
-                    await self.emit(event("response.text.delta", turn_id=self.turn_id, delta=ev.delta))
+                    await self.emit(ResponseTextDelta(self.turn_id, ev.delta))
                     for piece in chunker.push(ev.delta):
                         pieces.put_nowait((piece, False))
                 elif isinstance(ev, TurnDone):
@@ -220,7 +223,8 @@ class Reply:
             if filler is not None:
                 filler.cancel()
             pieces.put_nowait(None)
-            if speaker is not None and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+            task = asyncio.current_task()  # this coroutine's own task: never None here
+            if speaker is not None and task is not None and task.cancelling():
                 speaker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await speaker
@@ -230,8 +234,8 @@ class Reply:
         assert result is not None
         if result.error:
             await self.emit(error_event("llm_failed", "the language model failed; the reply was cut short"))
-        await self.emit(event("response.done", turn_id=self.turn_id, text=result.text, interrupted=False,
-                              metrics=self._metrics(result.metrics)))
+        await self.emit(ResponseDone(self.turn_id, result.text, interrupted=False,
+                                     metrics=self._metrics(result.metrics)))
         if self.suggest is not None and not result.error and result.text:
             await self.commit.wait()  # a speculative reply only once confirmed (a dropped one is cancelled)
             self.suggest(self)
@@ -240,7 +244,8 @@ class Reply:
         if not self._streamed:
             pieces.put_nowait((FILLERS.get(language, FILLERS["en"]), True))
 
-    async def _speak(self, playout: Playout, pieces: asyncio.Queue[tuple[str, bool] | None], language: str) -> None:
+    async def _speak(self, tts: TTS, playout: Playout, pieces: asyncio.Queue[tuple[str, bool] | None],
+                     language: str) -> None:
         sender = asyncio.get_running_loop().create_task(self._play_when_confirmed(playout))
         try:
             while (item := await pieces.get()) is not None:
@@ -250,7 +255,7 @@ class Reply:
                     self.timing.tts_requested = time.perf_counter()
                 stop = threading.Event()
                 try:
-                    async for pcm in iterate_in_thread(lambda t=text: self.tts.synthesize(t, language), stop):
+                    async for pcm in iterate_in_thread(functools.partial(tts.synthesize, text, language), stop):
                         if self.timing.tts_first_audio is None:
                             self.timing.tts_first_audio = time.perf_counter()
                         playout.feed(index, pcm)

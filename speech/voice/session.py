@@ -1,4 +1,6 @@
-"""One voice session: a WebSocket connection, its VAD state, transcription, and replies.
+"""One voice session: a client, its VAD state, transcription, and replies.
+
+The session reaches its client only through a :class:`~speech.voice.link.ClientLink`.
 
 Turn-taking: at a short pause the session transcribes and starts the reply
 speculatively (held back); when the silence lasts long enough to confirm the end
@@ -16,7 +18,6 @@ leaves only the last stretch to decode.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from bisect import bisect_left
@@ -25,30 +26,32 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 
 from agent.conversation import Conversation
 from agent.runtime import Agent, InputError
-from agent.suggestions import suggest_followups
+from speech.audio import PcmResampler
 from speech.engines.asr_queue import FINAL
 from speech.engines.factory import SpeechEngines
+from speech.engines.vad import SpeechEnd, SpeechPause, SpeechResume, SpeechStart
 from speech.protocol import (
     Interrupt,
     ProtocolError,
+    ServerEvent,
     SessionEnd,
     SessionStart,
+    Suggestions,
     TextInput,
+    TranscriptFinal,
+    TranscriptPartial,
+    VadEnd,
+    VadStart,
     error_event,
-    event,
-    parse_client_message,
 )
+from speech.text import join_words
+from speech.voice.link import AudioIn, ClientLink, LinkClosed
 from speech.voice.reply import Reply, ReplyTiming
 from speech.voice.turn_end import end_silence_ms
 from speech.voice.utterance import Heard, SpokenSoFar, recognize
-from speech.text import join_words
-from speech.audio import PcmResampler
-from speech.engines.vad import SpeechEnd, SpeechPause, SpeechResume, SpeechStart
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +60,13 @@ CLOSE_IDLE = 4408
 
 
 @dataclass(frozen=True)
-class SessionOptions:
+class SessionSettings:
     """Per-server settings every session follows."""
 
     interruption: bool = True
     """Barge-in on; off means half duplex (audio is ignored while Parley speaks)."""
     speculative: bool = True
     """Start transcription and the reply at a short pause, release it once the turn is confirmed."""
-    max_frame_bytes: int = 1 << 20
-    """Largest accepted frame, binary or text (larger ones get ``message_too_large``)."""
     idle_timeout_s: float = 300.0
     """A session that sends nothing for this long is closed."""
     max_turns_per_minute: int = 30
@@ -97,9 +98,9 @@ class Speculation:
 class VoiceSession:
     """Everything about one connected client. Nothing here is shared with other sessions."""
 
-    def __init__(self, ws: ServerConnection, agent: Agent, engines: SpeechEngines, start: SessionStart,
-                 conv: Conversation, options: SessionOptions) -> None:
-        self.ws = ws
+    def __init__(self, link: ClientLink, agent: Agent, engines: SpeechEngines, start: SessionStart,
+                 conv: Conversation, options: SessionSettings) -> None:
+        self.link = link
         self.agent = agent
         self.engines = engines
         self.start = start
@@ -133,30 +134,27 @@ class VoiceSession:
             return True
         return pending is not None and pending.task is not None and not pending.task.done()
 
-    async def send(self, message: str | bytes) -> None:
-        """Send to the client; a closed socket is not an error here (the receive loop ends)."""
-        with contextlib.suppress(ConnectionClosed):
-            await self.ws.send(message)
+    async def send(self, event: ServerEvent) -> None:
+        """Send an event to the client (a client that has gone is noticed by the receive loop)."""
+        await self.link.send_event(event)
 
     async def run(self) -> None:
         """The receive loop: until the client leaves or ends the session."""
         try:
             while True:
                 try:
-                    message = await asyncio.wait_for(self.ws.recv(), self.options.idle_timeout_s)
+                    msg = await asyncio.wait_for(self.link.receive(), self.options.idle_timeout_s)
                 except TimeoutError:
-                    await self.send(error_event("idle_timeout", "closing an idle session").to_json())
-                    await self.ws.close(CLOSE_IDLE, "idle timeout")
+                    await self.send(error_event("idle_timeout", "closing an idle session"))
+                    await self.link.close(CLOSE_IDLE, "idle timeout")
                     break
-                except ConnectionClosed:
+                except LinkClosed:
                     break
-                if isinstance(message, bytes):
-                    await self._on_audio(message)
-                    continue
-                try:
-                    msg = parse_client_message(message, self.options.max_frame_bytes)
                 except ProtocolError as exc:
-                    await self.send(error_event(exc.code, exc.message).to_json())
+                    await self.send(error_event(exc.code, exc.message))
+                    continue
+                if isinstance(msg, AudioIn):
+                    await self._on_audio(msg.pcm)
                     continue
                 if isinstance(msg, TextInput):
                     await self._on_text(msg.text)
@@ -167,7 +165,7 @@ class VoiceSession:
                 elif isinstance(msg, SessionEnd):
                     break
                 elif isinstance(msg, SessionStart):
-                    await self.send(error_event("already_started", "the session has already started").to_json())
+                    await self.send(error_event("already_started", "the session has already started"))
         finally:
             await self.close()
 
@@ -188,7 +186,7 @@ class VoiceSession:
         try:
             text = self.agent.check_text(text)
         except InputError as exc:
-            await self.send(error_event("empty_input" if "empty" in str(exc) else "input_too_long", str(exc)).to_json())
+            await self.send(error_event("empty_input" if "empty" in str(exc) else "input_too_long", str(exc)))
             return
         await self._drop_speculation()
         self._drop_unanswered_voice_turn()
@@ -210,12 +208,8 @@ class VoiceSession:
     # --- audio -------------------------------------------------------------------
 
     async def _on_audio(self, frame: bytes) -> None:
-        if len(frame) > self.options.max_frame_bytes:
-            await self.send(error_event("message_too_large",
-                                        f"audio frame over {self.options.max_frame_bytes} bytes").to_json())
-            return
         if len(frame) % 2:
-            await self.send(error_event("bad_audio", "16-bit PCM needs an even number of bytes").to_json())
+            await self.send(error_event("bad_audio", "16-bit PCM needs an even number of bytes"))
             return
         if not self.options.interruption and self.reply is not None and self.reply.confirmed and not self.reply.done:
             return  # half duplex: ignore the user while Parley speaks
@@ -254,7 +248,7 @@ class VoiceSession:
 
     async def _on_vad(self, vad_event: Any) -> None:
         if isinstance(vad_event, SpeechStart):
-            await self.send(event("vad.start").to_json())  # first, so the client can stop playing at once
+            await self.send(VadStart())  # first, so the client can stop playing at once
             self._so_far.restart()
             await self._drop_speculation()
             await self._merge_unheard_turn()
@@ -267,7 +261,7 @@ class VoiceSession:
             spec = self._speculation = Speculation(vad_event.speech_end_ms, timing, self._so_far.utterance)
             spec.task = self._spawn(self._transcribe_then_reply(vad_event.audio, timing, spec))
         elif isinstance(vad_event, SpeechEnd):
-            await self.send(event("vad.end").to_json())
+            await self.send(VadEnd())
             await self._end_of_turn(vad_event)
 
     async def _end_of_turn(self, end: SpeechEnd) -> None:
@@ -285,7 +279,7 @@ class VoiceSession:
                 await self._send_transcript(spec.reply)
                 await spec.reply.confirm()
             elif spec.asr_failed:
-                await self.send(error_event("asr_failed", "speech recognition failed on this utterance").to_json())
+                await self.send(error_event("asr_failed", "speech recognition failed on this utterance"))
             # else: transcription is still running and will start the reply confirmed.
             return
         await self._drop_speculation()
@@ -322,7 +316,7 @@ class VoiceSession:
         except Exception as exc:
             log.warning("ASR failed: %s", type(exc).__name__)
             if spec is None or spec.confirmed:
-                await self.send(error_event("asr_failed", "speech recognition failed on this utterance").to_json())
+                await self.send(error_event("asr_failed", "speech recognition failed on this utterance"))
             else:
                 spec.asr_failed = True  # told at the end of the turn, if the pause ends it
             return
@@ -350,7 +344,7 @@ class VoiceSession:
             spec.reply = reply
 
     async def _send_transcript(self, reply: Reply) -> None:
-        await self.send(event("transcript.final", text=reply.user_text, turn_id=reply.turn_id).to_json())
+        await self.send(TranscriptFinal(reply.user_text, reply.turn_id))
 
     async def _rate_limited(self) -> bool:
         """True (and the user told) when this session starts turns faster than allowed."""
@@ -358,7 +352,7 @@ class VoiceSession:
         while self._turn_times and now - self._turn_times[0] > 60:
             self._turn_times.popleft()
         if len(self._turn_times) >= self.options.max_turns_per_minute:
-            await self.send(error_event("rate_limited", "too many turns in a minute; wait a moment").to_json())
+            await self.send(error_event("rate_limited", "too many turns in a minute; wait a moment"))
             return True
         self._turn_times.append(now)
         return False
@@ -368,7 +362,7 @@ class VoiceSession:
         if confirmed:
             self._prefix = ""
         tts = self.engines.tts if self.start.audio_output else None
-        reply = self.reply = Reply(self.agent, self.conv, text, tts, self.send, self.engines.output_sample_rate,
+        reply = self.reply = Reply(self.agent, self.conv, text, tts, self.link, self.engines.output_sample_rate,
                                    timing=timing, suggest=self._suggest if self.options.suggest_followups else None)
         if confirmed:
             await self._send_transcript(reply)
@@ -380,14 +374,14 @@ class VoiceSession:
 
     async def _send_suggestions(self, reply: Reply) -> None:
         answer = reply.result.text if reply.result is not None else ""
-        items = await suggest_followups(self.agent.models.chat, reply.user_text, answer)
+        items = await self.agent.suggest_followups(reply.user_text, answer)
         if items:
-            await self.send(event("suggestions", turn_id=reply.turn_id, items=items).to_json())
+            await self.send(Suggestions(reply.turn_id, items))
 
     async def _keep_partial(self, spec: Speculation) -> None:
         """The user went on after a pause already transcribed: commit it and show it (transcript.partial)."""
         if spec.heard is not None and self._so_far.commit(spec.utterance, *spec.heard):
-            await self.send(event("transcript.partial", text=join_words(self._prefix, spec.heard[1])).to_json())
+            await self.send(TranscriptPartial(join_words(self._prefix, spec.heard[1])))
 
     async def _drop_speculation(self) -> None:
         """The user went on: forget the speculative reply silently (its transcript is kept as a partial)."""

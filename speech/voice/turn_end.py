@@ -20,7 +20,11 @@ costs at most a reply to half a sentence that the user then talks over (merged).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+
+# The settings live with the engines, whose factory reads --turn_end to load the smart-turn model
+# (speech/engines never imports speech/voice: the import contracts in pyproject.toml).
+from speech.engines.smart_turn import TurnEndSettings
+
 SENTENCE_END = tuple(".?!。？！")
 # Only these end a turn early. Whisper puts a full stop after fragments too ("I would like to know.",
 # "Can you tell me."): answering those at the early silence replied to speakers who had only paused
@@ -37,20 +41,6 @@ _TRAILING_ZH = ("然后", "就是", "还有", "因为", "所以", "但是", "而
 _WORD = re.compile(r"[a-zA-Z']+")
 
 
-@dataclass(frozen=True)
-class TurnEndArgs:
-    """How long a pause must last to end the turn, depending on what was said."""
-
-    turn_end: str = field(default="words", metadata={
-        "help": "'words': shorten the end-of-turn silence after a plainly finished sentence, lengthen it after "
-                "a trailing 'and'/'so'/'然后'; 'smart': also ask the smart-turn v3.2 model (pipecat-ai wheel); "
-                "'fixed': always --min_silence_ms.", "choices": ("words", "smart", "fixed")})
-    early_silence_ms: int = field(default=450, metadata={
-        "help": "End-of-turn silence after a plainly finished sentence, in ms."})
-    late_silence_ms: int = field(default=1600, metadata={
-        "help": "End-of-turn silence after a plainly unfinished one, in ms."})
-
-
 def ending_of(text: str) -> str:
     """'complete', 'incomplete' or 'unclear' from the transcript's last words."""
     t = text.strip().rstrip("\"'”’)")
@@ -65,7 +55,7 @@ def ending_of(text: str) -> str:
     return "complete" if t[-1] in EARLY_END else "unclear"
 
 
-def end_silence_ms(text: str, default_ms: int, args: TurnEndArgs, complete_prob: float | None = None) -> int:
+def end_silence_ms(text: str, default_ms: int, args: TurnEndSettings, complete_prob: float | None = None) -> int:
     """The silence that should end this turn, given its transcript (and the model's probability, if any)."""
     if args.turn_end == "fixed":
         return default_ms

@@ -10,15 +10,14 @@ words as context. At the end of speech only the last stretch is left to decode.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from speech.engines.base import Transcript
-from speech.engines.base import TurnModel
+from speech.engines.base import Transcript, TurnModel
 from speech.text import join_words
+
 
 @dataclass
 class SpokenSoFar:

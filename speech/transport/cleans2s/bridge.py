@@ -2,16 +2,16 @@
 
 CleanS2S uses two WebSockets per browser: the browser sends JSON on one (``--recv_port``,
 9001) and receives JSON on the other (``--send_port``, 9002); see docs/cleans2s.md and the
-end of docs/protocol.md. Nothing here runs a pipeline: :class:`CleanS2SBridge` looks like a
-WebSocket connection to :class:`~speech.voice.session.VoiceSession` (the same session class as
-``/ws``: VAD, ASR, agent graph, memory, TTS, barge-in) and translates both ways:
+end of docs/protocol.md. Nothing here runs a pipeline: :class:`CleanS2SBridge` is the
+:class:`~speech.voice.link.ClientLink` of a :class:`~speech.voice.session.VoiceSession` (the same
+session class as ``/ws``: VAD, ASR, agent graph, memory, TTS, barge-in) and translates both ways:
 
-* 9001 ``audio_input`` (base64 Float32 at 16 kHz) -> binary int16 PCM frames for the session;
-  ``user_input`` -> a ``text`` message (``"new topic"`` -> interrupt, then the short-term
+* 9001 ``audio_input`` (base64 Float32 at 16 kHz) -> int16 PCM for the session;
+  ``user_input`` -> typed input (``"new topic"`` -> interrupt, then the short-term
   conversation is cleared). Every 9001 message gets one JSON reply, as CleanS2S does:
   ``{"return_info": "VAD detected"}`` when it started a user utterance (the session's
   ``vad.start``), else ``{"placeholder": ""}`` (with an ``error`` code if it was unusable).
-* session events -> 9002 ``{"question_text", "answer_text", "answer_audio", "end_flag",
+* typed session events -> 9002 ``{"question_text", "answer_text", "answer_audio", "end_flag",
   "user_input_count", "uid"}`` with the reply audio resampled to 16 kHz int16.
 
 The counter: the browser drops every 9002 message whose ``user_input_count`` is not its own
@@ -27,8 +27,6 @@ Pairing the two sockets of a browser, and the sockets themselves, are in
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -42,15 +40,27 @@ from websockets.exceptions import ConnectionClosed
 
 from agent.conversation import Conversation
 from agent.text_safety import replace_lone_surrogates
-from speech.voice.chunker import SentenceChunker, speech_units
-from speech.text import join_pieces
-from speech.protocol import ProtocolError, json_object
 from speech.audio import PcmResampler
+from speech.protocol import (
+    ErrorEvent,
+    Interrupt,
+    ResponseAudioEnd,
+    ResponseAudioStart,
+    ResponseDone,
+    ResponseTextDelta,
+    ServerEvent,
+    Suggestions,
+    TextInput,
+    TranscriptFinal,
+    VadStart,
+)
+from speech.text import join_pieces
+from speech.transport.cleans2s.messages import RATE, CompatError, Inbound, encode_pcm16, parse_inbound, quietest_cut
+from speech.voice.chunker import SentenceChunker, speech_units
+from speech.voice.link import AudioIn, ClientInput, LinkClosed
 
 log = logging.getLogger(__name__)
 
-RATE = 16000
-"""CleanS2S's audio rate, both ways."""
 VAD_DETECTED = {"return_info": "VAD detected"}
 NEW_TOPIC = "new topic"
 END_WAIT_S = 4.0
@@ -71,79 +81,6 @@ the TTS voices speak, for pacing ``answer_text`` (see :meth:`CleanS2SBridge._sen
 MAX_TURNS_KEPT = 16
 RESUME_FOR_S = 600.0
 """A browser that reconnects with the same uid within this time keeps its count and conversation."""
-
-
-class CompatError(ProtocolError):
-    """A 9001 message the bridge cannot use; answered with a placeholder carrying ``error``."""
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """One usable message from the browser."""
-
-    kind: str
-    """``audio`` or ``text``."""
-    uid: str
-    audio: np.ndarray | None = None
-    text: str = ""
-    is_playing: bool | None = None
-
-
-def decode_float32(b64: str) -> np.ndarray:
-    """Base64 of little-endian Float32 mono -> int16 samples (clipped to [-1, 1], scaled by 32767)."""
-    try:
-        raw = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise CompatError("bad_audio", "audio is not valid base64") from None
-    if len(raw) % 4:
-        raise CompatError("bad_audio", "Float32 audio needs a multiple of 4 bytes")
-    samples = np.nan_to_num(np.frombuffer(raw, dtype="<f4"), nan=0.0, posinf=1.0, neginf=-1.0)
-    return np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
-
-
-def quietest_cut(pcm: np.ndarray, low: int, high: int, frame: int = RATE // 100) -> int:
-    """Where to end a clip between ``low`` and ``high`` samples: the middle of the quietest frame."""
-    frames = max(1, (high - low) // frame)
-    window = pcm[low: low + frames * frame].astype(np.float32)
-    if window.size < frames * frame:
-        return min(high, pcm.size)
-    energy = np.square(window).reshape(frames, frame).mean(axis=1)
-    return low + int(np.argmin(energy)) * frame + frame // 2
-
-
-def encode_pcm16(pcm: np.ndarray) -> str:
-    """int16 samples -> base64 of little-endian int16, as the front end plays it."""
-    return base64.b64encode(np.asarray(pcm, dtype="<i2").tobytes()).decode("ascii")
-
-
-def parse_inbound(raw: str | bytes, max_bytes: int | None = None) -> Inbound:
-    """Parse a 9001 frame, or raise :class:`CompatError`. Lenient like CleanS2S: without a
-    ``type``, a message with ``audio`` is audio and one with ``text`` is typed input."""
-    if isinstance(raw, bytes):
-        raise CompatError("bad_message", "CleanS2S messages are JSON text frames")
-    try:
-        obj = json_object(raw, max_bytes)
-    except ProtocolError as exc:
-        raise CompatError(exc.code, exc.message) from None
-    kind = obj.get("type")
-    if kind is None:
-        kind = "audio_input" if "audio" in obj else "user_input" if "text" in obj else None
-    if kind not in ("audio_input", "user_input"):
-        raise CompatError("unknown_type", f"unknown message type: {str(kind)[:40]!r}")
-    uid = obj.get("uid")
-    if not isinstance(uid, str) or not uid:
-        raise CompatError("bad_message", "'uid' is required")
-    if kind == "user_input":
-        text = obj.get("text")
-        if not isinstance(text, str):
-            raise CompatError("bad_message", "'text' must be a string")
-        return Inbound("text", uid, text=text)
-    audio = obj.get("audio")
-    if not isinstance(audio, str):
-        raise CompatError("bad_message", "'audio' must be a base64 string")
-    playing = obj.get("is_playing")
-    is_playing = {"true": True, "false": False}.get(playing) if isinstance(playing, str) else None
-    return Inbound("audio", uid, audio=decode_float32(audio), is_playing=is_playing)
 
 
 @dataclass
@@ -168,13 +105,12 @@ class _Turn:
 
 
 class CleanS2SBridge:
-    """A 9001 + 9002 pair that looks like one ``/ws`` connection to :class:`VoiceSession`."""
+    """A 9001 + 9002 pair as one session's :class:`~speech.voice.link.ClientLink`."""
 
     def __init__(self, recv_ws: ServerConnection, send_ws: ServerConnection, uid: str, count: int = 0,
                  wait_for_suggestions: bool = False, max_bytes: int | None = None) -> None:
         self.recv_ws = recv_ws
         self.send_ws = send_ws
-        self.request = recv_ws.request
         self.uid = uid
         self.count = count
         """The browser's ``user_input_count``, kept in step with it."""
@@ -186,7 +122,7 @@ class CleanS2SBridge:
         self.max_bytes = max_bytes
         """Largest 9001 frame accepted (``--max_message_bytes``); larger ones get ``message_too_large``."""
         self._first: str | bytes | None = None
-        self._queue: deque[str | bytes] = deque()
+        self._queue: deque[ClientInput] = deque()
         self._answered = True
         self._clear_topic = False
         self._turns: OrderedDict[str, _Turn] = OrderedDict()
@@ -199,8 +135,8 @@ class CleanS2SBridge:
         """The message that started the session (already read), handled as the first one."""
         self._first = raw
 
-    async def recv(self) -> str | bytes:
-        """The next message for the session: binary int16 PCM or a ``/ws`` JSON message."""
+    async def receive(self) -> ClientInput:
+        """The next input for the session: int16 PCM, typed text, or an interrupt."""
         while True:
             if not self._answered:  # the session is done with the last message: reply to it
                 self._answered = True
@@ -214,7 +150,10 @@ class CleanS2SBridge:
             if self._first is not None:
                 raw, self._first = self._first, None
             else:
-                raw = await self.recv_ws.recv()
+                try:
+                    raw = await self.recv_ws.recv()
+                except ConnectionClosed:
+                    raise LinkClosed from None
             self._answered = False
             try:
                 message = parse_inbound(raw, self.max_bytes)
@@ -228,21 +167,21 @@ class CleanS2SBridge:
                 continue
             self._queue.extend(await self._translate(message))
 
-    async def _translate(self, message: Inbound) -> list[str | bytes]:
+    async def _translate(self, message: Inbound) -> list[ClientInput]:
         if message.kind == "audio":
             if message.is_playing is not None:
                 self.browser_playing = message.is_playing
             assert message.audio is not None
-            return [message.audio.tobytes()] if message.audio.size else []
+            return [AudioIn(message.audio.tobytes())] if message.audio.size else []
         self.count += 1  # the browser counts every user_input it sends
         await self._flush_ends()
         text = message.text
         if text == NEW_TOPIC:
             self._clear_topic = True
-            return [json.dumps({"type": "interrupt"})]
+            return [Interrupt()]
         if not text.strip():
-            return [json.dumps({"type": "interrupt"})]  # the browser moved on; nothing to answer
-        return [json.dumps({"type": "text", "text": text})]
+            return [Interrupt()]  # the browser moved on; nothing to answer
+        return [TextInput(text)]
 
     async def _reply(self, obj: dict[str, Any]) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -250,41 +189,41 @@ class CleanS2SBridge:
 
     # --- session -> browser --------------------------------------------------------
 
-    async def send(self, message: str | bytes) -> None:
-        """An event or audio frame from the session, translated for the browser."""
-        if isinstance(message, bytes):
-            await self._on_audio(message)
-            return
-        ev = json.loads(message)
-        kind = ev.get("type")
-        if kind == "vad.start":
+    async def send_audio(self, pcm: bytes) -> None:
+        """Reply audio from the session, resampled to 16 kHz and sent in clips."""
+        await self._on_audio(pcm)
+
+    async def send_event(self, ev: ServerEvent) -> None:
+        """An event from the session, translated for the browser (kinds CleanS2S has no use for are dropped)."""
+        if isinstance(ev, VadStart):
             self.count += 1
             self._answered = True  # this audio message is answered with return_info
             await self._reply(VAD_DETECTED)
             await self._flush_ends()
-        elif kind == "transcript.final":
-            turn = self._turn(ev["turn_id"], create=True)
-            turn.question = ev.get("text", "")
-        elif kind == "response.text.delta":
-            if (turn := self._turn(ev["turn_id"])) is not None:
-                turn.pieces.extend(turn.chunker.push(ev.get("delta", "")))
-        elif kind == "response.audio.start":
-            self._audio_turn = self._turn(ev["turn_id"])
+        elif isinstance(ev, TranscriptFinal):
+            turn = self._turn(ev.turn_id, create=True)
+            assert turn is not None
+            turn.question = ev.text
+        elif isinstance(ev, ResponseTextDelta):
+            if (turn := self._turn(ev.turn_id)) is not None:
+                turn.pieces.extend(turn.chunker.push(ev.delta))
+        elif isinstance(ev, ResponseAudioStart):
+            self._audio_turn = self._turn(ev.turn_id)
             if self._audio_turn is not None:
-                self._audio_turn.resampler = PcmResampler(int(ev.get("sample_rate", RATE)), RATE)
-        elif kind == "response.audio.end":
-            turn = self._turn(ev["turn_id"])
+                self._audio_turn.resampler = PcmResampler(ev.sample_rate, RATE)
+        elif isinstance(ev, ResponseAudioEnd):
+            turn = self._turn(ev.turn_id)
             if turn is not None and turn.resampler is not None:
                 flushed = turn.resampler.process(np.zeros(0, dtype=np.int16), last=True)
                 turn.resampler = None
                 await self._send_clips(turn, flushed, final=True)
             self._audio_turn = None
-        elif kind == "response.done":
+        elif isinstance(ev, ResponseDone):
             await self._on_done(ev)
-        elif kind == "suggestions":
+        elif isinstance(ev, Suggestions):
             await self._on_suggestions(ev)
-        elif kind == "error":
-            log.debug("session error for uid %s: %s", self.uid, ev.get("code"))
+        elif isinstance(ev, ErrorEvent):
+            log.debug("session error for uid %s: %s", self.uid, ev.code)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close both sockets (the session asks on idle timeout)."""
@@ -300,9 +239,7 @@ class CleanS2SBridge:
             if turn.end_timer is not None:
                 turn.end_timer.cancel()
 
-    def _turn(self, turn_id: object, create: bool = False) -> _Turn | None:
-        if not isinstance(turn_id, str):
-            return None
+    def _turn(self, turn_id: str, create: bool = False) -> _Turn | None:
         turn = self._turns.get(turn_id)
         if turn is None and create:
             turn = self._turns[turn_id] = _Turn(self.count)
@@ -329,20 +266,20 @@ class CleanS2SBridge:
             clip, turn.buffer = turn.buffer, turn.buffer[:0]
             await self._send_answer(turn, clip, end=False)
 
-    async def _on_done(self, ev: dict[str, Any]) -> None:
-        turn = self._turn(ev.get("turn_id"))
+    async def _on_done(self, ev: ResponseDone) -> None:
+        turn = self._turn(ev.turn_id)
         if turn is None or turn.done:
             return
         turn.done = True
         turn.pieces.extend(turn.chunker.flush())
-        if ev.get("interrupted"):
+        if ev.interrupted:
             turn.pieces.clear()  # not heard: not shown
             turn.resampler, turn.buffer = None, turn.buffer[:0]
         if self._audio_turn is turn:
             self._audio_turn = None
-        if not turn.question_sent and not turn.pieces and ev.get("text") and not ev.get("interrupted"):
-            turn.pieces.append(str(ev["text"]))  # nothing was spoken (e.g. synthesis failed): show the text
-        if self.wait_for_suggestions and not ev.get("interrupted") and ev.get("text") and turn.count == self.count:
+        if not turn.question_sent and not turn.pieces and ev.text and not ev.interrupted:
+            turn.pieces.append(ev.text)  # nothing was spoken (e.g. synthesis failed): show the text
+        if self.wait_for_suggestions and not ev.interrupted and ev.text and turn.count == self.count:
             turn.end_timer = asyncio.get_running_loop().create_task(self._end_later(turn))
         else:
             await self._send_end(turn)
@@ -351,10 +288,10 @@ class CleanS2SBridge:
         await asyncio.sleep(END_WAIT_S)
         await self._send_end(turn)
 
-    async def _on_suggestions(self, ev: dict[str, Any]) -> None:
-        turn = self._turn(ev.get("turn_id"))
-        items = ev.get("items")
-        if turn is None or turn.end_sent or not isinstance(items, list) or not items:
+    async def _on_suggestions(self, ev: Suggestions) -> None:
+        turn = self._turn(ev.turn_id)
+        items = ev.items
+        if turn is None or turn.end_sent or not items:
             return  # too late: the front end would show them after the next reply
         questions = {f"q{i + 1}": str(q) for i, q in enumerate(items[:3])}
         await self._send_json({"question_text": "", "answer_text": questions, "answer_audio": "",
@@ -376,11 +313,13 @@ class CleanS2SBridge:
         await self._send_answer(turn, END_SILENCE, end=True)
 
     async def _send_answer(self, turn: _Turn, pcm: np.ndarray, end: bool) -> None:
-        """One 9002 message. The front end shows ``answer_text`` when it starts playing the message's
-        audio, so sentences are paced like speech: the audio stream does not say where a sentence
-        starts, so a sentence is attached to the first audio message after the previous sentence's
-        estimated speaking time has been sent (never before its text exists; all that is left goes
-        with the end message)."""
+        """One 9002 message.
+
+        The front end shows ``answer_text`` when it starts playing the message's audio, so sentences
+        are paced like speech: the audio stream does not say where a sentence starts, so a sentence
+        is attached to the first audio message after the previous sentence's estimated speaking
+        time has been sent (never before its text exists; all that is left goes with the end message).
+        """
         question = ""
         if not turn.question_sent:
             turn.question_sent = True

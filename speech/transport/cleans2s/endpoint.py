@@ -23,22 +23,21 @@ from websockets.http11 import Request, Response
 
 from agent.conversation import Conversation
 from agent.ids import InvalidIdError, validate_user_id
-from speech.transport.cleans2s.bridge import RATE, RESUME_FOR_S, CleanS2SBridge, CompatError, parse_inbound
-from speech.transport.cleans2s.pairing import ALONE, AMBIGUOUS, FULL, PAIR_KEY, Pairing, place_key
-from speech.transport.http_api import bearer_token, split_target, token_matches
-from speech.transport.metrics import MeteredConnection
 from speech.protocol import SessionStart
-from speech.voice.session import VoiceSession
+from speech.transport.admission import CLOSE_BAD_START, CLOSE_TOO_MANY
+from speech.transport.cleans2s.bridge import RESUME_FOR_S, CleanS2SBridge
+from speech.transport.cleans2s.messages import RATE, CompatError, parse_inbound
+from speech.transport.cleans2s.pairing import ALONE, AMBIGUOUS, FULL, PAIR_KEY, Pairing, place_key
+from speech.transport.http_api import bearer_token, split_target
+from speech.transport.metrics import MeteredLink
 
 if TYPE_CHECKING:
     from speech.transport.ws_server import ParleyServer
 
 log = logging.getLogger(__name__)
 
-CLOSE_BAD_START = 4400
 CLOSE_NO_PARTNER = 4404
 CLOSE_AMBIGUOUS = 4409
-CLOSE_TOO_MANY = 4429
 PAIR_SETTLE_S = 0.5
 """A browser opens both sockets at once; a pair is formed only once this long has passed with no
 third socket from the same place (the cost: a CleanS2S session starts half a second later)."""
@@ -55,7 +54,10 @@ def _pair_key(ws: ServerConnection) -> str | None:
 
 
 class CleanS2SEndpoint:
-    """The two CleanS2S sockets of one :class:`~speech.transport.ws_server.ParleyServer`, sharing its sessions and limits."""
+    """The two CleanS2S sockets of one :class:`~speech.transport.ws_server.ParleyServer`.
+
+    Its sessions are the server's: one admission, one session limit, one drain.
+    """
 
     def __init__(self, server: ParleyServer) -> None:
         self.server = server
@@ -87,8 +89,11 @@ class CleanS2SEndpoint:
             yield self
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """With ``--auth_token``, the upgrade must carry it (``?token=`` in the address, or a Bearer header);
-        a ``?pair=`` key must look like one (see speech/transport/cleans2s/pairing.py)."""
+        """Refuse an upgrade without the token, or with a malformed pairing key.
+
+        With ``--auth_token``, the upgrade must carry it (``?token=`` in the address, or a Bearer header);
+        a ``?pair=`` key must look like one (see speech/transport/cleans2s/pairing.py).
+        """
         query = _query(request)
         pair = query.get("pair")
         if pair is not None and (len(pair) != 1 or not PAIR_KEY.fullmatch(pair[0])):
@@ -99,14 +104,14 @@ class CleanS2SEndpoint:
         if token is None:
             values = query.get("token")
             token = values[0] if values else None
-        if token_matches(self.options.auth_token, token):
+        if self.server.admission.token_ok(token):
             return None
         return connection.respond(401, "missing or invalid token\n")
 
     # --- pairing -------------------------------------------------------------------
 
     async def _partner(self, side: str, ws: ServerConnection) -> ServerConnection | None:
-        """This socket's partner, or None after closing it with the reason (see speech/transport/cleans2s/pairing.py)."""
+        """This socket's partner, or None after closing it with the reason (see pairing.py)."""
         outcome = await self.pairing.pair(side, place_key(ws, _pair_key(ws)), ws)
         if not isinstance(outcome, str):
             return outcome
@@ -168,13 +173,13 @@ class CleanS2SEndpoint:
             return
         raw, uid = first
         server = self.server
-        if server.draining or len(server.sessions) >= self.options.max_sessions:
-            reason = "server_draining" if server.draining else "too_many_sessions"
-            server.metrics.reject(reason, "cleans2s")
-            await recv_ws.send(json.dumps({"placeholder": "", "error": reason}))
-            await recv_ws.close(CLOSE_TOO_MANY, reason.replace("_", " "))
-            return
         user_id = self.options.cleans2s_user_id or uid
+        # The token was checked at the upgrade (_check_request); the uid by _first_message.
+        refusal = server.admission.check("cleans2s", user_id, token_checked=True)
+        if refusal is not None:
+            await recv_ws.send(json.dumps({"placeholder": "", "error": refusal.code}))
+            await recv_ws.close(refusal.close_code, refusal.code.replace("_", " "))
+            return
         count, conv = 0, None
         resumed = self._resume.pop(uid, None)
         if resumed is not None and time.monotonic() - resumed[0] < RESUME_FOR_S:
@@ -186,18 +191,11 @@ class CleanS2SEndpoint:
         bridge.conv = conv
         bridge.feed_first(raw)
         start = SessionStart(user_id=user_id, sample_rate=RATE, audio_output=True)
-        metered = MeteredConnection(bridge, server.metrics.observer("cleans2s", conv.session_id, user_id))
-        session = VoiceSession(metered, server.agent, server.engines, start, conv,  # type: ignore[arg-type]
-                               server.session_options)
-        server.sessions.add(session)
-        log.info("CleanS2S session %s opened for user %s", conv.session_id, user_id,
-                 extra={"session_id": conv.session_id, "user_id": user_id})
+        link = MeteredLink(bridge, server.metrics.observer("cleans2s", conv.session_id, user_id))
         try:
-            await session.run()
+            await server.run_session(link, start, conv)
         finally:
             bridge.shutdown()
-            server.sessions.discard(session)
             self._resume[uid] = (time.monotonic(), bridge.count, conv)
             while len(self._resume) > 256:
                 self._resume.popitem(last=False)
-            log.info("CleanS2S session %s closed", conv.session_id)

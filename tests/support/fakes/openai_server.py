@@ -4,7 +4,7 @@ Each request takes the next :class:`Reply` from the script queue, or, when the
 queue is empty, asks ``default`` (by default an echo of the last user message).
 Run it alone for benchmarks:
 
-    python -m tests.fakes.openai_server --port 8000 --ttft_ms 300 --tokens_per_s 50
+    python -m tests.support.fakes.openai_server --port 8000 --ttft_ms 300 --tokens_per_s 50
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.fakes.http_base import BackgroundServer, QuietHandler
+from tests.support.fakes.http_base import BackgroundServer, QuietHandler
 
 
 @dataclass

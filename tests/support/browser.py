@@ -1,14 +1,10 @@
-"""Helpers for the browser tests: a Parley server in a subprocess, a spoken WAV, Chromium flags."""
+"""Helpers for the browser tests: Chromium and its flags, a spoken WAV for its fake microphone."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import threading
 import time
 import wave
 from collections.abc import Callable
@@ -16,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "artifacts"
+from tests.support.paths import ARTIFACTS
+
 CHROMIUM = os.environ.get("PARLEY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 CHROMIUM_FLAGS = [
@@ -75,58 +71,6 @@ def write_speech_wav(path: Path, text: str, lead_s: float = 0.6, tail_s: float =
         w.setframerate(rate)
         w.writeframes(audio.astype("<i2").tobytes())
     return path
-
-
-class ServerProcess:
-    """``python server.py --port 0 ...`` in a subprocess; ``url`` once it printed PARLEY_READY."""
-
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, timeout_s: float = 240.0) -> None:
-        self.args = args
-        self.env = {**os.environ, **(env or {})}
-        self.timeout_s = timeout_s
-        self.lines: list[str] = []
-        self.url = ""
-        self.proc: subprocess.Popen[str] | None = None
-
-    def __enter__(self) -> ServerProcess:
-        cmd = [sys.executable, str(ROOT / "server.py"), "--host", "127.0.0.1", "--port", "0", *self.args]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, bufsize=1)
-        ready = threading.Event()
-
-        def pump() -> None:  # keep reading so the pipe never fills and blocks the server
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.lines.append(line.rstrip())
-                if line.startswith("PARLEY_READY "):
-                    self.url = line.split(" ", 1)[1].strip()
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + self.timeout_s
-        while not ready.wait(0.2):
-            if time.monotonic() > deadline:
-                self.__exit__()
-                raise TimeoutError(f"server not ready in {self.timeout_s} s:\n{self.log()}")
-        if not self.url:
-            self.__exit__()
-            raise RuntimeError(f"server exited before it was ready:\n{self.log()}")
-        return self
-
-    def log(self, last: int = 60) -> str:
-        return "\n".join(self.lines[-last:])
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(5)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1) -> None:

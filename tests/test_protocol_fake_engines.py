@@ -1,7 +1,9 @@
-"""The voice server's protocol, HTTP API, access control and bad input, over real sockets.
+"""The voice server's protocol, HTTP API, access control and bad input, over real sockets, with fake engines.
 
-These sessions use typed text (and a little audio), so they run fast; the spoken
-round trip is in test_server_voice.py.
+The server is real and in-process; only the models behind it are fakes
+(tests/support/engine_fakes.py: loudness VAD on the real VAD stream, scripted ASR, TTS
+audio as long as the text), because none of these tests is about a model. The spoken
+round trip with the real engines is in test_server_voice.py.
 """
 
 from __future__ import annotations
@@ -16,10 +18,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.server_harness import eventually, running_server
-from tests.voice_client import VoiceClient
-
-pytestmark = pytest.mark.slow
+from tests.support.in_process import eventually, running_server
+from tests.support.voice_client import VoiceClient
 
 
 def http(method: str, url: str, token: str | None = None) -> tuple[int, dict]:
@@ -37,8 +37,8 @@ async def ahttp(method: str, url: str, token: str | None = None) -> tuple[int, d
     return await asyncio.to_thread(http, method, url, token)
 
 
-async def test_text_turn_events_in_order(make_config, embedder, speech_engines, fake_llm):
-    async with running_server(make_config(), embedder, speech_engines) as srv:
+async def test_text_turn_events_in_order(make_config, embedder, fake_speech_engines, fake_llm):
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "tess", audio_output=False)
         assert client.ready["type"] == "session.ready" and client.ready["session_id"]
         await client.say_text("tell me a joke")
@@ -53,8 +53,8 @@ async def test_text_turn_events_in_order(make_config, embedder, speech_engines, 
         await client.close()
 
 
-async def test_typed_turn_with_audio_output_streams_pcm(make_config, embedder, speech_engines, fake_llm):
-    async with running_server(make_config(), embedder, speech_engines) as srv:
+async def test_typed_turn_with_audio_output_streams_pcm(make_config, embedder, fake_speech_engines, fake_llm):
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "tess")
         await client.say_text("hello there")
         done = await client.wait_for("response.done", timeout=120)
@@ -66,8 +66,8 @@ async def test_typed_turn_with_audio_output_streams_pcm(make_config, embedder, s
         await client.close()
 
 
-async def test_sessions_stay_separate(make_config, embedder, speech_engines, fake_llm):
-    async with running_server(make_config(), embedder, speech_engines) as srv:
+async def test_sessions_stay_separate(make_config, embedder, fake_speech_engines, fake_llm):
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         a = await VoiceClient.open(srv.ws_url, "user-a", audio_output=False)
         b = await VoiceClient.open(srv.ws_url, "user-b", audio_output=False)
         await asyncio.gather(a.say_text("my secret word is apple"), b.say_text("my secret word is banana"))
@@ -81,8 +81,8 @@ async def test_sessions_stay_separate(make_config, embedder, speech_engines, fak
         await b.close()
 
 
-async def test_bad_input_gets_clear_errors_and_session_goes_on(make_config, embedder, speech_engines, fake_llm):
-    async with running_server(make_config(), embedder, speech_engines, max_message_bytes=64 * 1024) as srv:
+async def test_bad_input_gets_clear_errors_and_session_goes_on(make_config, embedder, fake_speech_engines, fake_llm):
+    async with running_server(make_config(), embedder, fake_speech_engines, max_message_bytes=64 * 1024) as srv:
         client = await VoiceClient.open(srv.ws_url, "bad-input", audio_output=False)
         await client.ws.send("{not json")
         await client.send_json({"type": "dance"})
@@ -103,8 +103,8 @@ async def test_bad_input_gets_clear_errors_and_session_goes_on(make_config, embe
         await client.close()
 
 
-async def test_huge_frames(make_config, embedder, speech_engines, fake_llm):
-    async with running_server(make_config(), embedder, speech_engines, max_message_bytes=64 * 1024) as srv:
+async def test_huge_frames(make_config, embedder, fake_speech_engines, fake_llm):
+    async with running_server(make_config(), embedder, fake_speech_engines, max_message_bytes=64 * 1024) as srv:
         other = await VoiceClient.open(srv.ws_url, "bystander", audio_output=False)
         greedy = await VoiceClient.open(srv.ws_url, "greedy", audio_output=False)
         await greedy.ws.send(b"\0" * (128 * 1024))  # over the limit: refused with an error, session goes on
@@ -129,8 +129,8 @@ async def test_huge_frames(make_config, embedder, speech_engines, fake_llm):
         ("nonsense", "bad_json"),
     ],
 )
-async def test_bad_session_start(make_config, embedder, speech_engines, first, code):
-    async with running_server(make_config(), embedder, speech_engines) as srv:
+async def test_bad_session_start(make_config, embedder, fake_speech_engines, first, code):
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         async with connect(srv.ws_url) as ws:
             await ws.send(first)
             reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
@@ -143,8 +143,8 @@ async def test_bad_session_start(make_config, embedder, speech_engines, first, c
         await client.close()
 
 
-async def test_other_sample_rates_are_resampled(make_config, embedder, speech_engines):
-    async with running_server(make_config(), embedder, speech_engines) as srv:
+async def test_other_sample_rates_are_resampled(make_config, embedder, fake_speech_engines):
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "rates", sample_rate=48000, audio_output=False)
         await client.stream_pcm(np.zeros(48000 // 2, dtype=np.int16), sample_rate=48000, speed=10)
         await client.say_text("ping")
@@ -153,9 +153,9 @@ async def test_other_sample_rates_are_resampled(make_config, embedder, speech_en
         await client.close()
 
 
-async def test_token_is_required_everywhere_when_set(make_config, embedder, speech_engines):
+async def test_token_is_required_everywhere_when_set(make_config, embedder, fake_speech_engines):
     token = "s3cret-token"
-    async with running_server(make_config(), embedder, speech_engines, auth_token=token) as srv:
+    async with running_server(make_config(), embedder, fake_speech_engines, auth_token=token) as srv:
         async with connect(srv.ws_url) as ws:
             await ws.send(json.dumps({"type": "session.start", "user_id": "intruder"}))
             assert json.loads(await ws.recv())["code"] == "unauthorized"
@@ -178,8 +178,8 @@ async def test_token_is_required_everywhere_when_set(make_config, embedder, spee
         assert status == 200 and body["items"] == []
 
 
-async def test_too_many_sessions_are_refused_clearly(make_config, embedder, speech_engines):
-    async with running_server(make_config(), embedder, speech_engines, max_sessions=1) as srv:
+async def test_too_many_sessions_are_refused_clearly(make_config, embedder, fake_speech_engines):
+    async with running_server(make_config(), embedder, fake_speech_engines, max_sessions=1) as srv:
         first = await VoiceClient.open(srv.ws_url, "one", audio_output=False)
         async with connect(srv.ws_url) as ws:
             await ws.send(json.dumps({"type": "session.start", "user_id": "two"}))
@@ -187,8 +187,8 @@ async def test_too_many_sessions_are_refused_clearly(make_config, embedder, spee
         await first.close()
 
 
-async def test_memory_http_api_is_per_user(make_config, embedder, speech_engines):
-    async with running_server(make_config(), embedder, speech_engines) as srv:
+async def test_memory_http_api_is_per_user(make_config, embedder, fake_speech_engines):
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         store = srv.agent.memory
         a_id = store.add("alice", "Alice's dog is called Biscuit")
         store.add("bob", "Bob's cat is called Tom")
@@ -207,8 +207,8 @@ async def test_memory_http_api_is_per_user(make_config, embedder, speech_engines
         assert store.list("alice") == []
 
 
-async def test_healthz_and_web_client_are_served(make_config, embedder, speech_engines):
-    async with running_server(make_config(), embedder, speech_engines) as srv:
+async def test_healthz_and_web_client_are_served(make_config, embedder, fake_speech_engines):
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         status, body = await ahttp("GET", f"{srv.http_url}/healthz")
         assert status == 200 and body["status"] == "ok" and "web_search" in body["tools"]
         page = await asyncio.to_thread(lambda: urllib.request.urlopen(f"{srv.http_url}/", timeout=10).read())
@@ -217,16 +217,16 @@ async def test_healthz_and_web_client_are_served(make_config, embedder, speech_e
         assert status == 404
 
 
-async def test_idle_sessions_are_closed(make_config, embedder, speech_engines):
-    async with running_server(make_config(), embedder, speech_engines, idle_timeout_s=0.5) as srv:
+async def test_idle_sessions_are_closed(make_config, embedder, fake_speech_engines):
+    async with running_server(make_config(), embedder, fake_speech_engines, idle_timeout_s=0.5) as srv:
         client = await VoiceClient.open(srv.ws_url, "sleepy", audio_output=False)
         await asyncio.wait_for(client.ws.wait_closed(), 10)
         assert client.ws.close_code == 4408
         assert client.events("error")[-1]["code"] == "idle_timeout"
 
 
-async def test_turn_rate_is_limited(make_config, embedder, speech_engines, fake_llm):
-    async with running_server(make_config(), embedder, speech_engines, max_turns_per_minute=2) as srv:
+async def test_turn_rate_is_limited(make_config, embedder, fake_speech_engines, fake_llm):
+    async with running_server(make_config(), embedder, fake_speech_engines, max_turns_per_minute=2) as srv:
         client = await VoiceClient.open(srv.ws_url, "chatty", audio_output=False)
         for i in range(3):
             await client.say_text(f"message {i}")
@@ -241,8 +241,8 @@ async def end_session(client: VoiceClient) -> None:
     await client.close()
 
 
-async def test_free_memory_is_handed_back_when_the_server_goes_idle(make_config, embedder, speech_engines):
-    async with running_server(make_config(), embedder, speech_engines, trim_memory_every_s=60.0) as srv:
+async def test_free_memory_is_handed_back_when_the_server_goes_idle(make_config, embedder, fake_speech_engines):
+    async with running_server(make_config(), embedder, fake_speech_engines, trim_memory_every_s=60.0) as srv:
         first = await VoiceClient.open(srv.ws_url, "first", audio_output=False)
         second = await VoiceClient.open(srv.ws_url, "second", audio_output=False)
         await asyncio.sleep(1.1)  # trims are at least a second apart
@@ -255,8 +255,8 @@ async def test_free_memory_is_handed_back_when_the_server_goes_idle(make_config,
         assert body["process"]["memory_trims"] == 1
 
 
-async def test_trimming_can_be_turned_off(make_config, embedder, speech_engines):
-    async with running_server(make_config(), embedder, speech_engines, trim_memory_every_s=0.0) as srv:
+async def test_trimming_can_be_turned_off(make_config, embedder, fake_speech_engines):
+    async with running_server(make_config(), embedder, fake_speech_engines, trim_memory_every_s=0.0) as srv:
         client = await VoiceClient.open(srv.ws_url, "only", audio_output=False)
         await asyncio.sleep(1.1)
         await end_session(client)

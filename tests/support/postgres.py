@@ -17,10 +17,11 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.support.ports import free_port
 
 
 class PostgresUnavailable(RuntimeError):
@@ -43,12 +44,6 @@ def find_bin_dir() -> Path:
         return Path(on_path).parent
     raise PostgresUnavailable("initdb/pg_ctl not found: install Debian's postgresql package "
                               "(bash scripts/setup-system.sh postgresql)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PrivatePostgres:

@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fakes.http_base import BackgroundServer, QuietHandler
+from tests.support.fakes.http_base import BackgroundServer, QuietHandler
 
 FAKE_KEY = "test-serper-key"
 

@@ -1,4 +1,4 @@
-"""Start a real Parley server in the test's event loop, with real engines and a fake LLM."""
+"""A real Parley server in the test's own event loop: engines (real or fake) passed in, a fake LLM behind it."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from agent.config import AgentConfig
+from agent.config import AgentSettings
 from agent.embedding import Embedder
 from agent.llm import build_chat_models
 from agent.memory import MemoryStore
 from agent.runtime import Agent
 from speech.engines.factory import SpeechEngines
-from speech.transport.ws_server import ParleyServer, ServerOptions
+from speech.transport.ws_server import ParleyServer, ServerSettings
 
 
 @dataclass
@@ -38,7 +38,7 @@ class RunningServer:
 
 
 @contextlib.asynccontextmanager
-async def running_server(config: AgentConfig, embedder: Embedder, engines: SpeechEngines,
+async def running_server(config: AgentSettings, embedder: Embedder, engines: SpeechEngines,
                          memory: MemoryStore | None = None, **options: object) -> AsyncIterator[RunningServer]:
     """Serve until the block ends; every session is closed and the agent's memory flushed after.
 
@@ -47,7 +47,7 @@ async def running_server(config: AgentConfig, embedder: Embedder, engines: Speec
     if memory is None:
         memory = MemoryStore(config.memory_dir, embedder=embedder)
     agent = Agent(config, build_chat_models(config), embedder, memory)
-    server = ParleyServer(agent, engines, ServerOptions(port=0, **options))  # type: ignore[arg-type]
+    server = ParleyServer(agent, engines, ServerSettings(port=0, **options))  # type: ignore[arg-type]
     ready = asyncio.Event()
     task = asyncio.create_task(server.serve_forever(ready))
     await asyncio.wait_for(ready.wait(), 30)

@@ -1,0 +1,91 @@
+"""``ws://HOST:PORT/v1/realtime``: admit a Realtime API client and run a Parley session for it.
+
+The SDKs build this URL from ``base_url=http://HOST:PORT/v1`` and send the API key as
+``Authorization: Bearer KEY`` (checked against ``--auth_token`` at the upgrade, by
+speech/transport/http_api.py). The user id comes from the ``user_id`` query parameter or the
+``X-Parley-User-Id`` header; without one the connection gets a guest id of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+from openai.types.realtime import SessionUpdateEvent
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from speech.protocol import SessionStart
+from speech.transport.http_api import bearer_token, split_target
+from speech.transport.metrics import MeteredLink
+from speech.transport.realtime import server_events as out
+from speech.transport.realtime.client_events import RealtimeError, parse_client_event
+from speech.transport.realtime.link import SESSION_RATE, RealtimeLink
+from speech.transport.realtime.settings import RealtimeSettings
+
+if TYPE_CHECKING:
+    from speech.transport.ws_server import ParleyServer
+
+log = logging.getLogger(__name__)
+
+PATH = "/v1/realtime"
+USER_HEADER = "X-Parley-User-Id"
+
+
+def user_id_of(ws: ServerConnection) -> str:
+    """The user id the client named (query ``user_id``, or the header), else a guest id for this connection."""
+    request = ws.request
+    if request is not None:
+        query = parse_qs(split_target(request.path)[1])
+        given = query.get("user_id")
+        named = (given[-1] if given else None) or request.headers.get(USER_HEADER)
+        if named:
+            return named
+    return f"guest-{uuid.uuid4().hex[:12]}"
+
+
+async def _settle(link: RealtimeLink, timeout_s: float) -> None:
+    """Apply the ``session.update`` events a client sends first, so the session starts as configured.
+
+    The first other event is kept for the session (whether reply audio is synthesized at all is fixed
+    when the session starts: a text-only client costs no TTS).
+    """
+    while True:
+        try:
+            raw = await asyncio.wait_for(link.ws.recv(), timeout_s)
+        except TimeoutError:
+            return
+        try:
+            event, obj = parse_client_event(raw, link.max_frame_bytes)
+            link.queue(await link.handle(event, obj))
+        except RealtimeError as exc:
+            await link.send(out.error(exc.code, exc.message, exc.param, exc.event_id))
+            continue
+        if not isinstance(event, SessionUpdateEvent):
+            return
+
+
+async def serve_realtime(server: ParleyServer, ws: ServerConnection) -> None:
+    """One Realtime connection, from ``session.created`` to close."""
+    user_id = user_id_of(ws)
+    token = bearer_token(ws.request.headers) if ws.request is not None else None
+    refusal = server.admission.check("realtime", user_id, token)
+    settings = RealtimeSettings(session_id=out.new_id("sess"))
+    link = RealtimeLink(ws, settings, server.options.max_message_bytes)
+    if refusal is not None:
+        await link.send(out.error(refusal.code, refusal.message))
+        await ws.close(refusal.close_code, refusal.code.replace("_", " "))
+        return
+    conv = server.agent.new_conversation(user_id)
+    try:
+        await link.send(out.server_event("session.created", session=settings.describe()))
+        await _settle(link, server.options.start_timeout_s)
+    except ConnectionClosed:
+        return
+    start = SessionStart(user_id=user_id, sample_rate=SESSION_RATE,
+                         audio_output="audio" in link.settings.output_modalities)
+    await server.run_session(MeteredLink(link, server.metrics.observer("realtime", conv.session_id, user_id)),
+                             start, conv)

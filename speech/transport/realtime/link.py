@@ -1,0 +1,318 @@
+"""One ``/v1/realtime`` connection as a session's :class:`~speech.voice.link.ClientLink`.
+
+Client events become Parley input (audio resampled to 16 kHz, typed text held until
+``response.create``, ``response.cancel`` an interrupt); Parley's typed events become the Realtime
+API's event sequence (speech started/stopped, the user item and its transcription, then per reply
+``response.created`` ... ``response.done``), with reply audio resampled to the client's rate.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from openai.types.realtime import (
+    ConversationItemCreateEvent,
+    ConversationItemRetrieveEvent,
+    ConversationItemTruncateEvent,
+    InputAudioBufferAppendEvent,
+    InputAudioBufferClearEvent,
+    InputAudioBufferCommitEvent,
+    OutputAudioBufferClearEvent,
+    RealtimeConversationItemUserMessage,
+    ResponseCancelEvent,
+    ResponseCreateEvent,
+    SessionUpdateEvent,
+)
+from pydantic import BaseModel
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from agent.text_safety import replace_lone_surrogates
+from speech.audio import PcmResampler
+from speech.protocol import (
+    ErrorEvent,
+    Interrupt,
+    ResponseAudioEnd,
+    ResponseAudioStart,
+    ResponseDone,
+    ResponseTextDelta,
+    Route,
+    ServerEvent,
+    Sources,
+    Suggestions,
+    TextInput,
+    TranscriptFinal,
+    TranscriptPartial,
+    VadEnd,
+    VadStart,
+)
+from speech.transport.realtime import server_events as out
+from speech.transport.realtime.client_events import RealtimeError, parse_client_event
+from speech.transport.realtime.settings import RealtimeSettings
+from speech.voice.link import AudioIn, ClientInput, LinkClosed
+
+log = logging.getLogger(__name__)
+
+SESSION_RATE = 16000
+"""The rate the session receives: the link resamples the client's audio once, to what VAD and ASR use."""
+ENGINE_FAILURES = ("asr_failed", "tts_failed", "llm_failed")
+MAX_ITEMS_KEPT = 64
+
+
+@dataclass
+class _Response:
+    """One reply on its way out, as a Realtime response with one assistant message item."""
+
+    turn_id: str
+    audio: bool
+    response_id: str = field(default_factory=lambda: out.new_id("resp"))
+    item_id: str = field(default_factory=lambda: out.new_id("item"))
+    transcript: list[str] = field(default_factory=list)
+    resampler: PcmResampler | None = None
+    cancel_reason: str | None = None
+
+
+class RealtimeLink:
+    """The Realtime API's events over one WebSocket, as typed Parley input and output."""
+
+    def __init__(self, ws: ServerConnection, settings: RealtimeSettings, max_frame_bytes: int) -> None:
+        self.ws = ws
+        self.settings = settings
+        self.max_frame_bytes = max_frame_bytes
+        self._resampler = PcmResampler(settings.input_rate, SESSION_RATE)
+        self._audio_ms = 0.0
+        self._queued: list[ClientInput] = []
+        self._texts: list[str] = []
+        """Typed user items not yet answered: ``response.create`` sends them as one turn."""
+        self._typed_turn = False
+        self._response: _Response | None = None
+        self._user_item: str | None = None
+        self._last_item: str | None = None
+        self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        """The latest items by id, for ``conversation.item.retrieve`` (the Agents SDK asks on an interruption)."""
+
+    # --- client -> session -------------------------------------------------------
+
+    def queue(self, items: list[ClientInput]) -> None:
+        """Input for the session, handled before the next frame is read."""
+        self._queued.extend(items)
+
+    async def receive(self) -> ClientInput:
+        """The next input for the session; events that need no session answer here and are not returned."""
+        while not self._queued:
+            try:
+                raw = await self.ws.recv()
+            except ConnectionClosed:
+                raise LinkClosed from None
+            try:
+                self._queued.extend(await self.handle(*parse_client_event(raw, self.max_frame_bytes)))
+            except RealtimeError as exc:
+                await self.send(out.error(exc.code, exc.message, exc.param, exc.event_id))
+        return self._queued.pop(0)
+
+    async def handle(self, event: BaseModel, raw: dict[str, Any]) -> list[ClientInput]:
+        """Answer one client event; what the session must hear about is returned."""
+        event_id = getattr(event, "event_id", None)
+        if isinstance(event, SessionUpdateEvent):
+            try:
+                self.settings = self.settings.updated(raw["session"])
+            except ValueError as exc:
+                raise RealtimeError("invalid_value", str(exc), "session", event_id) from None
+            if self.settings.input_rate != self._resampler.from_rate:
+                self._resampler = PcmResampler(self.settings.input_rate, SESSION_RATE)
+            await self.send(out.server_event("session.updated", session=self.settings.describe()))
+            return []
+        if isinstance(event, InputAudioBufferAppendEvent):
+            return self._audio(event.audio, event_id)
+        if isinstance(event, InputAudioBufferClearEvent | OutputAudioBufferClearEvent):
+            await self.send(out.server_event(event.type.replace(".clear", ".cleared")))
+            return []
+        if isinstance(event, InputAudioBufferCommitEvent):
+            raise RealtimeError("unsupported_feature", "manual turns (input_audio_buffer.commit) are not supported: "
+                                "Parley's server VAD ends turns", None, event_id)
+        if isinstance(event, ConversationItemCreateEvent):
+            await self._create_item(event, event_id)
+            return []
+        if isinstance(event, ResponseCreateEvent):
+            return self._respond(event_id)
+        if isinstance(event, ResponseCancelEvent):
+            if self._response is None:
+                raise RealtimeError("response_cancel_not_active", "there is no active response to cancel",
+                                    None, event_id)
+            self._response.cancel_reason = "client_cancelled"
+            return [Interrupt()]
+        if isinstance(event, ConversationItemTruncateEvent):
+            # What the client played is what Parley's own pacing counts as heard: history keeps only that.
+            await self.send(out.server_event("conversation.item.truncated", item_id=event.item_id,
+                                             content_index=event.content_index, audio_end_ms=event.audio_end_ms))
+            return []
+        if isinstance(event, ConversationItemRetrieveEvent):
+            item = self._items.get(event.item_id)
+            if item is None:
+                raise RealtimeError("item_not_found", f"no item {event.item_id!r} in this session", "item_id",
+                                    event_id)
+            await self.send(out.server_event("conversation.item.retrieved", item=item))
+            return []
+        raise RealtimeError("unsupported_feature", f"{event.type} is not supported", "type", event_id)  # type: ignore[attr-defined]
+
+    def _audio(self, b64: str, event_id: str | None) -> list[ClientInput]:
+        try:
+            raw = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise RealtimeError("invalid_value", "audio is not valid base64", "audio", event_id) from None
+        if len(raw) % 2:
+            raise RealtimeError("invalid_value", "16-bit PCM needs an even number of bytes", "audio", event_id)
+        pcm = self._resampler.process(np.frombuffer(raw, dtype="<i2"))
+        self._audio_ms += len(pcm) * 1000 / SESSION_RATE
+        return [AudioIn(pcm.tobytes())] if pcm.size else []
+
+    async def _create_item(self, event: ConversationItemCreateEvent, event_id: str | None) -> None:
+        item = event.item
+        if not isinstance(item, RealtimeConversationItemUserMessage):  # the one item of type message, role user
+            raise RealtimeError("unsupported_feature", "only user messages can be added to the conversation "
+                                "(client tools and system items are not supported yet)", "item", event_id)
+        texts = [part.text for part in item.content if getattr(part, "type", None) == "input_text" and part.text]
+        if not texts:
+            raise RealtimeError("invalid_value", "a user item needs input_text content", "item.content", event_id)
+        self._texts.append(" ".join(texts))
+        item_id = getattr(item, "id", None) or out.new_id("item")
+        user = out.user_item(item_id, " ".join(texts))
+        await self.send(out.server_event("conversation.item.added", previous_item_id=self._last_item, item=user))
+        await self.send(out.server_event("conversation.item.done", previous_item_id=self._last_item, item=user))
+        self._last_item = item_id
+
+    def _respond(self, event_id: str | None) -> list[ClientInput]:
+        if self._response is not None:
+            raise RealtimeError("conversation_already_has_active_response",
+                                "a response is in progress: cancel it or wait for response.done", None, event_id)
+        if not self._texts:
+            raise RealtimeError("invalid_value", "nothing to respond to: add a user item first (with server VAD, "
+                                "spoken turns are answered without response.create)", None, event_id)
+        text, self._texts = "\n".join(self._texts), []
+        self._typed_turn = True
+        return [TextInput(text)]
+
+    # --- session -> client -------------------------------------------------------
+
+    async def send(self, event: dict[str, Any]) -> None:
+        """Send one Realtime event (quietly nothing once the client has gone)."""
+        if event["type"] in ("conversation.item.added", "conversation.item.done"):
+            item = event["item"]
+            self._items[item["id"]] = item
+            self._items.move_to_end(item["id"])
+            while len(self._items) > MAX_ITEMS_KEPT:
+                self._items.popitem(last=False)
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(replace_lone_surrogates(json.dumps(event, ensure_ascii=False)))
+
+    async def send_event(self, event: ServerEvent) -> None:
+        """Translate one Parley event into the Realtime API's events."""
+        r = self._response
+        if isinstance(event, VadStart):
+            self._user_item = out.new_id("item")
+            await self.send(out.server_event("input_audio_buffer.speech_started", item_id=self._user_item,
+                                             audio_start_ms=int(self._audio_ms)))
+        elif isinstance(event, VadEnd):
+            item_id = self._user_item or out.new_id("item")
+            await self.send(out.server_event("input_audio_buffer.speech_stopped", item_id=item_id,
+                                             audio_end_ms=int(self._audio_ms)))
+            await self.send(out.server_event("input_audio_buffer.committed", item_id=item_id,
+                                             previous_item_id=self._last_item))
+            await self.send(out.server_event("conversation.item.added", previous_item_id=self._last_item,
+                                             item=out.user_item(item_id, None, audio=True)))
+            self._last_item = item_id
+        elif isinstance(event, TranscriptPartial):
+            await self.send(out.server_event("parley.transcript.partial", item_id=self._user_item, text=event.text))
+        elif isinstance(event, TranscriptFinal):
+            await self._begin(event)
+        elif isinstance(event, Route) and r is not None and event.turn_id == r.turn_id:
+            await self.send(out.server_event("parley.route", response_id=r.response_id, route=event.route,
+                                             reason=event.reason))
+        elif isinstance(event, Sources) and r is not None and event.turn_id == r.turn_id:
+            await self.send(out.server_event("parley.sources", response_id=r.response_id, items=event.items))
+        elif isinstance(event, ResponseTextDelta) and r is not None and event.turn_id == r.turn_id:
+            r.transcript.append(event.delta)
+            kind = "response.output_audio_transcript.delta" if r.audio else "response.output_text.delta"
+            await self.send(out.server_event(kind, **self._where(r), delta=event.delta))
+        elif isinstance(event, ResponseAudioStart) and r is not None and event.turn_id == r.turn_id:
+            r.resampler = PcmResampler(event.sample_rate, self.settings.output_rate)
+        elif isinstance(event, ResponseAudioEnd) and r is not None and event.turn_id == r.turn_id:
+            if r.resampler is not None and r.audio:
+                await self._audio_delta(r, r.resampler.process(np.zeros(0, np.int16), last=True))
+                await self.send(out.server_event("response.output_audio.done", **self._where(r)))
+            r.resampler = None
+        elif isinstance(event, ResponseDone):
+            await self._finish(event)
+        elif isinstance(event, Suggestions):
+            await self.send(out.server_event("parley.suggestions", items=event.items))
+        elif isinstance(event, ErrorEvent):
+            kind = "server_error" if event.code in ENGINE_FAILURES else "invalid_request_error"
+            await self.send(out.error(event.code, event.message, kind=kind))
+
+    async def send_audio(self, pcm: bytes) -> None:
+        """Reply audio: resampled to the client's output rate, base64 in ``response.output_audio.delta``."""
+        r = self._response
+        if r is not None and r.audio and r.resampler is not None:
+            await self._audio_delta(r, r.resampler.process(np.frombuffer(pcm, dtype="<i2")))
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the socket."""
+        await self.ws.close(code, reason)
+
+    @staticmethod
+    def _where(r: _Response) -> dict[str, Any]:
+        return {"response_id": r.response_id, "item_id": r.item_id, "output_index": 0, "content_index": 0}
+
+    async def _audio_delta(self, r: _Response, pcm: np.ndarray) -> None:
+        if pcm.size:
+            delta = base64.b64encode(pcm.astype("<i2", copy=False).tobytes()).decode("ascii")
+            await self.send(out.server_event("response.output_audio.delta", **self._where(r), delta=delta))
+
+    async def _begin(self, event: TranscriptFinal) -> None:
+        if not self._typed_turn:
+            item_id = self._last_item or out.new_id("item")
+            await self.send(out.server_event("conversation.item.input_audio_transcription.completed",
+                                             item_id=item_id, content_index=0, transcript=event.text))
+            await self.send(out.server_event("conversation.item.done", previous_item_id=None,
+                                             item=out.user_item(item_id, event.text, audio=True)))
+        self._typed_turn = False
+        r = self._response = _Response(event.turn_id, audio="audio" in self.settings.output_modalities)
+        item = out.assistant_item(r.item_id, "in_progress")
+        await self.send(out.server_event("response.created", response=out.response(
+            r.response_id, "in_progress", [], self.settings.output_modalities)))
+        await self.send(out.server_event("response.output_item.added", response_id=r.response_id, output_index=0,
+                                         item=item))
+        await self.send(out.server_event("conversation.item.added", previous_item_id=self._last_item, item=item))
+        await self.send(out.server_event("response.content_part.added", **self._where(r),
+                                         part=out.content_part(r.audio)))
+        self._last_item = r.item_id
+
+    async def _finish(self, event: ResponseDone) -> None:
+        r = self._response
+        if r is None or event.turn_id != r.turn_id:
+            return
+        self._response = None
+        cancelled = event.interrupted or bool(event.merged)
+        text = event.text if cancelled else (event.text or "".join(r.transcript))
+        done_kind = "response.output_audio_transcript.done" if r.audio else "response.output_text.done"
+        await self.send(out.server_event(done_kind, **self._where(r), **({"transcript": text} if r.audio
+                                                                              else {"text": text})))
+        part = out.content_part(r.audio, text)
+        await self.send(out.server_event("response.content_part.done", **self._where(r), part=part))
+        item = out.assistant_item(r.item_id, "incomplete" if cancelled else "completed", part)
+        await self.send(out.server_event("response.output_item.done", response_id=r.response_id, output_index=0,
+                                         item=item))
+        await self.send(out.server_event("conversation.item.done", previous_item_id=None, item=item))
+        await self.send(out.server_event("parley.metrics", response_id=r.response_id, metrics=event.metrics))
+        details = ({"type": "cancelled", "reason": r.cancel_reason or "turn_detected"} if cancelled else None)
+        await self.send(out.server_event("response.done", response=out.response(
+            r.response_id, "cancelled" if cancelled else "completed", [item], self.settings.output_modalities,
+            details)))

@@ -1,0 +1,64 @@
+"""The OpenAI Realtime endpoint, driven by the stock JavaScript ``@openai/agents`` RealtimeSession.
+
+Node runs tests/js/realtime_agents.mjs (``@openai/agents`` pinned in tests/js/package-lock.json,
+installed by ``make test``) with its stock ``OpenAIRealtimeWebSocket`` transport pointed at a real
+Parley: a typed turn, a spoken turn and an interruption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speech.audio import resample_pcm16
+from tests.support.fakes.openai_server import Reply
+from tests.support.in_process import running_server
+from tests.support.voice_client import silence
+
+pytestmark = pytest.mark.slow
+
+JS = Path(__file__).resolve().parent / "js"
+TOKEN = "agents-js-token"
+
+
+def echo_or_long(request: dict) -> Reply:
+    """Echo the user, except for the story request, which gets a long, slow answer to interrupt."""
+    last = next((m["content"] for m in reversed(request["messages"]) if m["role"] == "user"), "")
+    if "long story" in str(last):
+        return Reply(text=" ".join(["Once upon a time there was a very long story."] * 30), token_interval_s=0.05)
+    return Reply(text=f"You said: {last}")
+
+
+async def test_stock_agents_sdk_holds_a_typed_turn_a_spoken_turn_and_an_interruption(
+        make_config, embedder, speech_engines, spoken, fake_llm, tmp_path):
+    node = shutil.which("node")
+    assert node is not None, "node is installed by `make test` (scripts/setup-system.sh nodejs)"
+    assert (JS / "node_modules" / "@openai" / "agents").is_dir(), "`make test` runs npm ci in tests/js"
+    fake_llm.default = echo_or_long
+    speech = np.concatenate([silence(0.4), spoken("What is the capital of France?", "en"), silence(1.6)])
+    speech_file = tmp_path / "speech24k.pcm"
+    speech_file.write_bytes(resample_pcm16(speech, 16000, 24000).astype("<i2").tobytes())
+    async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv:
+        proc = await asyncio.create_subprocess_exec(
+            node, str(JS / "realtime_agents.mjs"), cwd=JS, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={"PATH": "/usr/bin:/bin", "PARLEY_URL": f"ws://127.0.0.1:{srv.port}/v1/realtime?model=parley",
+                 "PARLEY_TOKEN": TOKEN, "PARLEY_SPEECH": str(speech_file)})
+        out, err = await asyncio.wait_for(proc.communicate(), 240)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert result["errors"] == []
+    assert result["typed"]["status"] == "completed"
+    assert result["typed"]["transcript"].strip() == "You said: hello there"
+    assert result["typed"]["audioBytes"] > 24000, "at least half a second of 24 kHz audio reached the SDK"
+    assert "capital of france" in result["spoken"]["transcript"].lower()
+    assert result["spoken"]["status"] == "completed"
+    assert result["interruption"]["status"] == "cancelled"
+    assert result["interruption"]["reason"] == "client_cancelled"
+    assert result["interruption"]["ms"] < 1000
+    assert result["history"].count("user") == 3
