@@ -27,6 +27,7 @@ import time
 import jiwer
 import numpy as np
 
+from agent.language import HAN_RANGES
 from bench.common import emit, machine, print_table
 
 EN = [
@@ -56,7 +57,7 @@ def norm_en(text: str) -> str:
 
 
 def norm_zh(text: str) -> str:
-    return re.sub(r"[^\u4e00-\u9fff0-9a-z]", "", text.lower())
+    return re.sub(f"[^{HAN_RANGES}0-9a-z]", "", text.lower())
 
 
 def noisy(audio: np.ndarray, snr_db: float, seed: int) -> np.ndarray:

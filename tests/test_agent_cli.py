@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from agent.language import HAN
 from agent.memory import MemoryStore
 from tests.support.paths import ROOT
 
@@ -67,7 +68,6 @@ def test_help_documents_flags_in_groups():
         assert text in proc.stdout
 
 
-CJK = re.compile(r"[\u3400-\u9fff]")
 ENGLISH_SENTENCE = re.compile(r"[A-Za-z']+(?:[ ,]+[A-Za-z']+){2,}")  # three English words in a row
 
 
@@ -77,7 +77,7 @@ def test_once_answers_offline_in_english_with_embedded_defaults(tmp_path):
                      "--memory_dir", str(tmp_path / "m")])
     assert proc.returncode == 0, proc.stderr
     answer = proc.stdout.strip()
-    assert ENGLISH_SENTENCE.search(answer) and not CJK.search(answer), answer
+    assert ENGLISH_SENTENCE.search(answer) and not HAN.search(answer), answer
     assert "embedded offline demo model" in proc.stderr
 
 
@@ -87,7 +87,7 @@ def test_once_answers_offline_chinese_in_chinese_with_embedded_defaults(tmp_path
                      "--memory_dir", str(tmp_path / "m")])
     assert proc.returncode == 0, proc.stderr
     answer = proc.stdout.strip()
-    assert CJK.search(answer), answer
+    assert HAN.search(answer), answer
     assert not ENGLISH_SENTENCE.search(answer), answer
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from agent.graph.prompts import APOLOGY
+from agent.language import has_han
 from tests.support.fakes.openai_server import FakeOpenAI, Reply, echo
 from tests.support.in_process import eventually, running_server
 from tests.support.paths import ROOT
@@ -160,7 +161,7 @@ async def test_client_disconnect_mid_reply_cancels_everything_and_saves_memory_w
 
 def chinese_or_echo(request: dict) -> Reply:
     last = request["messages"][-1]["content"]
-    return Reply(text="你好，很高兴见到你。") if any("\u4e00" <= c <= "\u9fff" for c in last) else echo(request)
+    return Reply(text="你好，很高兴见到你。") if has_han(last) else echo(request)
 
 
 async def test_tts_failure_on_one_reply_sends_error_and_session_goes_on(make_config, embedder, speech_engines,

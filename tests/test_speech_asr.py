@@ -8,6 +8,7 @@ import jiwer
 import numpy as np
 import pytest
 
+from agent.language import HAN
 from speech.engines.asr_guards import is_degenerate, join_segments, strip_repeats
 from speech.engines.asr_incremental import IncrementalTranscriber
 from speech.engines.whisper_model import whisper_base_dir
@@ -29,7 +30,7 @@ def norm_en(text: str) -> str:
 
 
 def norm_zh(text: str) -> str:
-    return re.sub(r"[^\u4e00-\u9fff]", "", text)
+    return "".join(HAN.findall(text))
 
 
 def test_loop_guards() -> None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from agent.language import HAN
+from agent.language import HAN, HAN_RANGES
 
 _CLOSERS = r"[”’\"')）\]*`]*"  # "_" and "~" stay out: as closers they could split a "__"/"~~" pair
 _BOUNDARY = re.compile(
     rf"(?P<sent_cjk>[。！？…]+{_CLOSERS})"
-    rf"|(?P<sent>[.!?]+{_CLOSERS}(?=\s|[\u3400-\u9fff]))"
+    rf"|(?P<sent>[.!?]+{_CLOSERS}(?=\s|[{HAN_RANGES}]))"
     r"|(?P<newline>\n+)"
     rf"|(?P<clause_cjk>[，；：、]+{_CLOSERS})"
     rf"|(?P<clause>[,;:]+{_CLOSERS}(?=\s))"

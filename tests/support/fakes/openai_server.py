@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.language import CJK
 from tests.support.fakes.http_base import BackgroundServer, QuietHandler
 
 
@@ -48,7 +49,7 @@ def tokens_of(text: str) -> list[str]:
     pieces: list[str] = []
     word = ""
     for ch in text:
-        if "\u4e00" <= ch <= "\u9fff" or ch in "，。！？":
+        if CJK.match(ch):
             if word:
                 pieces.append(word)
                 word = ""
