@@ -161,7 +161,7 @@ class RealtimeLink:
                                     event_id)
             await self.send(out.server_event("conversation.item.retrieved", item=item))
             return []
-        raise RealtimeError("unsupported_feature", f"{event.type} is not supported", "type", event_id)  # type: ignore[attr-defined]
+        raise RealtimeError("unsupported_feature", f"{raw.get('type')} is not supported", "type", event_id)
 
     def _audio(self, b64: str, event_id: str | None) -> list[ClientInput]:
         try:
