@@ -8,7 +8,6 @@ speech/transport/http_api.py). The user id comes from the ``user_id`` query para
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from typing import TYPE_CHECKING
@@ -16,15 +15,14 @@ from urllib.parse import parse_qs
 
 from openai.types.realtime import SessionUpdateEvent
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 
 from speech.protocol import SessionStart
 from speech.transport.http_api import bearer_token, split_target
 from speech.transport.metrics import MeteredLink
 from speech.transport.realtime import server_events as out
-from speech.transport.realtime.client_events import RealtimeError, parse_client_event
 from speech.transport.realtime.link import SESSION_RATE, RealtimeLink
 from speech.transport.realtime.settings import RealtimeSettings
+from speech.voice.link import LinkClosed
 
 if TYPE_CHECKING:
     from speech.transport.ws_server import ParleyServer
@@ -55,16 +53,10 @@ async def _settle(link: RealtimeLink, timeout_s: float) -> None:
     """
     while True:
         try:
-            raw = await asyncio.wait_for(link.ws.recv(), timeout_s)
+            event = await link.read_event(timeout_s)
         except TimeoutError:
             return
-        try:
-            event, obj = parse_client_event(raw, link.max_frame_bytes)
-            link.queue(await link.handle(event, obj))
-        except RealtimeError as exc:
-            await link.send(out.error(exc.code, exc.message, exc.param, exc.event_id))
-            continue
-        if not isinstance(event, SessionUpdateEvent):
+        if event is not None and not isinstance(event, SessionUpdateEvent):
             return
 
 
@@ -83,7 +75,7 @@ async def serve_realtime(server: ParleyServer, ws: ServerConnection) -> None:
     try:
         await link.send(out.server_event("session.created", session=settings.describe()))
         await _settle(link, server.options.start_timeout_s)
-    except ConnectionClosed:
+    except LinkClosed:
         return
     start = SessionStart(user_id=user_id, sample_rate=SESSION_RATE,
                          audio_output="audio" in link.settings.output_modalities)

@@ -8,6 +8,7 @@ API's event sequence (speech started/stopped, the user item and its transcriptio
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -101,22 +102,29 @@ class RealtimeLink:
 
     # --- client -> session -------------------------------------------------------
 
-    def queue(self, items: list[ClientInput]) -> None:
-        """Input for the session, handled before the next frame is read."""
-        self._queued.extend(items)
-
     async def receive(self) -> ClientInput:
         """The next input for the session; events that need no session answer here and are not returned."""
         while not self._queued:
-            try:
-                raw = await self.ws.recv()
-            except ConnectionClosed:
-                raise LinkClosed from None
-            try:
-                self._queued.extend(await self.handle(*parse_client_event(raw, self.max_frame_bytes)))
-            except RealtimeError as exc:
-                await self.send(out.error(exc.code, exc.message, exc.param, exc.event_id))
+            await self.read_event()
         return self._queued.pop(0)
+
+    async def read_event(self, timeout_s: float | None = None) -> BaseModel | None:
+        """Read one client event and answer it (what the session must hear is queued for ``receive``).
+
+        ``None``: the frame was refused with an ``error`` event. ``TimeoutError`` when no frame came
+        within ``timeout_s``; :class:`LinkClosed` once the client has gone.
+        """
+        try:
+            raw = await asyncio.wait_for(self.ws.recv(), timeout_s)
+        except ConnectionClosed:
+            raise LinkClosed from None
+        try:
+            event, obj = parse_client_event(raw, self.max_frame_bytes)
+            self._queued.extend(await self.handle(event, obj))
+        except RealtimeError as exc:
+            await self.send(out.error(exc.code, exc.message, exc.param, exc.event_id))
+            return None
+        return event
 
     async def handle(self, event: BaseModel, raw: dict[str, Any]) -> list[ClientInput]:
         """Answer one client event; what the session must hear about is returned."""
