@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 
+from agent.client_tools import ClientOptions
 from agent.ids import validate_user_id
 
 
@@ -19,6 +20,8 @@ class Conversation:
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     max_turns: int = 8
     _turns: deque[tuple[str, str]] = field(init=False)
+    client: ClientOptions = field(default_factory=ClientOptions)
+    """What this session's client adds to its turns: instructions, its own tools (agent/client_tools.py)."""
 
     def __post_init__(self) -> None:
         validate_user_id(self.user_id)

@@ -14,6 +14,7 @@ from typing import Any
 from langchain_core.messages import AIMessageChunk
 from langgraph.types import StreamMode
 
+from agent.client_tools import PendingCalls, ToolCall
 from agent.config import AgentSettings
 from agent.conversation import Conversation
 from agent.embedded_llm import EmbeddedLLMServer, launch_embedded
@@ -130,12 +131,13 @@ class Agent:
             "language": detect_language(text),
             "messages": conv.messages(),
         }
+        client = conv.client.take_turn()
         final: dict[str, Any] = {}
         modes: list[StreamMode] = ["messages", "custom", "values"]
         # A dict of state fields is LangGraph's documented input (it fills in the state's defaults itself);
         # its overloads name only the state class, TurnState, so the input is ignored for this one call.
         async for mode, payload in self.graph.astream(  # type: ignore[call-overload]
-            state_in, context=replace(self.context, commit=commit), stream_mode=modes
+            state_in, context=replace(self.context, commit=commit, client=client), stream_mode=modes
         ):
             if mode == "messages":
                 chunk, meta = payload
@@ -162,7 +164,11 @@ class Agent:
             metrics=metrics,
             error=final.get("error", ""),
         )
-        conv.record(text, result.text)
+        calls = tuple(c if isinstance(c, ToolCall) else ToolCall(**c) for c in final.get("tool_calls") or ())
+        if calls:  # the answer waits for the client to run its tools (agent/client_tools.py)
+            conv.client.pending = PendingCalls(turn_id, text, calls, tuple(client.tail(text)))
+        else:
+            conv.record(text, result.text)
         log.info("turn %s user=%s route=%s metrics=%s", turn_id, conv.user_id, result.route, metrics,
                  extra={"session_id": conv.session_id, "turn_id": turn_id, "user_id": conv.user_id,
                         "route": result.route})
@@ -198,6 +204,11 @@ class Agent:
     async def suggest_followups(self, user_text: str, answer: str) -> list[str]:
         """Three follow-up questions for an exchange, or ``[]`` (asked of the chat model)."""
         return await suggest_followups(self.models.chat, user_text, answer)
+
+    @property
+    def client_tools_supported(self) -> bool:
+        """Whether a session's client may declare its own tools: the model must call tools (the embedded one cannot)."""
+        return not self.config.uses_embedded_llm
 
     def describe(self) -> dict[str, Any]:
         """What the agent runs on, for ``/healthz``: the model, whether it is embedded, the tools."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from langchain_core.language_models import BaseChatModel
 
+from agent.client_tools import ClientTurn
 from agent.config import AgentSettings
 from agent.graph.router import LLMRouter, LocalRouter
 from agent.tools.registry import ToolRegistry
@@ -33,3 +34,5 @@ class GraphContext:
     writer: MemoryWriter | None = None
     commit: asyncio.Event | None = None
     """Per turn: when set, ``remember`` waits for it (a speculative turn is kept only once confirmed)."""
+    client: ClientTurn | None = None
+    """Per turn: the session client's instructions, tools and tool outputs (agent/client_tools.py)."""

@@ -8,10 +8,11 @@ import re
 import time
 from datetime import date
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, HumanMessage, SystemMessage
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
+from agent.client_tools import ClientTurn, calls_of
 from agent.graph.context import GraphContext
 from agent.graph.prompts import (
     APOLOGY,
@@ -31,6 +32,8 @@ from agent.tools.registry import DIRECT_ROUTE
 
 log = logging.getLogger(__name__)
 
+
+CONTINUED = "continuing from the output of the client's tool"
 
 _DATA_TAG = re.compile(r"<\s*/?\s*(?:reference|memories)\s*>", re.IGNORECASE)
 
@@ -66,6 +69,9 @@ async def recall_memories(state: TurnState, runtime: Runtime[GraphContext]) -> d
 async def route(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
     """Choose ``direct`` or a tool; ask the LLM only when the local router is unsure."""
     ctx, start = runtime.context, time.perf_counter()
+    if ctx.client is not None and ctx.client.exchange:  # the client ran its tool: answer from its output
+        get_stream_writer()({"event": "route", "route": DIRECT_ROUTE, "reason": CONTINUED})
+        return {"route": DIRECT_ROUTE, "route_reason": CONTINUED, "metrics": {"route": _ms_since(start)}}
     decision = await asyncio.to_thread(ctx.router.decide, state.query)
     chosen, reason = decision.route, decision.reason
     if not decision.confident and ctx.llm_router is not None:
@@ -110,15 +116,20 @@ def make_tool_node(tool_name: str):
     return run_tool
 
 
-def build_prompt(state: TurnState, config_prompt: str | None, history_turns: int) -> list[AnyMessage]:
+def build_prompt(state: TurnState, config_prompt: str | None, history_turns: int,
+                 client: ClientTurn | None = None) -> list[AnyMessage]:
     """Instructions, then this turn's material, then bounded history and the user's words.
 
     The first system message holds only Parley's own instructions. Memories and the tool's
     reference, which hold text from users and web pages, go in a second one, each in a
     delimited block that says it is data, with its tags defused so the text cannot close the
-    block early (the note on the material, written by Parley, goes with it).
+    block early (the note on the material, written by Parley, goes with it). A session's client
+    (agent/client_tools.py) adds its instructions after Parley's, and may continue a turn whose
+    tool it ran: the user's words, the tool call and its output then end the prompt.
     """
     system = config_prompt or system_prompt(state.language, date.today().isoformat())
+    if client is not None and client.system_addition():
+        system = f"{system}\n\n{client.system_addition()}"
     material = []
     if state.memories:
         material.append(MEMORY_BLOCK.format(memories=quote_data("\n".join(state.memories))))
@@ -128,7 +139,8 @@ def build_prompt(state: TurnState, config_prompt: str | None, history_turns: int
         material.append(NOTE_BLOCK.format(note=state.context_note))
     history = list(state.messages)[-2 * history_turns :] if history_turns > 0 else []
     data = [SystemMessage("\n\n".join(material))] if material else []
-    return [SystemMessage(system), *data, *history, HumanMessage(state.query)]
+    tail = client.tail(state.query) if client is not None else [HumanMessage(state.query)]
+    return [SystemMessage(system), *data, *history, *tail]
 
 
 async def respond(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
@@ -140,7 +152,9 @@ async def respond(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
     """
     ctx, start = runtime.context, time.perf_counter()
     config = ctx.config
-    prompt = build_prompt(state, config.init_chat_prompt, config.history_turns)
+    prompt = build_prompt(state, config.init_chat_prompt, config.history_turns, ctx.client)
+    chat = ctx.client.chat_model(ctx.chat) if ctx.client is not None else ctx.chat
+    gathered: AIMessageChunk | None = None  # the tool-call chunks added up: a call comes in pieces
     writer = get_stream_writer()
     pieces: list[str] = []
     metrics: dict[str, float] = {}
@@ -155,10 +169,12 @@ async def respond(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
 
     chars = 0
     try:
-        chunks = bounded_first_token(ctx.chat.astream(prompt), lambda c: bool(c.content),
+        chunks = bounded_first_token(chat.astream(prompt), lambda c: bool(c.content or c.tool_call_chunks),
                                      config.lm_first_token_timeout_s, config.lm_wait_notice_s, notice)
         try:
             async for chunk in chunks:
+                if chunk.tool_call_chunks:
+                    gathered = chunk if gathered is None else gathered + chunk
                 if chunk.content and "llm_ttft" not in metrics:
                     metrics["llm_ttft"] = _ms_since(start)
                 pieces.append(replace_lone_surrogates(str(chunk.content)))  # history and memory must encode
@@ -184,9 +200,11 @@ async def respond(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
         pieces.append(apology)
     answer = "".join(pieces).strip()
     metrics["llm_total"] = _ms_since(start)
+    calls = list(calls_of(gathered)) if gathered is not None and not error else []
     return {
         "answer": answer,
         "error": error,
+        "tool_calls": calls,
         "messages": [HumanMessage(state.query), AIMessage(answer)],
         "metrics": metrics,
     }
@@ -194,6 +212,8 @@ async def respond(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
 
 async def remember(state: TurnState, runtime: Runtime[GraphContext]) -> dict:
     """Hand the finished turn to the memory writer; it is saved in the background."""
+    if state.tool_calls:
+        return {}  # the answer is still to come, from the client's tool output: that turn is remembered
     if runtime.context.commit is not None:
         await runtime.context.commit.wait()  # a speculative turn: keep it only once the user's turn is confirmed
     runtime.context.remember(

@@ -9,6 +9,7 @@ from typing import Annotated
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 
+from agent.client_tools import ToolCall
 from agent.tools.base import Source
 
 
@@ -47,3 +48,5 @@ class TurnState:
     error: str = ""
     """Set when the LLM failed; the answer then carries a short apology."""
     metrics: Annotated[dict[str, float], merge_metrics] = field(default_factory=dict)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    """The client's tools the model called instead of answering (agent/client_tools.py)."""
