@@ -51,6 +51,8 @@ class Admission:
         """Every open session, on every transport."""
         self.draining = False
         """Set on SIGTERM (speech/transport/drain.py): new sessions are refused and /readyz answers 503."""
+        self.starting = 0
+        """Admitted connections still setting up (Realtime's first ``session.update`` phase): they hold a place."""
 
     def token_ok(self, token: str | None) -> bool:
         """Whether ``token`` is the server's (always, when none is configured)."""
@@ -76,9 +78,22 @@ class Admission:
             return Refusal("invalid_user_id", str(exc), CLOSE_BAD_START)
         if self.draining:
             return DRAINING
-        if len(self.sessions) >= self.max_sessions:
+        if len(self.sessions) + self.starting >= self.max_sessions:
             return FULL
         return None
+
+    @contextlib.contextmanager
+    def reserving(self) -> Iterator[None]:
+        """Hold a place for an admitted connection until its session is held (:meth:`holding`).
+
+        Enter it right after :meth:`check` (no ``await`` between), and call ``run_session`` right after
+        the block (no ``await`` between either): the place passes to the session without a moment free.
+        """
+        self.starting += 1
+        try:
+            yield
+        finally:
+            self.starting -= 1
 
     @contextlib.contextmanager
     def holding(self, session: VoiceSession) -> Iterator[VoiceSession]:
