@@ -47,7 +47,17 @@ class SessionEnd:
     """``session.end``: the client is done."""
 
 
-ClientMessage = SessionStart | TextInput | Interrupt | SessionEnd
+@dataclass(frozen=True)
+class AudioOutput:
+    """The client turned reply audio on or off mid-session (Realtime ``output_modalities``; not on ``/ws``).
+
+    Off, the next replies are not synthesized at all (no TTS work), not only left unsent.
+    """
+
+    enabled: bool
+
+
+ClientMessage = SessionStart | TextInput | Interrupt | SessionEnd | AudioOutput
 
 
 def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:

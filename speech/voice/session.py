@@ -22,7 +22,7 @@ import logging
 import time
 from bisect import bisect_left
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from speech.engines.asr_queue import FINAL
 from speech.engines.factory import SpeechEngines
 from speech.engines.vad import SpeechEnd, SpeechPause, SpeechResume, SpeechStart
 from speech.protocol import (
+    AudioOutput,
     Interrupt,
     ProtocolError,
     ServerEvent,
@@ -162,6 +163,8 @@ class VoiceSession:
                     await self._drop_speculation()
                     self._drop_unanswered_voice_turn()
                     await self._interrupt()
+                elif isinstance(msg, AudioOutput):  # from the next reply on: off means no synthesis at all
+                    self.start = replace(self.start, audio_output=msg.enabled)
                 elif isinstance(msg, SessionEnd):
                     break
                 elif isinstance(msg, SessionStart):
