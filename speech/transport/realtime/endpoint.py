@@ -16,11 +16,13 @@ from urllib.parse import parse_qs
 from openai.types.realtime import SessionUpdateEvent
 from websockets.asyncio.server import ServerConnection
 
+from agent.client_tools import ClientOptions
 from speech.protocol import SessionStart
 from speech.transport.http_api import bearer_token, split_target
 from speech.transport.metrics import MeteredLink
 from speech.transport.realtime import server_events as out
 from speech.transport.realtime.link import SESSION_RATE, RealtimeLink
+from speech.transport.realtime.manual import transcriber
 from speech.transport.realtime.settings import RealtimeSettings
 from speech.voice.link import LinkClosed
 
@@ -66,17 +68,22 @@ async def serve_realtime(server: ParleyServer, ws: ServerConnection) -> None:
     token = bearer_token(ws.request.headers) if ws.request is not None else None
     refusal = server.admission.check("realtime", user_id, token)
     settings = RealtimeSettings(session_id=out.new_id("sess"))
-    link = RealtimeLink(ws, settings, server.options.max_message_bytes)
+    client = ClientOptions()
+    link = RealtimeLink(ws, settings, server.options.max_message_bytes, client, transcriber(server.engines),
+                        client_tools=server.agent.client_tools_supported)
     if refusal is not None:
         await link.send(out.error(refusal.code, refusal.message))
         await ws.close(refusal.close_code, refusal.code.replace("_", " "))
         return
     conv = server.agent.new_conversation(user_id)
-    try:
-        await link.send(out.server_event("session.created", session=settings.describe()))
-        await _settle(link, server.options.start_timeout_s)
-    except LinkClosed:
-        return
+    conv.client = client  # the link's session.update and response.create reach this session's turns
+    with server.admission.reserving():  # a client still configuring counts against --max_sessions
+        try:
+            await link.send(out.server_event("session.created", session=settings.describe()))
+            await _settle(link, server.options.start_timeout_s)
+        except LinkClosed:
+            return
+    # No await from here to run_session's admission.holding: the reserved place passes to the session.
     start = SessionStart(user_id=user_id, sample_rate=SESSION_RATE,
                          audio_output="audio" in link.settings.output_modalities)
     await server.run_session(MeteredLink(link, server.metrics.observer("realtime", conv.session_id, user_id)),

@@ -27,6 +27,7 @@ from openai.types.realtime import (
     InputAudioBufferClearEvent,
     InputAudioBufferCommitEvent,
     OutputAudioBufferClearEvent,
+    RealtimeConversationItemFunctionCallOutput,
     RealtimeConversationItemUserMessage,
     ResponseCancelEvent,
     ResponseCreateEvent,
@@ -36,9 +37,11 @@ from pydantic import BaseModel
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from agent.client_tools import ClientOptions, ToolCall
 from agent.text_safety import replace_lone_surrogates
 from speech.audio import PcmResampler
 from speech.protocol import (
+    AudioOutput,
     ErrorEvent,
     Interrupt,
     ResponseAudioEnd,
@@ -57,6 +60,7 @@ from speech.protocol import (
 )
 from speech.transport.realtime import server_events as out
 from speech.transport.realtime.client_events import RealtimeError, parse_client_event
+from speech.transport.realtime.manual import MIN_COMMIT_MS, AudioBuffer, Transcriber, finished
 from speech.transport.realtime.settings import RealtimeSettings
 from speech.voice.link import AudioIn, ClientInput, LinkClosed
 
@@ -66,6 +70,7 @@ SESSION_RATE = 16000
 """The rate the session receives: the link resamples the client's audio once, to what VAD and ASR use."""
 ENGINE_FAILURES = ("asr_failed", "tts_failed", "llm_failed")
 MAX_ITEMS_KEPT = 64
+TRANSCRIBE_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -79,15 +84,26 @@ class _Response:
     transcript: list[str] = field(default_factory=list)
     resampler: PcmResampler | None = None
     cancel_reason: str | None = None
+    opened: bool = False
+    """The assistant message item was announced (at its first words or audio; a tool call may come instead)."""
 
 
 class RealtimeLink:
     """The Realtime API's events over one WebSocket, as typed Parley input and output."""
 
-    def __init__(self, ws: ServerConnection, settings: RealtimeSettings, max_frame_bytes: int) -> None:
+    def __init__(self, ws: ServerConnection, settings: RealtimeSettings, max_frame_bytes: int,
+                 client: ClientOptions | None = None, transcribe: Transcriber | None = None,
+                 client_tools: bool = True) -> None:
         self.ws = ws
         self.settings = settings
         self.max_frame_bytes = max_frame_bytes
+        self.client = client if client is not None else ClientOptions()
+        """The session's client settings the agent reads at each turn (shared with its Conversation)."""
+        self.client_tools = client_tools
+        """Whether the agent's model can call tools (the embedded one cannot): else ``tools`` is refused."""
+        self._transcribe = transcribe
+        self._buffer = AudioBuffer(SESSION_RATE)
+        self._transcribing: asyncio.Task[None] | None = None
         self._resampler = PcmResampler(settings.input_rate, SESSION_RATE)
         self._audio_ms = 0.0
         self._queued: list[ClientInput] = []
@@ -130,27 +146,22 @@ class RealtimeLink:
         """Answer one client event; what the session must hear about is returned."""
         event_id = getattr(event, "event_id", None)
         if isinstance(event, SessionUpdateEvent):
-            try:
-                self.settings = self.settings.updated(raw["session"])
-            except ValueError as exc:
-                raise RealtimeError("invalid_value", str(exc), "session", event_id) from None
-            if self.settings.input_rate != self._resampler.from_rate:
-                self._resampler = PcmResampler(self.settings.input_rate, SESSION_RATE)
-            await self.send(out.server_event("session.updated", session=self.settings.describe()))
-            return []
+            return await self._update_session(raw["session"], event_id)
         if isinstance(event, InputAudioBufferAppendEvent):
             return self._audio(event.audio, event_id)
         if isinstance(event, InputAudioBufferClearEvent | OutputAudioBufferClearEvent):
+            if isinstance(event, InputAudioBufferClearEvent):
+                self._buffer.clear()
             await self.send(out.server_event(event.type.replace(".clear", ".cleared")))
             return []
         if isinstance(event, InputAudioBufferCommitEvent):
-            raise RealtimeError("unsupported_feature", "manual turns (input_audio_buffer.commit) are not supported: "
-                                "Parley's server VAD ends turns", None, event_id)
+            await self._commit(event_id)
+            return []
         if isinstance(event, ConversationItemCreateEvent):
             await self._create_item(event, event_id)
             return []
         if isinstance(event, ResponseCreateEvent):
-            return self._respond(event_id)
+            return await self._respond(event, event_id)
         if isinstance(event, ResponseCancelEvent):
             if self._response is None:
                 raise RealtimeError("response_cancel_not_active", "there is no active response to cancel",
@@ -180,13 +191,76 @@ class RealtimeLink:
             raise RealtimeError("invalid_value", "16-bit PCM needs an even number of bytes", "audio", event_id)
         pcm = self._resampler.process(np.frombuffer(raw, dtype="<i2"))
         self._audio_ms += len(pcm) * 1000 / SESSION_RATE
+        if self.settings.turn_detection is None:  # manual turns: held here until commit
+            try:
+                self._buffer.append(pcm)
+            except ValueError as exc:
+                raise RealtimeError("input_audio_buffer_full", str(exc), "audio", event_id) from None
+            return []
         return [AudioIn(pcm.tobytes())] if pcm.size else []
+
+    async def _update_session(self, session: dict[str, Any], event_id: str | None) -> list[ClientInput]:
+        try:
+            settings = self.settings.updated(session)
+        except ValueError as exc:
+            raise RealtimeError("invalid_value", str(exc), "session", event_id) from None
+        if settings.client_tools and not self.client_tools:
+            raise RealtimeError("unsupported_feature", "client tools need a model that calls tools; the embedded "
+                                "model cannot (configure --lm_model_url)", "session.tools", event_id)
+        audio_before = "audio" in self.settings.output_modalities
+        self.settings = settings
+        self.client.instructions = settings.instructions
+        self.client.tools, self.client.tool_choice = settings.client_tools, settings.tool_choice
+        if settings.input_rate != self._resampler.from_rate:
+            self._resampler = PcmResampler(settings.input_rate, SESSION_RATE)
+        if settings.turn_detection is not None:
+            self._buffer.clear()  # server VAD again: audio goes to the session as it comes
+        await self.send(out.server_event("session.updated", session=settings.describe()))
+        audio = "audio" in settings.output_modalities
+        return [AudioOutput(audio)] if audio != audio_before else []
+
+    async def _commit(self, event_id: str | None) -> None:
+        """A manual turn ends: announce the user item, transcribe it in the background."""
+        if self.settings.turn_detection is not None:
+            raise RealtimeError("invalid_value", "with server VAD Parley ends turns itself: set "
+                                "audio.input.turn_detection to null for manual turns", None, event_id)
+        if self._buffer.ms < MIN_COMMIT_MS or self._transcribe is None:
+            raise RealtimeError("input_audio_buffer_commit_empty", f"buffer too small: expected at least "
+                                f"{MIN_COMMIT_MS:.0f} ms of audio, have {self._buffer.ms:.0f} ms", None, event_id)
+        audio, item_id = self._buffer.take(), out.new_id("item")
+        await self.send(out.server_event("input_audio_buffer.committed", item_id=item_id,
+                                         previous_item_id=self._last_item))
+        await self.send(out.server_event("conversation.item.added", previous_item_id=self._last_item,
+                                         item=out.user_item(item_id, None, audio=True)))
+        self._last_item = item_id
+        await finished(self._transcribing, TRANSCRIBE_TIMEOUT_S)  # in order: one commit's words, then the next's
+        self._transcribing = asyncio.get_running_loop().create_task(self._transcribe_item(item_id, audio))
+
+    async def _transcribe_item(self, item_id: str, audio: np.ndarray) -> None:
+        assert self._transcribe is not None
+        try:
+            text = await self._transcribe(audio)
+        except Exception as exc:  # the session goes on; the client hears why nothing was transcribed
+            log.warning("manual turn ASR failed: %s", type(exc).__name__)
+            await self.send(out.server_event("conversation.item.input_audio_transcription.failed", item_id=item_id,
+                                             content_index=0, error={"type": "server_error", "code": "asr_failed",
+                                                                     "message": "speech recognition failed"}))
+            return
+        if text:
+            self._texts.append(text)
+        await self.send(out.server_event("conversation.item.input_audio_transcription.completed",
+                                         item_id=item_id, content_index=0, transcript=text))
+        await self.send(out.server_event("conversation.item.done", previous_item_id=None,
+                                         item=out.user_item(item_id, text, audio=True)))
 
     async def _create_item(self, event: ConversationItemCreateEvent, event_id: str | None) -> None:
         item = event.item
+        if isinstance(item, RealtimeConversationItemFunctionCallOutput):
+            await self._tool_output(item, event_id)
+            return
         if not isinstance(item, RealtimeConversationItemUserMessage):  # the one item of type message, role user
-            raise RealtimeError("unsupported_feature", "only user messages can be added to the conversation "
-                                "(client tools and system items are not supported yet)", "item", event_id)
+            raise RealtimeError("unsupported_feature", "only user messages and function_call_output items can be "
+                                "added to the conversation", "item", event_id)
         texts = [part.text for part in item.content if getattr(part, "type", None) == "input_text" and part.text]
         if not texts:
             raise RealtimeError("invalid_value", "a user item needs input_text content", "item.content", event_id)
@@ -197,14 +271,35 @@ class RealtimeLink:
         await self.send(out.server_event("conversation.item.done", previous_item_id=self._last_item, item=user))
         self._last_item = item_id
 
-    def _respond(self, event_id: str | None) -> list[ClientInput]:
+    async def _tool_output(self, item: RealtimeConversationItemFunctionCallOutput, event_id: str | None) -> None:
+        try:
+            self.client.add_output(item.call_id, item.output)
+        except KeyError:
+            raise RealtimeError("invalid_value", f"no function call {item.call_id!r} is waiting for its output",
+                                "item.call_id", event_id) from None
+        item_id = item.id or out.new_id("item")
+        done = out.function_call_output_item(item_id, item.call_id, item.output)
+        await self.send(out.server_event("conversation.item.added", previous_item_id=self._last_item, item=done))
+        await self.send(out.server_event("conversation.item.done", previous_item_id=self._last_item, item=done))
+        self._last_item = item_id
+
+    async def _respond(self, event: ResponseCreateEvent, event_id: str | None) -> list[ClientInput]:
         if self._response is not None:
             raise RealtimeError("conversation_already_has_active_response",
                                 "a response is in progress: cancel it or wait for response.done", None, event_id)
-        if not self._texts:
+        try:
+            await finished(self._transcribing, TRANSCRIBE_TIMEOUT_S)  # a manual turn's words answer it
+        except TimeoutError:
+            raise RealtimeError("server_error", "the committed audio is still being transcribed", None,
+                                event_id) from None
+        waiting = self.client.waiting_query
+        if not self._texts and waiting is None:
             raise RealtimeError("invalid_value", "nothing to respond to: add a user item first (with server VAD, "
                                 "spoken turns are answered without response.create)", None, event_id)
-        text, self._texts = "\n".join(self._texts), []
+        params = event.response
+        if params is not None and params.instructions is not None:
+            self.client.next_instructions = params.instructions  # this response only (agent/client_tools.py)
+        text, self._texts = "\n".join(self._texts) or (waiting or ""), []
         self._typed_turn = True
         return [TextInput(text)]
 
@@ -247,13 +342,15 @@ class RealtimeLink:
         elif isinstance(event, Sources) and r is not None and event.turn_id == r.turn_id:
             await self.send(out.server_event("parley.sources", response_id=r.response_id, items=event.items))
         elif isinstance(event, ResponseTextDelta) and r is not None and event.turn_id == r.turn_id:
+            await self._open_message(r)
             r.transcript.append(event.delta)
             kind = "response.output_audio_transcript.delta" if r.audio else "response.output_text.delta"
             await self.send(out.server_event(kind, **self._where(r), delta=event.delta))
         elif isinstance(event, ResponseAudioStart) and r is not None and event.turn_id == r.turn_id:
+            await self._open_message(r)
             r.resampler = PcmResampler(event.sample_rate, self.settings.output_rate)
         elif isinstance(event, ResponseAudioEnd) and r is not None and event.turn_id == r.turn_id:
-            if r.resampler is not None and r.audio:
+            if r.resampler is not None and r.audio and r.opened:
                 await self._audio_delta(r, r.resampler.process(np.zeros(0, np.int16), last=True))
                 await self.send(out.server_event("response.output_audio.done", **self._where(r)))
             r.resampler = None
@@ -293,9 +390,16 @@ class RealtimeLink:
                                              item=out.user_item(item_id, event.text, audio=True)))
         self._typed_turn = False
         r = self._response = _Response(event.turn_id, audio="audio" in self.settings.output_modalities)
-        item = out.assistant_item(r.item_id, "in_progress")
         await self.send(out.server_event("response.created", response=out.response(
             r.response_id, "in_progress", [], self.settings.output_modalities)))
+        if not self.client.tools:
+            await self._open_message(r)  # no tool call can come instead of words: announce the message now
+
+    async def _open_message(self, r: _Response) -> None:
+        if r.opened:
+            return
+        r.opened = True
+        item = out.assistant_item(r.item_id, "in_progress")
         await self.send(out.server_event("response.output_item.added", response_id=r.response_id, output_index=0,
                                          item=item))
         await self.send(out.server_event("conversation.item.added", previous_item_id=self._last_item, item=item))
@@ -309,6 +413,21 @@ class RealtimeLink:
             return
         self._response = None
         cancelled = event.interrupted or bool(event.merged)
+        pending = self.client.pending
+        calls = pending.calls if pending is not None and pending.turn_id == r.turn_id and not cancelled else ()
+        if cancelled and pending is not None and pending.turn_id == r.turn_id:
+            self.client.pending = None  # a call cut off before the client saw it waits for nothing
+        output = [await self._close_message(r, event, cancelled)] if r.opened or not calls else []
+        for call in calls:
+            output.append(await self._function_call(r, call, len(output)))
+        await self.send(out.server_event("parley.metrics", response_id=r.response_id, metrics=event.metrics))
+        details = ({"type": "cancelled", "reason": r.cancel_reason or "turn_detected"} if cancelled else None)
+        await self.send(out.server_event("response.done", response=out.response(
+            r.response_id, "cancelled" if cancelled else "completed", output, self.settings.output_modalities,
+            details)))
+
+    async def _close_message(self, r: _Response, event: ResponseDone, cancelled: bool) -> dict[str, Any]:
+        await self._open_message(r)
         text = event.text if cancelled else (event.text or "".join(r.transcript))
         done_kind = "response.output_audio_transcript.done" if r.audio else "response.output_text.done"
         await self.send(out.server_event(done_kind, **self._where(r), **({"transcript": text} if r.audio
@@ -319,8 +438,27 @@ class RealtimeLink:
         await self.send(out.server_event("response.output_item.done", response_id=r.response_id, output_index=0,
                                          item=item))
         await self.send(out.server_event("conversation.item.done", previous_item_id=None, item=item))
-        await self.send(out.server_event("parley.metrics", response_id=r.response_id, metrics=event.metrics))
-        details = ({"type": "cancelled", "reason": r.cancel_reason or "turn_detected"} if cancelled else None)
-        await self.send(out.server_event("response.done", response=out.response(
-            r.response_id, "cancelled" if cancelled else "completed", [item], self.settings.output_modalities,
-            details)))
+        return item
+
+    async def _function_call(self, r: _Response, call: ToolCall, index: int) -> dict[str, Any]:
+        """One call of a client's tool, as the SDKs expect it: the item, its arguments, done."""
+        item_id = out.new_id("item")
+        where = {"response_id": r.response_id, "item_id": item_id, "output_index": index}
+        await self.send(out.server_event("response.output_item.added", response_id=r.response_id,
+                                         output_index=index,
+                                         item=out.function_call_item(item_id, call.call_id, call.name, "",
+                                                                     "in_progress")))
+        await self.send(out.server_event("conversation.item.added", previous_item_id=self._last_item,
+                                         item=out.function_call_item(item_id, call.call_id, call.name, "",
+                                                                     "in_progress")))
+        # The model's arguments arrive whole (the call is known once its stream ends): one delta, then done.
+        await self.send(out.server_event("response.function_call_arguments.delta", **where, call_id=call.call_id,
+                                         delta=call.arguments))
+        await self.send(out.server_event("response.function_call_arguments.done", **where, call_id=call.call_id,
+                                         name=call.name, arguments=call.arguments))
+        item = out.function_call_item(item_id, call.call_id, call.name, call.arguments, "completed")
+        await self.send(out.server_event("response.output_item.done", response_id=r.response_id, output_index=index,
+                                         item=item))
+        await self.send(out.server_event("conversation.item.done", previous_item_id=self._last_item, item=item))
+        self._last_item = item_id
+        return item

@@ -56,3 +56,15 @@ def response(response_id: str, status: str, output: list[dict[str, Any]], modali
     return {"id": response_id, "object": "realtime.response", "status": status, "status_details": details,
             "output": output, "output_modalities": list(modalities), "conversation_id": None, "metadata": metadata,
             "usage": None}
+
+
+def function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+    """A function call item: the model asks the client to run its tool ``name``."""
+    return {"id": item_id, "object": "realtime.item", "type": "function_call", "status": status,
+            "call_id": call_id, "name": name, "arguments": arguments}
+
+
+def function_call_output_item(item_id: str, call_id: str, output: str) -> dict[str, Any]:
+    """The client's output for a function call, as the conversation holds it."""
+    return {"id": item_id, "object": "realtime.item", "type": "function_call_output", "status": "completed",
+            "call_id": call_id, "output": output}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agent.client_tools import ClientTool, client_tool
+
 RATES = (24000, 16000)
 """PCM rates accepted both ways: the API's 24 kHz, and 16 kHz (what Parley's recognizer runs at)."""
 DEFAULT_TURN_DETECTION: dict[str, Any] = {"type": "server_vad", "create_response": True, "interrupt_response": True}
@@ -24,7 +26,9 @@ class RealtimeSettings:
     turn_detection: dict[str, Any] | None = field(default_factory=lambda: dict(DEFAULT_TURN_DETECTION))
     transcription: dict[str, Any] | None = None
     tools: tuple[dict[str, Any], ...] = ()
-    tool_choice: str = "auto"
+    tool_choice: str | dict[str, Any] = "auto"
+    client_tools: tuple[ClientTool, ...] = ()
+    """``tools`` as the agent offers them to its model (agent/client_tools.py)."""
 
     def updated(self, session: dict[str, Any]) -> RealtimeSettings:
         """These settings with a ``session.update``'s ``session`` applied (only the fields it holds)."""
@@ -54,9 +58,13 @@ class RealtimeSettings:
             if side == "input" and "transcription" in config:
                 changes["transcription"] = config["transcription"]
         if "tools" in session:
-            changes["tools"] = tuple(session.get("tools") or ())
-        if isinstance(session.get("tool_choice"), str):
-            changes["tool_choice"] = session["tool_choice"]
+            tools = session.get("tools") or ()
+            if not isinstance(tools, list | tuple) or not all(isinstance(t, dict) for t in tools):
+                raise ValueError("tools must be a list of tool objects")
+            changes["tools"] = tuple(tools)
+            changes["client_tools"] = tuple(client_tool(t) for t in tools)
+        if "tool_choice" in session:
+            changes["tool_choice"] = _tool_choice(session["tool_choice"])
         return replace(self, **changes)
 
     def describe(self) -> dict[str, Any]:
@@ -73,3 +81,11 @@ class RealtimeSettings:
             },
             "tools": list(self.tools), "tool_choice": self.tool_choice,
         }
+
+
+def _tool_choice(choice: Any) -> str | dict[str, Any]:
+    if choice in ("auto", "none", "required"):
+        return str(choice)
+    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
+        return {"type": "function", "name": choice["name"]}
+    raise ValueError("tool_choice must be 'auto', 'none', 'required' or {'type': 'function', 'name': ...}")

@@ -1,0 +1,116 @@
+"""Manual turns (server VAD off), a mid-session switch to text, and admission over ``/v1/realtime``.
+
+Driven by the stock ``openai`` Python SDK against a real Parley (real VAD, Whisper and TTS; fake LLM).
+"""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+
+from speech.audio import resample_pcm16
+from tests.support.in_process import eventually, running_server
+from tests.support.voice_client import silence
+from tests.test_realtime_sdk import TOKEN, client, next_of
+
+pytestmark = pytest.mark.slow
+
+MANUAL = {"type": "realtime", "audio": {"input": {"turn_detection": None}}}
+
+
+async def append_all(conn, pcm24: np.ndarray) -> None:
+    """Append audio as fast as it goes (no VAD is listening: timing does not matter)."""
+    for start in range(0, pcm24.size, 4800):
+        await conn.input_audio_buffer.append(audio=base64.b64encode(pcm24[start:start + 4800].tobytes()).decode())
+
+
+async def test_manual_turn_commit_is_transcribed_and_answered_on_response_create(make_config, embedder,
+                                                                                speech_engines, spoken, fake_llm):
+    # Speech with a long pause inside: with server VAD this would end the turn; here only commit does.
+    speech = np.concatenate([spoken("What is the capital", "en"), silence(2.0), spoken("of France?", "en")])
+    async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv, \
+            client(srv).realtime.connect(model="parley") as conn:
+        await next_of(conn, {"session.created"})
+        await conn.session.update(session=MANUAL)
+        updated = await next_of(conn, {"session.updated"})
+        assert updated.session.audio.input.turn_detection is None
+        seen: list = []
+        await append_all(conn, resample_pcm16(speech, 16000, 24000))
+        await conn.input_audio_buffer.commit()
+        committed = await next_of(conn, {"input_audio_buffer.committed"}, seen=seen)
+        heard = await next_of(conn, {"conversation.item.input_audio_transcription.completed"}, seen=seen)
+        assert heard.item_id == committed.item_id
+        assert "capital" in heard.transcript.lower() and "france" in heard.transcript.lower()
+        assert not any(e.type.startswith("input_audio_buffer.speech_") for e in seen), "no VAD events"
+        assert not any(e.type == "response.created" for e in seen), "VAD off: the client asks for the answer"
+        await conn.response.create()
+        done = await next_of(conn, {"response.done"}, seen=seen)
+        assert done.response.status == "completed"
+        assert done.response.output[0].content[0].transcript.strip() == f"You said: {heard.transcript}"
+
+
+async def test_manual_clear_empties_the_buffer_and_commit_of_nothing_is_an_error(make_config, embedder,
+                                                                                speech_engines, spoken, fake_llm):
+    async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv, \
+            client(srv).realtime.connect(model="parley") as conn:
+        await next_of(conn, {"session.created"})
+        await conn.session.update(session=MANUAL)
+        await next_of(conn, {"session.updated"})
+        await append_all(conn, resample_pcm16(spoken("Hello there", "en"), 16000, 24000))
+        await conn.input_audio_buffer.clear()
+        await next_of(conn, {"input_audio_buffer.cleared"})
+        await conn.send({"type": "input_audio_buffer.commit", "event_id": "empty"})
+        error = await next_of(conn, {"error"}, timeout=10)
+        assert error.error.code == "input_audio_buffer_commit_empty" and error.error.event_id == "empty"
+        # The session goes on: a manual turn after it is heard.
+        await append_all(conn, resample_pcm16(spoken("Good morning", "en"), 16000, 24000))
+        await conn.input_audio_buffer.commit()
+        heard = await next_of(conn, {"conversation.item.input_audio_transcription.completed"})
+        assert "morning" in heard.transcript.lower()
+
+
+async def test_switch_to_text_output_stops_synthesis(make_config, embedder, speech_engines, fake_llm):
+    async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv, \
+            client(srv).realtime.connect(model="parley") as conn:
+        await next_of(conn, {"session.created"})
+        await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "hello"}]})
+        await conn.response.create()
+        await next_of(conn, {"response.done"})
+        [session] = srv.server.sessions
+        assert session.reply is not None and session.reply.tts is not None, "audio: the reply was synthesized"
+        await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+        await next_of(conn, {"session.updated"})
+        await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "and text now"}]})
+        await conn.response.create()
+        seen: list = []
+        done = await next_of(conn, {"response.done"}, seen=seen)
+        assert done.response.output[0].content[0].text.strip() == "You said: and text now"
+        assert session.reply is not None and session.reply.tts is None, "text only: no synthesis at all"
+        assert not any(e.type.startswith("response.output_audio") for e in seen)
+
+
+async def test_a_client_still_configuring_counts_against_max_sessions(make_config, embedder, speech_engines,
+                                                                       fake_llm):
+    async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN, max_sessions=1,
+                              start_timeout_s=30.0) as srv:
+        async with client(srv).realtime.connect(model="parley") as first:
+            await next_of(first, {"session.created"})  # and then nothing: still in the session.update phase
+            assert srv.server.sessions == set()
+            async with client(srv).realtime.connect(model="parley") as second:
+                refused = await next_of(second, {"error"}, timeout=10)
+                assert refused.error.code == "too_many_sessions"
+            # The first one is unharmed: its turn is answered, and it now holds the place as a session.
+            await first.conversation.item.create(item={"type": "message", "role": "user",
+                                                       "content": [{"type": "input_text", "text": "hello"}]})
+            await first.response.create()
+            done = await next_of(first, {"response.done"})
+            assert done.response.status == "completed"
+            assert len(srv.server.sessions) == 1
+        assert await eventually(lambda: srv.server.admission.starting == 0 and not srv.server.sessions)
+        async with client(srv).realtime.connect(model="parley") as third:
+            created = await next_of(third, {"session.created", "error"})
+            assert created.type == "session.created", "the place is free again"
