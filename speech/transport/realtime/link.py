@@ -11,11 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
-import json
 import logging
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,8 +33,7 @@ from pydantic import BaseModel
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from agent.client_tools import ClientOptions, ToolCall
-from agent.text_safety import replace_lone_surrogates
+from agent.client_tools import ClientOptions
 from speech.audio import PcmResampler
 from speech.protocol import (
     AudioOutput,
@@ -61,6 +56,7 @@ from speech.protocol import (
 from speech.transport.realtime import server_events as out
 from speech.transport.realtime.client_events import RealtimeError, parse_client_event
 from speech.transport.realtime.manual import MIN_COMMIT_MS, AudioBuffer, Transcriber, finished
+from speech.transport.realtime.responses import Outbox, Response, ResponseWriter
 from speech.transport.realtime.settings import RealtimeSettings
 from speech.voice.link import AudioIn, ClientInput, LinkClosed
 
@@ -69,23 +65,7 @@ log = logging.getLogger(__name__)
 SESSION_RATE = 16000
 """The rate the session receives: the link resamples the client's audio once, to what VAD and ASR use."""
 ENGINE_FAILURES = ("asr_failed", "tts_failed", "llm_failed")
-MAX_ITEMS_KEPT = 64
 TRANSCRIBE_TIMEOUT_S = 30.0
-
-
-@dataclass
-class _Response:
-    """One reply on its way out, as a Realtime response with one assistant message item."""
-
-    turn_id: str
-    audio: bool
-    response_id: str = field(default_factory=lambda: out.new_id("resp"))
-    item_id: str = field(default_factory=lambda: out.new_id("item"))
-    transcript: list[str] = field(default_factory=list)
-    resampler: PcmResampler | None = None
-    cancel_reason: str | None = None
-    opened: bool = False
-    """The assistant message item was announced (at its first words or audio; a tool call may come instead)."""
 
 
 class RealtimeLink:
@@ -110,10 +90,10 @@ class RealtimeLink:
         self._texts: list[str] = []
         """Typed user items not yet answered: ``response.create`` sends them as one turn."""
         self._typed_turn = False
-        self._response: _Response | None = None
+        self._response: Response | None = None
         self._user_item: str | None = None
-        self._last_item: str | None = None
-        self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.outbox = Outbox(ws)
+        self.responses = ResponseWriter(self.outbox, self.client)
         """The latest items by id, for ``conversation.item.retrieve`` (the Agents SDK asks on an interruption)."""
 
     # --- client -> session -------------------------------------------------------
@@ -174,7 +154,7 @@ class RealtimeLink:
                                              content_index=event.content_index, audio_end_ms=event.audio_end_ms))
             return []
         if isinstance(event, ConversationItemRetrieveEvent):
-            item = self._items.get(event.item_id)
+            item = self.outbox.items.get(event.item_id)
             if item is None:
                 raise RealtimeError("item_not_found", f"no item {event.item_id!r} in this session", "item_id",
                                     event_id)
@@ -229,10 +209,8 @@ class RealtimeLink:
                                 f"{MIN_COMMIT_MS:.0f} ms of audio, have {self._buffer.ms:.0f} ms", None, event_id)
         audio, item_id = self._buffer.take(), out.new_id("item")
         await self.send(out.server_event("input_audio_buffer.committed", item_id=item_id,
-                                         previous_item_id=self._last_item))
-        await self.send(out.server_event("conversation.item.added", previous_item_id=self._last_item,
-                                         item=out.user_item(item_id, None, audio=True)))
-        self._last_item = item_id
+                                         previous_item_id=self.outbox.last_item))
+        await self.outbox.add_item(out.user_item(item_id, None, audio=True), done=False)
         await finished(self._transcribing, TRANSCRIBE_TIMEOUT_S)  # in order: one commit's words, then the next's
         self._transcribing = asyncio.get_running_loop().create_task(self._transcribe_item(item_id, audio))
 
@@ -267,9 +245,7 @@ class RealtimeLink:
         self._texts.append(" ".join(texts))
         item_id = getattr(item, "id", None) or out.new_id("item")
         user = out.user_item(item_id, " ".join(texts))
-        await self.send(out.server_event("conversation.item.added", previous_item_id=self._last_item, item=user))
-        await self.send(out.server_event("conversation.item.done", previous_item_id=self._last_item, item=user))
-        self._last_item = item_id
+        await self.outbox.add_item(user)
 
     async def _tool_output(self, item: RealtimeConversationItemFunctionCallOutput, event_id: str | None) -> None:
         try:
@@ -279,9 +255,7 @@ class RealtimeLink:
                                 "item.call_id", event_id) from None
         item_id = item.id or out.new_id("item")
         done = out.function_call_output_item(item_id, item.call_id, item.output)
-        await self.send(out.server_event("conversation.item.added", previous_item_id=self._last_item, item=done))
-        await self.send(out.server_event("conversation.item.done", previous_item_id=self._last_item, item=done))
-        self._last_item = item_id
+        await self.outbox.add_item(done)
 
     async def _respond(self, event: ResponseCreateEvent, event_id: str | None) -> list[ClientInput]:
         if self._response is not None:
@@ -307,18 +281,12 @@ class RealtimeLink:
 
     async def send(self, event: dict[str, Any]) -> None:
         """Send one Realtime event (quietly nothing once the client has gone)."""
-        if event["type"] in ("conversation.item.added", "conversation.item.done"):
-            item = event["item"]
-            self._items[item["id"]] = item
-            self._items.move_to_end(item["id"])
-            while len(self._items) > MAX_ITEMS_KEPT:
-                self._items.popitem(last=False)
-        with contextlib.suppress(ConnectionClosed):
-            await self.ws.send(replace_lone_surrogates(json.dumps(event, ensure_ascii=False)))
+        await self.outbox.send(event)
 
     async def send_event(self, event: ServerEvent) -> None:
         """Translate one Parley event into the Realtime API's events."""
         r = self._response
+        ours = r is not None and getattr(event, "turn_id", None) == r.turn_id
         if isinstance(event, VadStart):
             self._user_item = out.new_id("item")
             await self.send(out.server_event("input_audio_buffer.speech_started", item_id=self._user_item,
@@ -328,35 +296,37 @@ class RealtimeLink:
             await self.send(out.server_event("input_audio_buffer.speech_stopped", item_id=item_id,
                                              audio_end_ms=int(self._audio_ms)))
             await self.send(out.server_event("input_audio_buffer.committed", item_id=item_id,
-                                             previous_item_id=self._last_item))
-            await self.send(out.server_event("conversation.item.added", previous_item_id=self._last_item,
-                                             item=out.user_item(item_id, None, audio=True)))
-            self._last_item = item_id
+                                             previous_item_id=self.outbox.last_item))
+            await self.outbox.add_item(out.user_item(item_id, None, audio=True), done=False)
         elif isinstance(event, TranscriptPartial):
             await self.send(out.server_event("parley.transcript.partial", item_id=self._user_item, text=event.text))
         elif isinstance(event, TranscriptFinal):
             await self._begin(event)
-        elif isinstance(event, Route) and r is not None and event.turn_id == r.turn_id:
+        elif r is None or not ours:
+            if isinstance(event, ResponseDone | Route | Sources | ResponseTextDelta | ResponseAudioStart
+                          | ResponseAudioEnd):
+                return  # a reply this link has no response for (e.g. one superseded before its transcript)
+            await self._session_event(event)
+        elif isinstance(event, Route):
             await self.send(out.server_event("parley.route", response_id=r.response_id, route=event.route,
                                              reason=event.reason))
-        elif isinstance(event, Sources) and r is not None and event.turn_id == r.turn_id:
+        elif isinstance(event, Sources):
             await self.send(out.server_event("parley.sources", response_id=r.response_id, items=event.items))
-        elif isinstance(event, ResponseTextDelta) and r is not None and event.turn_id == r.turn_id:
-            await self._open_message(r)
-            r.transcript.append(event.delta)
-            kind = "response.output_audio_transcript.delta" if r.audio else "response.output_text.delta"
-            await self.send(out.server_event(kind, **self._where(r), delta=event.delta))
-        elif isinstance(event, ResponseAudioStart) and r is not None and event.turn_id == r.turn_id:
-            await self._open_message(r)
+        elif isinstance(event, ResponseTextDelta):
+            await self.responses.text(r, event.delta)
+        elif isinstance(event, ResponseAudioStart):
+            await self.responses.open_message(r)
             r.resampler = PcmResampler(event.sample_rate, self.settings.output_rate)
-        elif isinstance(event, ResponseAudioEnd) and r is not None and event.turn_id == r.turn_id:
-            if r.resampler is not None and r.audio and r.opened:
-                await self._audio_delta(r, r.resampler.process(np.zeros(0, np.int16), last=True))
-                await self.send(out.server_event("response.output_audio.done", **self._where(r)))
-            r.resampler = None
+        elif isinstance(event, ResponseAudioEnd):
+            await self.responses.audio_done(r)
         elif isinstance(event, ResponseDone):
-            await self._finish(event)
-        elif isinstance(event, Suggestions):
+            self._response = None
+            await self.responses.finish(r, event, self.settings.output_modalities)
+        else:
+            await self._session_event(event)
+
+    async def _session_event(self, event: ServerEvent) -> None:
+        if isinstance(event, Suggestions):
             await self.send(out.server_event("parley.suggestions", items=event.items))
         elif isinstance(event, ErrorEvent):
             kind = "server_error" if event.code in ENGINE_FAILURES else "invalid_request_error"
@@ -366,99 +336,19 @@ class RealtimeLink:
         """Reply audio: resampled to the client's output rate, base64 in ``response.output_audio.delta``."""
         r = self._response
         if r is not None and r.audio and r.resampler is not None:
-            await self._audio_delta(r, r.resampler.process(np.frombuffer(pcm, dtype="<i2")))
+            await self.responses.audio(r, r.resampler.process(np.frombuffer(pcm, dtype="<i2")))
 
     async def close(self, code: int, reason: str) -> None:
         """Close the socket."""
         await self.ws.close(code, reason)
 
-    @staticmethod
-    def _where(r: _Response) -> dict[str, Any]:
-        return {"response_id": r.response_id, "item_id": r.item_id, "output_index": 0, "content_index": 0}
-
-    async def _audio_delta(self, r: _Response, pcm: np.ndarray) -> None:
-        if pcm.size:
-            delta = base64.b64encode(pcm.astype("<i2", copy=False).tobytes()).decode("ascii")
-            await self.send(out.server_event("response.output_audio.delta", **self._where(r), delta=delta))
-
     async def _begin(self, event: TranscriptFinal) -> None:
         if not self._typed_turn:
-            item_id = self._last_item or out.new_id("item")
+            item_id = self.outbox.last_item or out.new_id("item")
             await self.send(out.server_event("conversation.item.input_audio_transcription.completed",
                                              item_id=item_id, content_index=0, transcript=event.text))
             await self.send(out.server_event("conversation.item.done", previous_item_id=None,
                                              item=out.user_item(item_id, event.text, audio=True)))
         self._typed_turn = False
-        r = self._response = _Response(event.turn_id, audio="audio" in self.settings.output_modalities)
-        await self.send(out.server_event("response.created", response=out.response(
-            r.response_id, "in_progress", [], self.settings.output_modalities)))
-        if not self.client.tools:
-            await self._open_message(r)  # no tool call can come instead of words: announce the message now
-
-    async def _open_message(self, r: _Response) -> None:
-        if r.opened:
-            return
-        r.opened = True
-        item = out.assistant_item(r.item_id, "in_progress")
-        await self.send(out.server_event("response.output_item.added", response_id=r.response_id, output_index=0,
-                                         item=item))
-        await self.send(out.server_event("conversation.item.added", previous_item_id=self._last_item, item=item))
-        await self.send(out.server_event("response.content_part.added", **self._where(r),
-                                         part=out.content_part(r.audio)))
-        self._last_item = r.item_id
-
-    async def _finish(self, event: ResponseDone) -> None:
-        r = self._response
-        if r is None or event.turn_id != r.turn_id:
-            return
-        self._response = None
-        cancelled = event.interrupted or bool(event.merged)
-        pending = self.client.pending
-        calls = pending.calls if pending is not None and pending.turn_id == r.turn_id and not cancelled else ()
-        if cancelled and pending is not None and pending.turn_id == r.turn_id:
-            self.client.pending = None  # a call cut off before the client saw it waits for nothing
-        output = [await self._close_message(r, event, cancelled)] if r.opened or not calls else []
-        for call in calls:
-            output.append(await self._function_call(r, call, len(output)))
-        await self.send(out.server_event("parley.metrics", response_id=r.response_id, metrics=event.metrics))
-        details = ({"type": "cancelled", "reason": r.cancel_reason or "turn_detected"} if cancelled else None)
-        await self.send(out.server_event("response.done", response=out.response(
-            r.response_id, "cancelled" if cancelled else "completed", output, self.settings.output_modalities,
-            details)))
-
-    async def _close_message(self, r: _Response, event: ResponseDone, cancelled: bool) -> dict[str, Any]:
-        await self._open_message(r)
-        text = event.text if cancelled else (event.text or "".join(r.transcript))
-        done_kind = "response.output_audio_transcript.done" if r.audio else "response.output_text.done"
-        await self.send(out.server_event(done_kind, **self._where(r), **({"transcript": text} if r.audio
-                                                                              else {"text": text})))
-        part = out.content_part(r.audio, text)
-        await self.send(out.server_event("response.content_part.done", **self._where(r), part=part))
-        item = out.assistant_item(r.item_id, "incomplete" if cancelled else "completed", part)
-        await self.send(out.server_event("response.output_item.done", response_id=r.response_id, output_index=0,
-                                         item=item))
-        await self.send(out.server_event("conversation.item.done", previous_item_id=None, item=item))
-        return item
-
-    async def _function_call(self, r: _Response, call: ToolCall, index: int) -> dict[str, Any]:
-        """One call of a client's tool, as the SDKs expect it: the item, its arguments, done."""
-        item_id = out.new_id("item")
-        where = {"response_id": r.response_id, "item_id": item_id, "output_index": index}
-        await self.send(out.server_event("response.output_item.added", response_id=r.response_id,
-                                         output_index=index,
-                                         item=out.function_call_item(item_id, call.call_id, call.name, "",
-                                                                     "in_progress")))
-        await self.send(out.server_event("conversation.item.added", previous_item_id=self._last_item,
-                                         item=out.function_call_item(item_id, call.call_id, call.name, "",
-                                                                     "in_progress")))
-        # The model's arguments arrive whole (the call is known once its stream ends): one delta, then done.
-        await self.send(out.server_event("response.function_call_arguments.delta", **where, call_id=call.call_id,
-                                         delta=call.arguments))
-        await self.send(out.server_event("response.function_call_arguments.done", **where, call_id=call.call_id,
-                                         name=call.name, arguments=call.arguments))
-        item = out.function_call_item(item_id, call.call_id, call.name, call.arguments, "completed")
-        await self.send(out.server_event("response.output_item.done", response_id=r.response_id, output_index=index,
-                                         item=item))
-        await self.send(out.server_event("conversation.item.done", previous_item_id=self._last_item, item=item))
-        self._last_item = item_id
-        return item
+        r = self._response = Response(event.turn_id, audio="audio" in self.settings.output_modalities)
+        await self.responses.begin(r, self.settings.output_modalities)
