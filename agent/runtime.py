@@ -187,7 +187,12 @@ class Agent:
 
         ``completed`` means :meth:`stream_turn` had finished (and recorded the whole reply)
         before the cut, e.g. while its audio was still playing: that record is replaced.
+        A turn that ended in calls of the client's tools said nothing yet: its answer, from the
+        tools' outputs, is the turn that gets recorded.
         """
+        pending = conv.client.pending
+        if pending is not None and pending.turn_id == turn_id:
+            return
         if completed:
             conv.replace_last(user_text, heard)
         else:

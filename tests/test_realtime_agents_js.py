@@ -62,3 +62,35 @@ async def test_stock_agents_sdk_holds_a_typed_turn_a_spoken_turn_and_an_interrup
     assert result["interruption"]["reason"] == "client_cancelled"
     assert result["interruption"]["ms"] < 1000
     assert result["history"].count("user") == 3
+
+
+def lights(request: dict) -> Reply:
+    """Call the client's tool when it is offered and not yet run; answer from its output once it has been."""
+    messages = request["messages"]
+    if messages[-1]["role"] == "tool":
+        return Reply(text=f"Done: {messages[-1]['content']}")
+    if any(t["function"]["name"] == "set_lights" for t in request.get("tools", [])):
+        return Reply(tool_call=("set_lights", {"room": "kitchen", "on": True}))
+    return Reply(text="The tool was not offered.")
+
+
+async def test_stock_agents_sdk_runs_its_own_tool_and_gets_the_answer(make_config, embedder, speech_engines, fake_llm):
+    node = shutil.which("node")
+    assert node is not None and (JS / "node_modules" / "@openai" / "agents").is_dir()
+    fake_llm.default = lights
+    async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv:
+        proc = await asyncio.create_subprocess_exec(
+            node, str(JS / "realtime_agents_tools.mjs"), cwd=JS, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={"PATH": "/usr/bin:/bin", "PARLEY_URL": f"ws://127.0.0.1:{srv.port}/v1/realtime?model=parley",
+                 "PARLEY_TOKEN": TOKEN})
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert result["errors"] == []
+    assert result["calls"] == [{"room": "kitchen", "on": True}], "the SDK ran its tool with the model's arguments"
+    assert result["firstOutput"] == ["function_call"]
+    assert result["statuses"] == ["completed", "completed"]
+    assert result["answer"].startswith("Done: ") and '"brightness":80' in result["answer"]
+    tool_request = next(r for r in fake_llm.requests if r.get("tools"))
+    assert tool_request["tools"][0]["function"]["description"].startswith("Switch the lights")
