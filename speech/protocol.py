@@ -57,7 +57,20 @@ class AudioOutput:
     enabled: bool
 
 
-ClientMessage = SessionStart | TextInput | Interrupt | SessionEnd | AudioOutput
+@dataclass(frozen=True)
+class TurnDetection:
+    """The client's own VAD settings for its session (Realtime ``turn_detection``; not on ``/ws``).
+
+    ``None`` keeps the server's: speech probability threshold, end-of-turn silence, audio kept before
+    the start of speech.
+    """
+
+    threshold: float | None = None
+    silence_ms: int | None = None
+    prefix_ms: int | None = None
+
+
+ClientMessage = SessionStart | TextInput | Interrupt | SessionEnd | AudioOutput | TurnDetection
 
 
 def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:

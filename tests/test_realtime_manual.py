@@ -1,10 +1,11 @@
-"""Manual turns (server VAD off), a mid-session switch to text, and admission over ``/v1/realtime``.
+"""Manual turns (server VAD off), the session's VAD settings, a switch to text, and admission on ``/v1/realtime``.
 
 Driven by the stock ``openai`` Python SDK against a real Parley (real VAD, Whisper and TTS; fake LLM).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import numpy as np
@@ -114,3 +115,32 @@ async def test_a_client_still_configuring_counts_against_max_sessions(make_confi
         async with client(srv).realtime.connect(model="parley") as third:
             created = await next_of(third, {"session.created", "error"})
             assert created.type == "session.created", "the place is free again"
+
+
+async def test_turn_detection_silence_duration_is_the_sessions_end_of_turn_silence(make_config, embedder,
+                                                                                  speech_engines, spoken, fake_llm):
+    # No question mark and no trailing "and": the turn-end rule keeps the ordinary silence for it.
+    words = spoken("Tell me about the weather in Paris", "en")
+    speech = np.concatenate([silence(0.4), words, silence(2.6)])
+    speech_end_ms = (0.4 * 16000 + words.size) / 16
+
+    async def turn(conn) -> float:
+        pcm24 = resample_pcm16(speech, 16000, 24000)
+        for start in range(0, pcm24.size, 480):  # 20 ms at real time: the VAD hears it as it comes
+            await conn.input_audio_buffer.append(audio=base64.b64encode(pcm24[start:start + 480].tobytes()).decode())
+            await asyncio.sleep(0.02)
+        stopped = await next_of(conn, {"input_audio_buffer.speech_stopped"}, timeout=30)
+        await next_of(conn, {"response.done"}, timeout=60)
+        return stopped.audio_end_ms  # ms of the session's input stream when the turn was ended
+
+    async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv, \
+            client(srv).realtime.connect(model="parley") as conn:
+        await next_of(conn, {"session.created"})
+        first = await turn(conn) - speech_end_ms
+        await conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": {
+            "type": "server_vad", "silence_duration_ms": 1800, "threshold": 0.6, "prefix_padding_ms": 200}}}})
+        updated = await next_of(conn, {"session.updated"})
+        assert updated.session.audio.input.turn_detection.silence_duration_ms == 1800
+        second = await turn(conn) - speech.size / 16 - speech_end_ms  # the first turn's audio came before
+    assert second >= 1750, f"the session's 1,800 ms silence ends its turn (ended {second:.0f} ms after speech)"
+    assert first < second - 500, f"the server's default silence ended the first turn sooner ({first:.0f} ms)"

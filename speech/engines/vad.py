@@ -22,7 +22,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -116,6 +116,7 @@ class VADStream:
 
     def __init__(self, scorer: FrameScorer, args: VADSettings, on_close: Callable[[], object] | None = None) -> None:
         self.args = args
+        self._server_args = args
         self._score = scorer
         # A finalizer, so that a stream lost without close() still runs on_close (once, either way).
         self._on_close = weakref.finalize(self, on_close) if on_close is not None else None
@@ -161,6 +162,28 @@ class VADStream:
         lengthens it for a trailing "and". Already past it, the next frame ends the turn.
         """
         self._end_silence_ms = max(float(self.args.speculative_silence_ms), float(ms))
+
+    def retune(self, vad_thresh: float | None = None, min_silence_ms: int | None = None,
+               pre_roll_ms: int | None = None) -> None:
+        """This session's own threshold, end-of-turn silence and pre-roll (a Realtime client's ``turn_detection``).
+
+        ``None`` is the server's setting. ``ValueError`` (nothing changed) for values :class:`VADSettings`
+        refuses. A silence shorter than the speculative pause makes speculation start at that silence.
+        """
+        base = self._server_args
+        changes: dict[str, Any] = {}
+        if vad_thresh is not None:
+            changes["vad_thresh"] = vad_thresh
+        if min_silence_ms is not None:
+            changes["min_silence_ms"] = min_silence_ms
+            changes["speculative_silence_ms"] = min(base.speculative_silence_ms, min_silence_ms)
+        if pre_roll_ms is not None:
+            changes["pre_roll_ms"] = pre_roll_ms
+        self.args = replace(base, **changes)
+        self._neg_thresh = max(0.01, self.args.vad_thresh - 0.15)
+        self._pre_roll = deque(self._pre_roll, maxlen=max(1, round(self.args.pre_roll_ms / FRAME_MS)))
+        if not self._in_speech:
+            self._end_silence_ms = self.args.min_silence_ms
 
     @property
     def t_ms(self) -> float:

@@ -44,6 +44,7 @@ from speech.protocol import (
     TextInput,
     TranscriptFinal,
     TranscriptPartial,
+    TurnDetection,
     VadEnd,
     VadStart,
     error_event,
@@ -165,6 +166,8 @@ class VoiceSession:
                     await self._interrupt()
                 elif isinstance(msg, AudioOutput):  # from the next reply on: off means no synthesis at all
                     self.start = replace(self.start, audio_output=msg.enabled)
+                elif isinstance(msg, TurnDetection):  # validated by the link; the turn-end rule adapts around it
+                    self.vad.retune(msg.threshold, msg.silence_ms, msg.prefix_ms)
                 elif isinstance(msg, SessionEnd):
                     break
                 elif isinstance(msg, SessionStart):
@@ -330,7 +333,7 @@ class VoiceSession:
             if spec.dropped:  # the user went on after this pause: keep what it heard
                 await self._keep_partial(spec)
             elif not spec.merged:  # still pausing: how long this pause must last to end the turn
-                self.vad.set_end_silence(end_silence_ms(text, self.engines.args.min_silence_ms, self.engines.args,
+                self.vad.set_end_silence(end_silence_ms(text, self.vad.args.min_silence_ms, self.engines.args,
                                                         heard.complete_prob))
         if spec is not None and spec.merged:
             self._prefix = join_words(self._prefix, text)  # the user went on: these words open the next turn

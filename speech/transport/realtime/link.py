@@ -57,7 +57,7 @@ from speech.transport.realtime import server_events as out
 from speech.transport.realtime.client_events import RealtimeError, parse_client_event
 from speech.transport.realtime.manual import MIN_COMMIT_MS, AudioBuffer, Transcriber, finished
 from speech.transport.realtime.responses import Outbox, Response, ResponseWriter
-from speech.transport.realtime.settings import RealtimeSettings
+from speech.transport.realtime.settings import RealtimeSettings, vad_settings
 from speech.voice.link import AudioIn, ClientInput, LinkClosed
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ class RealtimeLink:
         if settings.client_tools and not self.client_tools:
             raise RealtimeError("unsupported_feature", "client tools need a model that calls tools; the embedded "
                                 "model cannot (configure --lm_model_url)", "session.tools", event_id)
-        audio_before = "audio" in self.settings.output_modalities
+        audio_before, vad_before = "audio" in self.settings.output_modalities, self.settings.turn_detection
         self.settings = settings
         self.client.instructions = settings.instructions
         self.client.tools, self.client.tool_choice = settings.client_tools, settings.tool_choice
@@ -197,7 +197,10 @@ class RealtimeLink:
             self._buffer.clear()  # server VAD again: audio goes to the session as it comes
         await self.send(out.server_event("session.updated", session=settings.describe()))
         audio = "audio" in settings.output_modalities
-        return [AudioOutput(audio)] if audio != audio_before else []
+        changed: list[ClientInput] = [AudioOutput(audio)] if audio != audio_before else []
+        if settings.turn_detection is not None and settings.turn_detection != vad_before:
+            changed.append(vad_settings(settings.turn_detection))
+        return changed
 
     async def _commit(self, event_id: str | None) -> None:
         """A manual turn ends: announce the user item, transcribe it in the background."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.client_tools import ClientTool, client_tool
+from speech.protocol import TurnDetection
 
 RATES = (24000, 16000)
 """PCM rates accepted both ways: the API's 24 kHz, and 16 kHz (what Parley's recognizer runs at)."""
@@ -54,7 +55,7 @@ class RealtimeSettings:
             if side == "output" and isinstance(config.get("voice"), str):
                 changes["voice"] = config["voice"]
             if side == "input" and "turn_detection" in config:
-                changes["turn_detection"] = config["turn_detection"]
+                changes["turn_detection"] = _turn_detection(config["turn_detection"])
             if side == "input" and "transcription" in config:
                 changes["transcription"] = config["transcription"]
         if "tools" in session:
@@ -89,3 +90,29 @@ def _tool_choice(choice: Any) -> str | dict[str, Any]:
     if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
         return {"type": "function", "name": choice["name"]}
     raise ValueError("tool_choice must be 'auto', 'none', 'required' or {'type': 'function', 'name': ...}")
+
+
+def _turn_detection(given: Any) -> dict[str, Any] | None:
+    """``turn_detection`` checked: None (manual turns), or server VAD with the knobs Parley honours in range."""
+    if given is None:
+        return None
+    if not isinstance(given, dict) or given.get("type", "server_vad") not in ("server_vad", "semantic_vad"):
+        raise ValueError("turn_detection must be null, or of type 'server_vad' or 'semantic_vad'")
+    bounds = {"threshold": (0.0, 1.0), "silence_duration_ms": (100, 10000), "prefix_padding_ms": (0, 3000)}
+    for name, (low, high) in bounds.items():
+        value = given.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high \
+                or (name == "threshold" and value in (low, high)):
+            raise ValueError(f"turn_detection.{name} must be a number in {'(' if name == 'threshold' else '['}"
+                             f"{low}, {high}{')' if name == 'threshold' else ']'}")
+    return {**DEFAULT_TURN_DETECTION, **given}
+
+
+def vad_settings(turn_detection: dict[str, Any]) -> TurnDetection:
+    """The server-VAD knobs Parley has an equivalent of, for the session (absent ones: the server's)."""
+    silence, prefix = turn_detection.get("silence_duration_ms"), turn_detection.get("prefix_padding_ms")
+    threshold = turn_detection.get("threshold")
+    return TurnDetection(float(threshold) if threshold is not None else None,
+                         int(silence) if silence is not None else None, int(prefix) if prefix is not None else None)
