@@ -70,7 +70,15 @@ class TurnDetection:
     prefix_ms: int | None = None
 
 
-ClientMessage = SessionStart | TextInput | Interrupt | SessionEnd | AudioOutput | TurnDetection
+@dataclass(frozen=True)
+class Truncate:
+    """The client played only ``played_ms`` of turn ``turn_id``'s audio (Realtime ``conversation.item.truncate``)."""
+
+    turn_id: str
+    played_ms: int
+
+
+ClientMessage = SessionStart | TextInput | Interrupt | SessionEnd | AudioOutput | TurnDetection | Truncate
 
 
 def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:

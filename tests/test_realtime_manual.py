@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from speech.audio import resample_pcm16
+from tests.support.fakes.openai_server import Reply
 from tests.support.in_process import eventually, running_server
 from tests.support.voice_client import silence
 from tests.test_realtime_sdk import TOKEN, client, next_of
@@ -144,3 +145,33 @@ async def test_turn_detection_silence_duration_is_the_sessions_end_of_turn_silen
         second = await turn(conn) - speech.size / 16 - speech_end_ms  # the first turn's audio came before
     assert second >= 1750, f"the session's 1,800 ms silence ends its turn (ended {second:.0f} ms after speech)"
     assert first < second - 500, f"the server's default silence ended the first turn sooner ({first:.0f} ms)"
+
+
+async def test_truncate_keeps_only_what_the_client_played_in_history(make_config, embedder, speech_engines, fake_llm):
+    answer = "The first sentence is short. The second one goes on for quite a bit longer. The third one ends it."
+    fake_llm.push(Reply(text=answer))
+    async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv, \
+            client(srv).realtime.connect(model="parley") as conn:
+        await next_of(conn, {"session.created"})
+        await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "say three things"}]})
+        await conn.response.create()
+        done = await next_of(conn, {"response.done"}, timeout=60)
+        item = done.response.output[0]
+        assert item.content[0].transcript.strip() == answer
+        # The client played only the first 1.5 s (e.g. its user stopped playback there).
+        await conn.conversation.item.truncate(item_id=item.id, content_index=0, audio_end_ms=1500)
+        truncated = await next_of(conn, {"conversation.item.truncated"}, timeout=10)
+        assert truncated.item_id == item.id and truncated.audio_end_ms == 1500
+        await conn.send({"type": "conversation.item.truncate", "item_id": "item_unknown", "content_index": 0,
+                         "audio_end_ms": 10, "event_id": "bad-item"})
+        error = await next_of(conn, {"error"}, timeout=10)
+        assert error.error.code == "item_not_found" and error.error.event_id == "bad-item"
+        await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "go on"}]})
+        await conn.response.create()
+        await next_of(conn, {"response.done"}, timeout=60)
+    history = [m for m in fake_llm.requests[-1]["messages"] if m["role"] == "assistant"]
+    assert len(history) == 1
+    kept = history[0]["content"]
+    assert kept and answer.startswith(kept) and len(kept) < len("The first sentence is short. The second"), kept

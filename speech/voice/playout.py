@@ -115,9 +115,13 @@ class Playout:
         # While paused the client goes on playing what it holds (up to lead_s): capped by what was sent.
         return min(self.sent_samples / self.sample_rate, time.perf_counter() - self.started_at)
 
-    def heard_text(self) -> str:
-        """The answer text the user heard so far (fillers left out; a cut piece is cut by proportion)."""
-        left = int(self.heard_seconds() * self.sample_rate)
+    def heard_text(self, played_s: float | None = None) -> str:
+        """The answer text the user heard so far (fillers left out; a cut piece is cut by proportion).
+
+        ``played_s``: the client says it played only this much (a Realtime client's truncate).
+        """
+        heard = self.heard_seconds() if played_s is None else min(self.heard_seconds(), max(0.0, played_s))
+        left = int(heard * self.sample_rate)
         words: list[str] = []
         for piece in self.pieces:
             if left <= 0:

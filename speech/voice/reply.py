@@ -181,6 +181,14 @@ class Reply:
                                       completed=self.result is not None)
         await self.link.send_event(ResponseDone(self.turn_id, heard, interrupted=True, metrics=self._metrics({})))
 
+    def truncate(self, played_s: float) -> None:
+        """The client played only ``played_s`` of this finished reply: history and memory keep only that."""
+        if self._playout is None or not self.confirmed or not self.done:
+            return
+        heard = self._playout.heard_text(played_s)
+        if heard != self._playout.heard_text():
+            self.agent.record_interrupted(self.conv, self.user_text, heard, turn_id=self.turn_id, completed=True)
+
     async def wait(self) -> None:
         """Wait until the reply has finished (or was cancelled)."""
         if self._task is not None:

@@ -44,6 +44,7 @@ from speech.protocol import (
     TextInput,
     TranscriptFinal,
     TranscriptPartial,
+    Truncate,
     TurnDetection,
     VadEnd,
     VadStart,
@@ -168,6 +169,8 @@ class VoiceSession:
                     self.start = replace(self.start, audio_output=msg.enabled)
                 elif isinstance(msg, TurnDetection):  # validated by the link; the turn-end rule adapts around it
                     self.vad.retune(msg.threshold, msg.silence_ms, msg.prefix_ms)
+                elif isinstance(msg, Truncate) and self.reply is not None and self.reply.turn_id == msg.turn_id:
+                    self.reply.truncate(msg.played_ms / 1000)  # after a cancel, which this loop has awaited
                 elif isinstance(msg, SessionEnd):
                     break
                 elif isinstance(msg, SessionStart):

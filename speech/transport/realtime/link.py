@@ -50,13 +50,14 @@ from speech.protocol import (
     TextInput,
     TranscriptFinal,
     TranscriptPartial,
+    Truncate,
     VadEnd,
     VadStart,
 )
 from speech.transport.realtime import server_events as out
 from speech.transport.realtime.client_events import RealtimeError, parse_client_event
 from speech.transport.realtime.manual import MIN_COMMIT_MS, AudioBuffer, Transcriber, finished
-from speech.transport.realtime.responses import Outbox, Response, ResponseWriter
+from speech.transport.realtime.responses import MAX_ITEMS_KEPT, Outbox, Response, ResponseWriter
 from speech.transport.realtime.settings import RealtimeSettings, vad_settings
 from speech.voice.link import AudioIn, ClientInput, LinkClosed
 
@@ -93,6 +94,8 @@ class RealtimeLink:
         self._response: Response | None = None
         self._user_item: str | None = None
         self.outbox = Outbox(ws)
+        self._turn_of_item: dict[str, str] = {}
+        """Which turn each recent assistant item answered (``conversation.item.truncate`` names the item)."""
         self.responses = ResponseWriter(self.outbox, self.client)
         """The latest items by id, for ``conversation.item.retrieve`` (the Agents SDK asks on an interruption)."""
 
@@ -149,10 +152,14 @@ class RealtimeLink:
             self._response.cancel_reason = "client_cancelled"
             return [Interrupt()]
         if isinstance(event, ConversationItemTruncateEvent):
-            # What the client played is what Parley's own pacing counts as heard: history keeps only that.
+            turn_id = self._turn_of_item.get(event.item_id)
+            if turn_id is None:
+                raise RealtimeError("item_not_found", f"no assistant item {event.item_id!r} in this session",
+                                    "item_id", event_id)
             await self.send(out.server_event("conversation.item.truncated", item_id=event.item_id,
                                              content_index=event.content_index, audio_end_ms=event.audio_end_ms))
-            return []
+            # History keeps the lesser of what Parley's pacing counts as heard and what the client played.
+            return [Truncate(turn_id, event.audio_end_ms)]
         if isinstance(event, ConversationItemRetrieveEvent):
             item = self.outbox.items.get(event.item_id)
             if item is None:
@@ -354,4 +361,7 @@ class RealtimeLink:
                                              item=out.user_item(item_id, event.text, audio=True)))
         self._typed_turn = False
         r = self._response = Response(event.turn_id, audio="audio" in self.settings.output_modalities)
+        self._turn_of_item[r.item_id] = r.turn_id
+        while len(self._turn_of_item) > MAX_ITEMS_KEPT:
+            self._turn_of_item.pop(next(iter(self._turn_of_item)))
         await self.responses.begin(r, self.settings.output_modalities)
