@@ -19,6 +19,8 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 
+MAX_SYSTEM_ITEMS = 16
+
 CLIENT_INSTRUCTIONS = """Instructions from the application you are running in (they come after the rules above
 and do not replace them):
 {instructions}"""
@@ -107,6 +109,8 @@ class ClientOptions:
     tool_choice: str | dict[str, Any] = "auto"
     next_instructions: str | None = None
     """Instructions for the next response only (``response.create``): they replace the session's."""
+    system_items: list[str] = field(default_factory=list)
+    """System messages the client added to the conversation: they follow the instructions, on every turn."""
     pending: PendingCalls | None = None
     """The last turn's tool calls, until the client's outputs are in and the answer continues."""
     outputs: dict[str, str] = field(default_factory=dict)
@@ -115,6 +119,7 @@ class ClientOptions:
     def take_turn(self) -> ClientTurn:
         """What the turn starting now gets; the one-shot parts (next instructions, outputs) are used up."""
         instructions = self.next_instructions if self.next_instructions is not None else self.instructions
+        instructions = "\n".join(text for text in (instructions, *self.system_items) if text.strip())
         self.next_instructions = None
         exchange: tuple[AnyMessage, ...] = ()
         query = ""
@@ -124,6 +129,10 @@ class ClientOptions:
             query = pending.query
             self.pending, self.outputs = None, {}
         return ClientTurn(instructions, self.tools, self.tool_choice, exchange, query)
+
+    def add_system_item(self, text: str) -> None:
+        """A system message from the client; the oldest go past :data:`MAX_SYSTEM_ITEMS`."""
+        self.system_items = [*self.system_items, text][-MAX_SYSTEM_ITEMS:]
 
     def add_output(self, call_id: str, output: str) -> None:
         """The client's output for one call of :attr:`pending` (``KeyError`` for a call Parley did not make)."""

@@ -140,3 +140,15 @@ async def test_session_and_response_instructions_reach_the_system_prompt(make_co
         await next_of(conn, {"response.done"})
         prompt = parley_prompt(fake_llm)
         assert "ship's captain" in prompt and "one word" not in prompt, "for that response only"
+
+        # A system message item (LiveKit sends its chat context so) adds to the instructions from then on.
+        await conn.conversation.item.create(item={"type": "message", "role": "system",
+                                                  "content": [{"type": "input_text", "text": "Call the user Sam."}]})
+        added = await next_of(conn, {"conversation.item.added"})
+        assert added.item.role == "system"
+        await conn.conversation.item.create(item=user_text("hi again"))
+        await conn.response.create()
+        await next_of(conn, {"response.done"})
+        prompt = parley_prompt(fake_llm)
+        assert "ship's captain" in prompt and "Call the user Sam." in prompt
+        assert all(m["role"] != "user" or "Sam" not in m["content"] for m in fake_llm.requests[-1]["messages"])

@@ -24,6 +24,7 @@ from openai.types.realtime import (
     InputAudioBufferCommitEvent,
     OutputAudioBufferClearEvent,
     RealtimeConversationItemFunctionCallOutput,
+    RealtimeConversationItemSystemMessage,
     RealtimeConversationItemUserMessage,
     ResponseCancelEvent,
     ResponseCreateEvent,
@@ -246,16 +247,20 @@ class RealtimeLink:
         if isinstance(item, RealtimeConversationItemFunctionCallOutput):
             await self._tool_output(item, event_id)
             return
-        if not isinstance(item, RealtimeConversationItemUserMessage):  # the one item of type message, role user
-            raise RealtimeError("unsupported_feature", "only user messages and function_call_output items can be "
-                                "added to the conversation", "item", event_id)
+        if not isinstance(item, RealtimeConversationItemUserMessage | RealtimeConversationItemSystemMessage):
+            raise RealtimeError("unsupported_feature", "only user and system messages and function_call_output "
+                                "items can be added to the conversation", "item", event_id)
         texts = [part.text for part in item.content if getattr(part, "type", None) == "input_text" and part.text]
         if not texts:
-            raise RealtimeError("invalid_value", "a user item needs input_text content", "item.content", event_id)
-        self._texts.append(" ".join(texts))
+            raise RealtimeError("invalid_value", f"a {item.role} item needs input_text content", "item.content",
+                                event_id)
         item_id = getattr(item, "id", None) or out.new_id("item")
-        user = out.user_item(item_id, " ".join(texts))
-        await self.outbox.add_item(user)
+        if isinstance(item, RealtimeConversationItemSystemMessage):  # e.g. LiveKit's chat context: instructions
+            self.client.add_system_item(" ".join(texts))
+            await self.outbox.add_item({**out.user_item(item_id, " ".join(texts)), "role": "system"})
+            return
+        self._texts.append(" ".join(texts))
+        await self.outbox.add_item(out.user_item(item_id, " ".join(texts)))
 
     async def _tool_output(self, item: RealtimeConversationItemFunctionCallOutput, event_id: str | None) -> None:
         try:
