@@ -42,7 +42,7 @@ def everyday_items() -> list[Item]:
     data = json.loads(EVERYDAY.read_text())
     return [(q["q"], lang, "clock" if q["q"] in EVERYDAY_CLOCK else "direct") for lang in ("zh", "en")
             for q in data[lang]]
-THRESHOLDS = [round(x, 2) for x in np.arange(0.20, 0.86, 0.01)]
+THRESHOLDS = [round(x, 2) for x in np.arange(0.10, 0.86, 0.01)]
 
 
 @dataclass
@@ -98,18 +98,19 @@ def balanced(items: list[Scored], threshold: float, margin: float, cues: bool = 
 
 
 def tune(items: list[Scored], cues: bool = True) -> tuple[float, float]:
-    """The threshold with the best balanced accuracy on ``items`` (among ties, the middle one), and the margin.
+    """The threshold with the best balanced accuracy on ``items`` (among ties, the highest), and the margin.
 
     The route itself does not depend on the margin (an unsure decision keeps the best route when it
     clears the threshold, as a sure one does); the margin only decides which turns a tool-calling
     remote model is asked about, so it stays at its default and "unsure" reports what it gives.
-    Ties are common (a plateau of equally good thresholds); its middle is the farthest from both edges.
+    Ties are common (a plateau of equally good thresholds); the highest sends the fewest turns to a tool,
+    and a needless tool costs more (a tool call, a longer prompt) than a missed one (the model answers).
     """
     margin = AgentSettings().router_margin
     grid = [(balanced(items, t, margin, cues), t) for t in THRESHOLDS]
     best = max(g[0] for g in grid)
     ties = sorted(t for acc, t in grid if acc >= best - 1e-9)
-    return ties[len(ties) // 2], margin
+    return ties[-1], margin
 
 
 def report(name: str, sets: dict[str, list[Scored]], fixed: tuple[float, float] | None,

@@ -48,6 +48,7 @@ DIRECT_EXAMPLES = (
     "any tips for losing weight",
     "how do I make dumplings",
     "let's just chat for a bit",
+    "good night, see you tomorrow",
     "tell me a fun fact",
     # Advice and general knowledge, which the model answers itself: most everyday questions are like
     # these, and without them "how long ..." and "what should I bring ..." came closest to a tool.
@@ -63,6 +64,7 @@ DIRECT_EXAMPLES = (
     "有什么减肥的建议",
     "饺子怎么包",
     "陪我聊聊天吧",
+    "晚安，明天见",
     "你好吗",
     "说个冷知识",
     "你最近忙吗",
