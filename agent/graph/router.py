@@ -39,6 +39,40 @@ DIRECT_EXAMPLES = (
     "解释一下什么是量子力学",
     "谢谢你",
     "帮我写一首关于春天的诗",
+    # Greetings, questions about Parley itself and small talk: without these a Chinese greeting came
+    # closest to memory_recall's "我叫什么名字" or to web_search (bench.routing).
+    "introduce yourself",
+    "what should I call you",
+    "hey, are you there",
+    "I'm so tired today",
+    "any tips for losing weight",
+    "how do I make dumplings",
+    "let's just chat for a bit",
+    "good night, see you tomorrow",
+    "tell me a fun fact",
+    # Advice and general knowledge, which the model answers itself: most everyday questions are like
+    # these, and without them "how long ..." and "what should I bring ..." came closest to a tool.
+    "is it healthy to eat eggs every day",
+    "how far is the moon from the earth",
+    "what can I do when I'm bored",
+    "what should I bring on a hiking trip",
+    "what's the best way to learn to swim",
+    "嗨，在吗",
+    "介绍一下你自己",
+    "我该怎么称呼你",
+    "我今天好累啊",
+    "有什么减肥的建议",
+    "饺子怎么包",
+    "陪我聊聊天吧",
+    "晚安，明天见",
+    "你好吗",
+    "说个冷知识",
+    "你最近忙吗",
+    "每天吃鸡蛋健康吗",
+    "地球离月亮有多远",
+    "无聊的时候可以做什么",
+    "去爬山要带什么",
+    "学游泳最好的方法是什么",
 )
 """Plain conversation that needs no tool."""
 
@@ -78,24 +112,31 @@ class LocalRouter:
 
     def decide(self, text: str) -> RouteDecision:
         """Route ``text`` without an LLM."""
-        scores = self.scores(text)
         cued = [tool.name for tool in self._registry if tool.cue_matches(text)]
-        if cued:
-            route = max(cued, key=scores.__getitem__)
-            return RouteDecision(route, f"cue matched ({', '.join(cued)})", True, scores)
-        ranked = sorted(scores, key=scores.__getitem__, reverse=True)
-        best, second = ranked[0], ranked[1]
-        lead = scores[best] - scores[second]
-        best_tool = next(r for r in ranked if r != DIRECT_ROUTE)
-        if best != DIRECT_ROUTE and scores[best] >= self._threshold and lead >= self._margin:
-            return RouteDecision(best, f"similar to {best} examples ({scores[best]:.2f})", True, scores)
-        if scores[best_tool] < self._threshold - CLEARLY_DIRECT_GAP:
-            return RouteDecision(DIRECT_ROUTE, f"no tool is close ({best_tool} {scores[best_tool]:.2f})", True,
-                                 scores)
-        if best == DIRECT_ROUTE and lead >= self._margin:
-            return RouteDecision(DIRECT_ROUTE, f"plain conversation ({scores[best]:.2f})", True, scores)
-        guess = best if scores[best] >= self._threshold else DIRECT_ROUTE
-        return RouteDecision(guess, f"unsure ({best} {scores[best]:.2f}, lead {lead:.2f})", False, scores)
+        return choose_route(self.scores(text), cued, self._threshold, self._margin)
+
+
+def choose_route(scores: dict[str, float], cued: list[str], threshold: float, margin: float) -> RouteDecision:
+    """The local decision from a turn's route similarities and the tools whose cues matched it.
+
+    Apart from :class:`LocalRouter` so that ``bench.routing`` can tune ``threshold`` and
+    ``margin`` on stored scores with exactly the rule the router applies.
+    """
+    if cued:
+        route = max(cued, key=scores.__getitem__)
+        return RouteDecision(route, f"cue matched ({', '.join(cued)})", True, scores)
+    ranked = sorted(scores, key=scores.__getitem__, reverse=True)
+    best, second = ranked[0], ranked[1]
+    lead = scores[best] - scores[second]
+    best_tool = next(r for r in ranked if r != DIRECT_ROUTE)
+    if best != DIRECT_ROUTE and scores[best] >= threshold and lead >= margin:
+        return RouteDecision(best, f"similar to {best} examples ({scores[best]:.2f})", True, scores)
+    if scores[best_tool] < threshold - CLEARLY_DIRECT_GAP:
+        return RouteDecision(DIRECT_ROUTE, f"no tool is close ({best_tool} {scores[best_tool]:.2f})", True, scores)
+    if best == DIRECT_ROUTE and lead >= margin:
+        return RouteDecision(DIRECT_ROUTE, f"plain conversation ({scores[best]:.2f})", True, scores)
+    guess = best if scores[best] >= threshold else DIRECT_ROUTE
+    return RouteDecision(guess, f"unsure ({best} {scores[best]:.2f}, lead {lead:.2f})", False, scores)
 
 
 class LLMRouter:

@@ -20,8 +20,18 @@ class ClockTool(Tool):
         "现在几点了",
         "今天几号",
         "今天星期几",
+        "tell me the current time",
+        "what's the date and time",
+        "现在是什么时间",
+        "几点钟了",
     )
-    cues = (r"\bwhat time\b|\bwhat('s| is) the date\b|\bwhat day\b", r"几点|几号|星期几|周几|什么日子")
+    cues = (
+        r"\bwhat time\b|\bwhat('s| is) (the|today'?s) (date|time)\b|\bwhat day\b|\bwhat (month|year) is it\b"
+        r"|\bcurrent (date|time)\b|\b(tell me|know|check) the time\b|\btime please\b",
+        # Not "几点开门" (opening hours: web_search's cue).
+        r"几点(?!开门|关门|营业)|几号|几月几[日号]|星期几|周几|什么日子|上午还是下午"
+        r"|(现在|当前|告诉我|看一下|报一下)的?时间|北京时间",
+    )
     instructions = "Tell the user the date or time below in one short sentence."
 
     def __init__(self, timezone: str = "Asia/Shanghai") -> None:

@@ -36,19 +36,23 @@ class MemoryRecallTool(Tool):
     examples = (
         "do you remember what I told you about my dog",
         "what did I say last week",
-        "what's my name",
         "what did we talk about yesterday",
         "remind me what my favourite food is",
         "where did I say I live",
         "你还记得我说过什么吗",
         "我上周跟你说了什么",
-        "我叫什么名字",
         "我之前告诉过你我喜欢什么",
         "我们昨天聊了什么",
     )
+    # No "what's my name" / "我叫什么名字" among the examples: the cues catch those, and as examples they
+    # drew "who are you" and "你叫什么名字" here (bench.routing).
     cues = (
-        r"\b(remember|recall|remind me|did i (say|tell|mention)|i told you|my name|we talked|last time)\b",
-        r"记得|记住|我说过|我之前|我上次|告诉过你|我叫什么|我们聊过|我们昨天|提醒我",
+        # "you remember", not "remember": "how can I remember names" and "remember to call" are no recall.
+        r"\b(you (still )?(remember|recall)|remind me what|did i (say|tell|mention)|i told you|my name|we talked"
+        r"|last time|what('s| is| are| was) my)\b",
+        # "还记得" / "记不记得", not "记住" ("怎么记住别人的名字" is a question about memorising).
+        r"还记得|记不记得|你记得|我说过|我之前|我上次|告诉过你|我叫什么|我们聊过|我们昨天|来着"
+        r"|我(的|最)\S{0,8}(是什么|是谁|是哪|是多少|叫什么)",
     )
     instructions = (
         "Answer from the user's memories below (each is dated). If they do not hold the answer, "

@@ -38,10 +38,23 @@ class WebSearchTool(Tool):
         "查一下特斯拉的股价",
         "最近有什么科技新闻",
         "网上说的这个消息是真的吗",
+        "who is the prime minister of Japan",
+        "show me today's headlines",
+        "is there a good coffee shop near here",
+        "how much is a flight to Paris",
+        "when is the World Cup final",
+        "日本首相是谁",
+        "今天有什么头条",
+        "这附近有没有好的咖啡店",
+        "飞巴黎的机票多少钱",
+        "世界杯决赛是什么时候",
+        "博物馆周一开门吗",
     )
     cues = (
-        r"\b(search|google|look (it |that )?up|latest|news|today'?s|current(ly)?|recent|weather|price of)\b",
-        r"搜索|搜一下|查一下|查查|上网|网上|最新|新闻|今天.*(天气|股价)|天气|股价|汇率",
+        r"\b(search|google|look (it |that )?up|latest|news|today'?s|current(ly)?|recent|weather|price of"
+        r"|opening hours)\b",
+        r"搜索|搜一下|查一下|查查|上网|网上|最新|新闻|今天.*(天气|股价)|天气|股价|汇率"
+        r"|几点(开门|关门|营业)|营业时间|开放时间|开放吗",
     )
     instructions = (
         "Answer the question using the numbered reference material. Mention where a fact comes from "
