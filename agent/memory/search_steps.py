@@ -69,10 +69,13 @@ def dense_only(records: RecordStore, user_id: str, scores: np.ndarray, seqs: np.
 
 
 def current_params(p: RecallSettings, query: str) -> RecallSettings:
-    """Params for this query: questions about the present ("现在", "currently") weigh recency more."""
+    """Params for this query: questions about the present ("现在", "currently") weigh recency more
+    and let the newest of similar statements win; questions about before let the oldest win."""
     q = f" {query.lower()}"
     if any(w in q for w in p.current_words):
-        return replace(p, recency_weight=p.current_recency_weight)
+        return replace(p, recency_weight=p.current_recency_weight, prefer="newest")
+    if any(w in q for w in p.past_words):
+        return replace(p, prefer="oldest")
     return p
 
 
