@@ -34,7 +34,7 @@ class RecallSettings:
     """...and inside a vague one ("recently", "最近"), where it is a hint, not a filter."""
     event_windows: bool = True
     """Resolve "the week after I went hiking" by finding that event first (see ``find_relative_event``)."""
-    current_recency_weight: float = 0.01
+    current_recency_weight: float = 0.003
     """Recency weight instead of ``recency_weight`` when the query asks about now ("现在", "currently")."""
     current_words: tuple[str, ...] = (" now", "currently", "these days", "at the moment", "at present",
                                       "现在", "目前", "如今")
