@@ -34,6 +34,7 @@ STEPS = [
     ("query embedding", "embedding.py", "encode"),
     ("FAISS", "vector_index.py", "search"),
     ("BM25", "lexical.py", "search"),
+    ("BM25", "lexical.py", "top"),
     ("second hop", "store.py", "_bridge"),
     ("second hop", "search_steps.py", "second_hop"),
     ("fusion (with its SQL fetch)", "recall.py", "fuse"),
