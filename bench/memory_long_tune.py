@@ -1,6 +1,7 @@
 """Grid search of the recall knobs on the *tuning* half of :mod:`bench.memory_long` (never the held-out half).
 
     python -m bench.memory_long_tune --store_dir /tmp/long [--lang en zh] [--embedding_model_name minilm]
+    python -m bench.memory_long_tune --store_dir /tmp/long --grid '{"duplicate_cosine": [0.85, 0.9, 0.95]}'
 
 Prints recall@10 and MRR per setting, best first (mean of the languages).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +30,7 @@ GRID = {
     "bridge_weight": [0.0, 0.5, 1.0],
     "bridge_hits": [1, 2],
 }
+"""The default grid; ``--grid`` (JSON, knob -> values) replaces it, other knobs keep their defaults."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store_dir", type=Path, required=True)
     ap.add_argument("--lang", nargs="+", default=["en", "zh"])
     ap.add_argument("--embedding_model_name", default=MEMORY_EMBEDDING_MODEL)
+    ap.add_argument("--grid", type=json.loads, default=GRID, help="JSON object: knob -> list of values")
     args = ap.parse_args(argv)
+    grid: dict[str, list] = args.grid
     emb = load_embedder(args.embedding_model_name)
     stores = {}
     data = {}
@@ -44,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         stores[lang] = MemoryStore(args.store_dir / f"{lang}-{emb.name}", embedder=emb)
         fill(stores[lang], data[lang])
     rows = []
-    keys = list(GRID)
-    for values in itertools.product(*(GRID[k] for k in keys)):
+    keys = list(grid)
+    for values in itertools.product(*(grid[k] for k in keys)):
         params = replace(RecallSettings(), **dict(zip(keys, values, strict=True)))
         res = {lang: evaluate(stores[lang], data[lang], "tune", [("x", "hybrid", params)])["x"]["all"]
                for lang in args.lang}

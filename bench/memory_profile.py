@@ -34,11 +34,12 @@ STEPS = [
     ("query embedding", "embedding.py", "encode"),
     ("FAISS", "vector_index.py", "search"),
     ("BM25", "lexical.py", "search"),
+    ("BM25", "lexical.py", "top"),
     ("second hop", "store.py", "_bridge"),
     ("second hop", "search_steps.py", "second_hop"),
     ("fusion (with its SQL fetch)", "recall.py", "fuse"),
-    ("SQL get_by_seqs", "records.py", "get_by_seqs"),
-    ("SQL session/window", "records.py", "seqs_in_window"),
+    ("SQL get_by_seqs", "sql_reads.py", "get_by_seqs"),
+    ("SQL session/window", "sql_reads.py", "seqs_in_window"),
     ("whole search", "store.py", "search"),
 ]
 

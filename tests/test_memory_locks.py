@@ -76,8 +76,9 @@ def test_second_hop_joins_a_relation_to_a_name_said_elsewhere(tmp_path, embedder
     assert st is not None
     lexical_index = store.cache.lexical("dave", st)
     tokens = tokenize(q)
-    first = lexical_index.search(tokens, 50)
-    hop = search_steps.second_hop(store.records, "dave", store.params, lexical_index, first, tokens, 50)
+    scored = lexical_index.score(tokens)
+    first = scored.top(50)
+    hop = search_steps.second_hop(store.records, "dave", store.params, lexical_index, scored, first, 50)
     texts = {r.seq: r.text for r in store.records.get_by_seqs("dave", [s for s, _ in hop[:2]])}
     assert [texts[s] for s, _ in hop[:2]] == [dinner, news], "the hop carries 'sam' from the dinner turn"
 

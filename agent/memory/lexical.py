@@ -68,7 +68,10 @@ def tokenize(text: str, drop_stopwords: bool = True) -> list[str]:
 
 REBUILD_FRACTION = 0.1
 REBUILD_MIN = 2000
-K1, B = 1.5, 0.75  # bm25s defaults, so tail scores are on the main index's scale
+K1, B = 1.5, 0.75
+CUT_MIN = 50_000
+"""Past this many documents the top is cut from a sample first (see ``LexicalScores._top_rows``)."""
+CUT_STRIDE = 16  # bm25s defaults, so tail scores are on the main index's scale
 
 
 class LexicalIndex:
@@ -134,22 +137,24 @@ class LexicalIndex:
 
     def search(self, query_tokens: list[str], k: int) -> list[tuple[int, float]]:
         """Best ``k`` (seq, bm25 score) with a positive score, best first."""
-        if not query_tokens or k <= 0:
+        return self.score(query_tokens).top(k)
+
+    def score(self, query_tokens: list[str]) -> LexicalScores:
+        """The BM25 scores of every document for this query, to take the top of and to extend."""
+        return LexicalScores(self, query_tokens)
+
+    def _postings(self, tokens: Iterable[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(row numbers, BM25 contributions) of each known token in the main index."""
+        r = self._retriever
+        if r is None:
             return []
-        hits: list[tuple[int, float]] = []
-        if self._retriever is not None and len(self._main_seqs):
-            scores = self._retriever.get_scores(query_tokens)
-            want = min(len(scores), k + len(self._deleted))
-            top = np.argpartition(-scores, want - 1)[:want] if want < len(scores) else np.arange(len(scores))
-            hits += [
-                (int(self._main_seqs[i]), float(scores[i]))
-                for i in top
-                if scores[i] > 0 and int(self._main_seqs[i]) not in self._deleted
-            ]
-        if self._tail:
-            hits += self._score_tail(query_tokens)
-        hits.sort(key=lambda h: -h[1])
-        return hits[:k]
+        sc, out = r.scores, []
+        for t in tokens:
+            tid = r.vocab_dict.get(t)
+            if tid is not None:
+                lo, hi = int(sc["indptr"][tid]), int(sc["indptr"][tid + 1])
+                out.append((sc["indices"][lo:hi], sc["data"][lo:hi]))
+        return out
 
     def _score_tail(self, query_tokens: list[str]) -> list[tuple[int, float]]:
         n_docs = len(self._main_seqs) + len(self._tail)
@@ -165,3 +170,84 @@ class LexicalIndex:
             norm = K1 * (1 - B + B * len(toks) / avg_len)
             out.append((seq, sum(idf[t] * c * (K1 + 1) / (c + norm) for t, c in tf.items())))
         return out
+
+
+class LexicalScores:
+    """One query's BM25 scores over a user's index: its top ``k``, and the top of the query plus more words.
+
+    At a million memories one scoring pass costs milliseconds (a score per document, then the
+    top of a million): the second hop (``plus``) reuses this pass instead of scoring again.
+    """
+
+    def __init__(self, index: LexicalIndex, query_tokens: list[str]) -> None:
+        self._ix = index
+        self.tokens = list(query_tokens)
+        r = index._retriever
+        self._main = (r.get_scores(self.tokens) if r is not None and len(index._main_seqs) and self.tokens
+                      else np.zeros(0, np.float32))
+        self._first: list[tuple[int, float]] | None = None
+
+    def top(self, k: int) -> list[tuple[int, float]]:
+        """Best ``k`` (seq, score) with a positive score, best first."""
+        if not self.tokens or k <= 0:
+            return []
+        ix = self._ix
+        hits = [(int(ix._main_seqs[i]), float(self._main[i])) for i in self._top_rows(k)]
+        if ix._tail:
+            hits += ix._score_tail(self.tokens)
+        hits.sort(key=lambda h: -h[1])
+        self._first = hits[:k]
+        return self._first
+
+    def plus(self, extra_tokens: list[str], k: int) -> list[tuple[int, float]]:
+        """Best ``k`` for the query's words plus ``extra_tokens`` (BM25 adds up over the query's words).
+
+        Exact without a second pass: a document none of the extra words occur in keeps its
+        score, so it can only be in the new top ``k`` if it was in this query's top ``k``;
+        the others are the (few) documents that hold a rare extra word.
+        """
+        extra = [t for t in dict.fromkeys(extra_tokens) if t not in self.tokens]
+        if not extra or k <= 0:
+            return self.top(k) if self._first is None else self._first[:k]
+        first = self._first if self._first is not None and len(self._first) >= k else self.top(k)
+        ix = self._ix
+        combined: dict[int, float] = {}
+        posts = ix._postings(extra)
+        if posts and len(self._main):
+            rows = np.concatenate([p[0] for p in posts]).astype(np.int64)
+            vals = np.concatenate([p[1] for p in posts])
+            uniq, inv = np.unique(rows, return_inverse=True)
+            add = np.bincount(inv, weights=vals).astype(np.float32)
+            for row, v in zip(uniq.tolist(), (self._main[uniq] + add).tolist(), strict=True):
+                seq = int(ix._main_seqs[row])
+                if seq not in ix._deleted:
+                    combined[seq] = v
+        for seq, v in first:
+            combined.setdefault(seq, v)  # held no extra word (a tail row is re-scored below)
+        if ix._tail:
+            combined.update(ix._score_tail(self.tokens + extra))
+        return sorted(((s, v) for s, v in combined.items() if v > 0), key=lambda h: -h[1])[:k]
+
+    def _top_rows(self, k: int) -> list[int]:
+        """Rows of the main index's best ``k`` positive scores, deleted rows left out."""
+        s, ix = self._main, self._ix
+        if not len(s):
+            return []
+        want = min(len(s), k + len(ix._deleted))
+        if len(s) > CUT_MIN and want * CUT_STRIDE < len(s):
+            # argpartition over a million scores costs ~4 ms. The want-th best of every
+            # CUT_STRIDE-th score is a cut that at least ``want`` documents reach, so the top is
+            # the rows above it (usually a few hundred) and, to fill up, rows equal to it (exact).
+            sample = s[::CUT_STRIDE]
+            cut = np.partition(sample, len(sample) - want)[len(sample) - want]
+            if cut > 0:
+                cand = np.flatnonzero(s > cut)
+                if len(cand) < want:
+                    cand = np.concatenate([cand, np.flatnonzero(s == cut)[: want - len(cand)]])
+            else:
+                cand = np.flatnonzero(s > 0)
+        else:
+            cand = np.arange(len(s))
+        if want < len(cand):
+            cand = cand[np.argpartition(-s[cand], want - 1)[:want]]
+        return [int(i) for i in cand if s[i] > 0 and int(ix._main_seqs[i]) not in ix._deleted]

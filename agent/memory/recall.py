@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from agent.memory.records import MemoryRecord, RecordStore
 from agent.memory.timewindow import TimeWindow
 
@@ -32,7 +34,7 @@ class RecallSettings:
     """...and inside a vague one ("recently", "最近"), where it is a hint, not a filter."""
     event_windows: bool = True
     """Resolve "the week after I went hiking" by finding that event first (see ``find_relative_event``)."""
-    current_recency_weight: float = 0.01
+    current_recency_weight: float = 0.003
     """Recency weight instead of ``recency_weight`` when the query asks about now ("现在", "currently")."""
     current_words: tuple[str, ...] = (" now", "currently", "these days", "at the moment", "at present",
                                       "现在", "目前", "如今")
@@ -51,6 +53,16 @@ class RecallSettings:
     """...and get this fraction of the hit's score (added to their own)."""
     recency_weight: float = 1e-4
     """Tie-break: up to this much for the newest candidate."""
+    duplicate_cosine: float = 0.8
+    """A candidate this similar (cosine) to a better one is a repeat ("work was busy" told ten
+    times) and goes behind every distinct one; 1.0 turns it off. See ``_distinct``."""
+    distinct_scan: int = 6
+    """Repeats are looked for among the best ``distinct_scan * k`` candidates."""
+    past_words: tuple[str, ...] = ("before", "previous", "used to", "formerly", "之前", "以前", "原来")
+    """Words of a question about an earlier state ("where did I live before the move?")."""
+    prefer: str = ""
+    """Of a statement and its repeats, which takes the place: "" the best-ranked, "newest" (questions
+    about now: the newer statement wins), "oldest" (questions about before). Set per query."""
     time_words: frozenset[str] = field(
         default_factory=lambda: frozenset(
             [
@@ -72,10 +84,13 @@ def params_for(embedder_name: str) -> RecallSettings:
 
     MiniLM's dense ranking is strong in English and weak in Chinese, USE's is the other way
     round; on ``bench.memory_long``'s tuning half MiniLM was best at dense weight 2.0 with
-    neighbouring turns, USE at 0.5 without them and with the second hop.
+    neighbouring turns, USE at 0.5 without them, with the second hop and with repeats put last.
     """
     if embedder_name == "all-MiniLM-L6-v2":
-        return RecallSettings(dense_weight=2.0, neighbour_hits=3, bridge_weight=0.0)
+        # Repeats off: MiniLM puts unrelated Chinese sentences within 0.8 of each other (it has
+        # almost no Chinese), so every Chinese candidate looked like a repeat (zh recall@5 0.73 on
+        # bench/memory_recall.py against 1.00).
+        return RecallSettings(dense_weight=2.0, neighbour_hits=3, bridge_weight=0.0, duplicate_cosine=1.0)
     return RecallSettings()
 
 
@@ -155,8 +170,48 @@ def fuse(
             # Pulled up, but never above the hit that vouches for it.
             final[n] = min(final[n] + bonus, source - 1e-6)
 
-    best = sorted(final, key=lambda s: (final[s], recs[s].created_at), reverse=True)[:k]
+    ranked = sorted(final, key=lambda s: (final[s], recs[s].created_at), reverse=True)
+    created = {s_: r.created_at for s_, r in recs.items()}
+    best = _distinct(records, user_id, ranked, k, p, created) if p.duplicate_cosine < 1.0 else ranked[:k]
     cosine = dict(dense)
     for s, sim in window_ranked:
         cosine.setdefault(s, sim)
     return [replace(recs[s], score=round(final[s], 6), similarity=round(cosine.get(s, 0.0), 6)) for s in best]
+
+
+def _distinct(records: RecordStore, user_id: str, ranked: list[int], k: int, p: RecallSettings,
+              created: dict[int, float]) -> list[int]:
+    """The best ``k`` of ``ranked`` with repeats moved behind the distinct candidates.
+
+    A long history says the same small things many times ("work was busy today"); ten
+    copies of one remark would fill the top ten and push out the one turn that answers
+    the question. A candidate whose vector is within ``duplicate_cosine`` of a better
+    kept one is a repeat; repeats only fill places no distinct candidate is left for. With
+    ``prefer`` set, a newer (older) repeat takes its statement's place: asked "where do I work
+    now?", "I started my new job at B" beats the similar, older "...at A".
+    """
+    scan = ranked[: max(k, p.distinct_scan * k)]
+    seqs, vecs = records.vectors_for(user_id, scan)
+    vec_of = {int(s): vecs[i] for i, s in enumerate(seqs.tolist())}
+    kept: list[int] = []
+    kept_vecs: list[np.ndarray] = []  # kept_vecs[i] is the vector of kept[i]
+    repeats: list[int] = []
+    for s in scan:
+        v = vec_of.get(s)
+        if v is None:  # no stored vector (not expected for an indexed row): cannot be compared, so kept
+            v = np.zeros(vecs.shape[1] if vecs.ndim == 2 else 1, np.float32)
+        # Element-wise, not BLAS (see search_steps.window_ranking: BLAS threads starve the embedder).
+        sims = [float((kv * v).sum()) for kv in kept_vecs]
+        j = max(range(len(sims)), key=sims.__getitem__) if sims else -1
+        if j >= 0 and sims[j] >= p.duplicate_cosine:
+            other = kept[j]
+            if (p.prefer == "newest" and created[s] > created[other]) or (
+                    p.prefer == "oldest" and created[s] < created[other]):
+                kept[j], kept_vecs[j], s = s, v, other
+            repeats.append(s)
+            continue
+        kept.append(s)
+        kept_vecs.append(v)
+        if len(kept) == k:
+            break
+    return (kept + repeats + ranked[len(scan):])[:k]

@@ -2,7 +2,9 @@
 
 SQLite is the source of truth. Everything else (the FAISS vectors, the BM25 index)
 is a cache that can be rebuilt from the rows here, which is why each row also keeps
-its embedding (float16, to halve the size) and its pre-computed lexical tokens.
+its embedding (float16, to halve the size) and its pre-computed lexical tokens. The
+reads are shared with PostgreSQL (:mod:`.sql_reads`); this file holds SQLite's schema,
+connection and writes.
 """
 
 from __future__ import annotations
@@ -12,67 +14,17 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from agent.memory.records_types import MemoryRecord, NewRow
+from agent.memory.sql_reads import SQLITE, SQLReads
+
+__all__ = ["SCHEMA_VERSION", "MemoryRecord", "NewRow", "RecordStore", "SQLiteRecordStore", "SharedRecordStore"]
+
 SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class MemoryRecord:
-    """One remembered item as callers see it.
-
-    ``created_at`` is seconds since the epoch (UTC). ``score`` is only meaningful in
-    search results (the fused relevance, higher is better); it is 0.0 elsewhere.
-    ``superseded_by`` is the id of the newer fact that replaced this one, if any.
-    """
-
-    id: str
-    user_id: str
-    text: str
-    kind: str
-    created_at: float
-    session_id: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    superseded_by: str | None = None
-    score: float = 0.0
-    similarity: float = 0.0
-    """In search results: cosine similarity of the query and this memory (0.0 if it was not a dense hit)."""
-    seq: int = field(default=0, repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (used by export and the CLI)."""
-        return {
-            "id": self.id,
-            "user_id": self.user_id,
-            "session_id": self.session_id,
-            "kind": self.kind,
-            "text": self.text,
-            "created_at": self.created_at,
-            "metadata": self.metadata,
-            "superseded_by": self.superseded_by,
-            "score": self.score,
-        }
-
-
-@dataclass(frozen=True)
-class NewRow:
-    """A row to insert: everything but the sequence number SQLite assigns."""
-
-    id: str
-    user_id: str
-    text: str
-    kind: str
-    created_at: float
-    session_id: str | None
-    metadata: dict[str, Any]
-    tokens: str
-    content_hash: str
-    embedding: np.ndarray
-    embedding_model: str
 
 
 class RecordStore(Protocol):
@@ -177,32 +129,8 @@ CREATE INDEX IF NOT EXISTS ix_mem_user_session ON memories(user_id, session_id, 
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_COLS = "seq, id, user_id, session_id, kind, text, created_at, metadata, superseded_by"
 
-
-def _record(row: tuple) -> MemoryRecord:
-    seq, mid, uid, sid, kind, text, created, meta, sup = row
-    return MemoryRecord(
-        id=mid,
-        user_id=uid,
-        session_id=sid,
-        kind=kind,
-        text=text,
-        created_at=created,
-        metadata=json.loads(meta),
-        superseded_by=sup,
-        seq=seq,
-    )
-
-
-def _blob_to_vecs(blobs: Sequence[bytes], dim: int | None = None) -> np.ndarray:
-    if not blobs:
-        return np.zeros((0, dim or 0), dtype=np.float32)
-    arr = np.frombuffer(b"".join(blobs), dtype=np.float16)
-    return arr.reshape(len(blobs), -1).astype(np.float32)
-
-
-class SQLiteRecordStore:
+class SQLiteRecordStore(SQLReads):
     """:class:`RecordStore` on one SQLite file in WAL mode.
 
     Every write commits before returning with ``synchronous=FULL``, so an
@@ -210,6 +138,8 @@ class SQLiteRecordStore:
     shared by all threads behind a lock (SQLite serialises writers anyway, and
     the store's reads are short).
     """
+
+    dialect = SQLITE
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -284,9 +214,6 @@ class SQLiteRecordStore:
             )
         return cur.rowcount
 
-    def texts_for(self, user_id: str, seqs: Sequence[int]) -> dict[int, str]:
-        return {r.seq: r.text for r in self.get_by_seqs(user_id, seqs)}
-
     def update_embeddings(self, user_id: str, seqs: Sequence[int], vectors: np.ndarray, model: str) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -299,150 +226,10 @@ class SQLiteRecordStore:
             )
             self._db.execute("COMMIT")
 
-    # -- reads ----------------------------------------------------------------------------------
+    # -- reads (the queries are SQLReads'; this runs them) ----------------------------------------
     def _all(self, sql: str, args: Sequence[Any]) -> list[tuple]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
-
-    def get(self, user_id: str, memory_id: str) -> MemoryRecord | None:
-        rows = self._all(f"SELECT {_COLS} FROM memories WHERE user_id=? AND id=?", (user_id, memory_id))
-        return _record(rows[0]) if rows else None
-
-    def get_by_seqs(self, user_id: str, seqs: Sequence[int]) -> list[MemoryRecord]:
-        """Records for ``seqs`` (any order; missing ones and other users' rows are skipped)."""
-        out: list[MemoryRecord] = []
-        seqs = [int(s) for s in seqs]
-        for i in range(0, len(seqs), 500):
-            chunk = seqs[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            out += [
-                _record(r)
-                for r in self._all(
-                    f"SELECT {_COLS} FROM memories WHERE user_id=? AND seq IN ({marks})", (user_id, *chunk)
-                )
-            ]
-        return out
-
-    def list(self, user_id: str, limit: int, offset: int, include_superseded: bool) -> list[MemoryRecord]:
-        cond = "" if include_superseded else " AND superseded_by IS NULL"
-        rows = self._all(
-            f"SELECT {_COLS} FROM memories WHERE user_id=?{cond} ORDER BY created_at DESC, seq DESC"
-            " LIMIT ? OFFSET ?",
-            (user_id, int(limit), int(offset)),
-        )
-        return [_record(r) for r in rows]
-
-    def find_by_hash(self, user_id: str, kind: str, content_hash: str) -> MemoryRecord | None:
-        rows = self._all(
-            f"SELECT {_COLS} FROM memories WHERE user_id=? AND kind=? AND content_hash=?"
-            " AND superseded_by IS NULL ORDER BY seq DESC LIMIT 1",
-            (user_id, kind, content_hash),
-        )
-        return _record(rows[0]) if rows else None
-
-    def count(self, user_id: str) -> int:
-        return int(self._all("SELECT count(*) FROM memories WHERE user_id=?", (user_id,))[0][0])
-
-    def max_seq(self, user_id: str) -> int:
-        return int(self._all("SELECT coalesce(max(seq), 0) FROM memories WHERE user_id=?", (user_id,))[0][0])
-
-    def seqs(self, user_id: str) -> builtins.list[int]:
-        rows = self._all("SELECT seq FROM memories WHERE user_id=? ORDER BY seq", (user_id,))
-        return [int(r[0]) for r in rows]
-
-    def stats(self, user_id: str) -> dict[str, Any]:
-        rows = self._all(
-            "SELECT kind, count(*), sum(superseded_by IS NOT NULL), min(created_at), max(created_at),"
-            " count(DISTINCT session_id) FROM memories WHERE user_id=? GROUP BY kind",
-            (user_id,),
-        )
-        by_kind = {r[0]: int(r[1]) for r in rows}
-        return {
-            "user_id": user_id,
-            "total": sum(by_kind.values()),
-            "by_kind": by_kind,
-            "superseded": sum(int(r[2] or 0) for r in rows),
-            "oldest": min((r[3] for r in rows), default=None),
-            "newest": max((r[4] for r in rows), default=None),
-            "sessions": int(
-                self._all(
-                    "SELECT count(DISTINCT session_id) FROM memories"
-                    " WHERE user_id=? AND session_id IS NOT NULL",
-                    (user_id,),
-                )[0][0]
-            ),
-        }
-
-    def users(self) -> builtins.list[str]:
-        return [r[0] for r in self._all("SELECT DISTINCT user_id FROM memories ORDER BY user_id", ())]
-
-    def iter_vectors(
-        self, user_id: str, after_seq: int = 0, batch: int = 20000
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, builtins.list[str]]]:
-        """Yield ``(seqs, float32 vectors, embedding model names)`` in seq order, in batches."""
-        last = after_seq
-        while True:
-            rows = self._all(
-                "SELECT seq, embedding, embedding_model FROM memories WHERE user_id=? AND seq>?"
-                " ORDER BY seq LIMIT ?",
-                (user_id, last, batch),
-            )
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield (
-                np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-                _blob_to_vecs([r[1] for r in rows]),
-                [r[2] for r in rows],
-            )
-
-    def iter_tokens(self, user_id: str, batch: int = 50000) -> Iterator[tuple[builtins.list[int], builtins.list[str]]]:
-        last = 0
-        while True:
-            rows = self._all(
-                "SELECT seq, tokens FROM memories WHERE user_id=? AND seq>? ORDER BY seq LIMIT ?",
-                (user_id, last, batch),
-            )
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield [r[0] for r in rows], [r[1] for r in rows]
-
-    def vectors_for(self, user_id: str, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        out_s: list[int] = []
-        blobs: list[bytes] = []
-        seqs = [int(s) for s in seqs]
-        for i in range(0, len(seqs), 500):
-            chunk = seqs[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            for s, b in self._all(
-                f"SELECT seq, embedding FROM memories WHERE user_id=? AND seq IN ({marks})", (user_id, *chunk)
-            ):
-                out_s.append(s)
-                blobs.append(b)
-        return np.asarray(out_s, dtype=np.int64), _blob_to_vecs(blobs)
-
-    def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> builtins.list[int]:
-        rows = self._all(
-            "SELECT seq FROM memories WHERE user_id=? AND created_at>=? AND created_at<?"
-            " ORDER BY created_at DESC LIMIT ?",
-            (user_id, start, end, int(limit)),
-        )
-        return [int(r[0]) for r in rows]
-
-    def session_neighbours(self, user_id: str, session_id: str, seq: int) -> builtins.list[int]:
-        """The turns just before and just after ``seq`` in the same session."""
-        prev = self._all(
-            "SELECT seq FROM memories WHERE user_id=? AND session_id=? AND kind='turn' AND seq<?"
-            " ORDER BY seq DESC LIMIT 1",
-            (user_id, session_id, seq),
-        )
-        nxt = self._all(
-            "SELECT seq FROM memories WHERE user_id=? AND session_id=? AND kind='turn' AND seq>?"
-            " ORDER BY seq LIMIT 1",
-            (user_id, session_id, seq),
-        )
-        return [int(r[0]) for r in prev + nxt]
 
     def ping(self) -> None:
         """Raise if the database cannot answer a query (the readiness probe, speech/transport/probes.py)."""

@@ -1,6 +1,6 @@
 """The :class:`~agent.memory.records.RecordStore` on PostgreSQL, for several Parley instances sharing memory.
 
-Same rows and behaviour as :class:`~agent.memory.records.SQLiteRecordStore`, plus a
+Same rows, reads (:mod:`.sql_reads`) and behaviour as :class:`~agent.memory.records.SQLiteRecordStore`, plus a
 per-user change counter (``memory_versions``) that every insert, delete, clear and
 supersede bumps *in the same transaction*. :class:`~agent.memory.store.MemoryStore`
 compares it before each recall with the version its cached FAISS/BM25 indexes were
@@ -15,18 +15,18 @@ advisory lock, so two instances starting at once do not race.
 
 from __future__ import annotations
 
-import builtins  # the store has a method named list: inside it, builtins.list is the type
 import json
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from agent.memory.records import MemoryRecord, NewRow, _blob_to_vecs
+from agent.memory.records_types import NewRow
+from agent.memory.sql_reads import POSTGRES, SQLReads
 
 # (version, statements). Append new migrations; never edit an applied one.
 MIGRATIONS: list[tuple[int, str]] = [
@@ -60,19 +60,10 @@ MIGRATIONS: list[tuple[int, str]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _LOCK_KEY = 0x5041524C4559  # "PARLEY": the advisory lock that serialises migrations
 
-_COLS = "seq, id, user_id, session_id, kind, text, created_at, metadata, superseded_by"
-
-
 def redact_dsn(dsn: str) -> str:
     """``dsn`` with any password replaced by ``***`` (URL or ``key=value`` form), for logs and errors."""
     out = re.sub(r"(://[^:/?#@\s]*:)[^@/?#\s]*@", r"\1***@", dsn)
     return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", out, flags=re.IGNORECASE)
-
-
-def _record(row: tuple) -> MemoryRecord:
-    seq, mid, uid, sid, kind, text, created, meta, sup = row
-    return MemoryRecord(id=mid, user_id=uid, session_id=sid, kind=kind, text=text, created_at=created,
-                        metadata=json.loads(meta), superseded_by=sup, seq=int(seq))
 
 
 def migrate(conn: psycopg.Connection) -> int:
@@ -92,7 +83,7 @@ def migrate(conn: psycopg.Connection) -> int:
     return found
 
 
-class PostgresRecordStore:
+class PostgresRecordStore(SQLReads):
     """:class:`~agent.memory.records.RecordStore` on PostgreSQL (psycopg 3 + a connection pool).
 
     ``shared = True`` tells :class:`~agent.memory.store.MemoryStore` that other
@@ -101,6 +92,7 @@ class PostgresRecordStore:
     """
 
     shared = True
+    dialect = POSTGRES
 
     def __init__(self, dsn: str, min_size: int = 1, max_size: int = 8, timeout_s: float = 10.0) -> None:
         self.dsn_redacted = redact_dsn(dsn)
@@ -234,131 +226,6 @@ class PostgresRecordStore:
     def _one(self, sql: str, args: Sequence[Any]) -> tuple | None:
         rows = self._all(sql, args)
         return rows[0] if rows else None
-
-    def texts_for(self, user_id: str, seqs: Sequence[int]) -> dict[int, str]:
-        return {r.seq: r.text for r in self.get_by_seqs(user_id, seqs)}
-
-    def get(self, user_id: str, memory_id: str) -> MemoryRecord | None:
-        row = self._one(f"SELECT {_COLS} FROM memories WHERE user_id=%s AND id=%s", (user_id, memory_id))
-        return _record(row) if row else None
-
-    def get_by_seqs(self, user_id: str, seqs: Sequence[int]) -> list[MemoryRecord]:
-        """Records for ``seqs`` (any order; missing ones and other users' rows are skipped)."""
-        if not len(seqs):
-            return []
-        rows = self._all(f"SELECT {_COLS} FROM memories WHERE user_id=%s AND seq = ANY(%s)",
-                         (user_id, [int(s) for s in seqs]))
-        return [_record(r) for r in rows]
-
-    def list(self, user_id: str, limit: int, offset: int, include_superseded: bool) -> list[MemoryRecord]:
-        cond = "" if include_superseded else " AND superseded_by IS NULL"
-        rows = self._all(
-            f"SELECT {_COLS} FROM memories WHERE user_id=%s{cond} ORDER BY created_at DESC, seq DESC"
-            " LIMIT %s OFFSET %s",
-            (user_id, int(limit), int(offset)),
-        )
-        return [_record(r) for r in rows]
-
-    def find_by_hash(self, user_id: str, kind: str, content_hash: str) -> MemoryRecord | None:
-        row = self._one(
-            f"SELECT {_COLS} FROM memories WHERE user_id=%s AND kind=%s AND content_hash=%s"
-            " AND superseded_by IS NULL ORDER BY seq DESC LIMIT 1",
-            (user_id, kind, content_hash),
-        )
-        return _record(row) if row else None
-
-    def count(self, user_id: str) -> int:
-        row = self._one("SELECT count(*) FROM memories WHERE user_id=%s", (user_id,))
-        return int(row[0]) if row else 0
-
-    def max_seq(self, user_id: str) -> int:
-        row = self._one("SELECT coalesce(max(seq), 0) FROM memories WHERE user_id=%s", (user_id,))
-        return int(row[0]) if row else 0
-
-    def seqs(self, user_id: str) -> builtins.list[int]:
-        return [int(r[0]) for r in self._all("SELECT seq FROM memories WHERE user_id=%s ORDER BY seq", (user_id,))]
-
-    def stats(self, user_id: str) -> dict[str, Any]:
-        rows = self._all(
-            "SELECT kind, count(*), count(superseded_by), min(created_at), max(created_at)"
-            " FROM memories WHERE user_id=%s GROUP BY kind",
-            (user_id,),
-        )
-        by_kind = {r[0]: int(r[1]) for r in rows}
-        sessions = self._one("SELECT count(DISTINCT session_id) FROM memories WHERE user_id=%s", (user_id,))
-        return {
-            "user_id": user_id,
-            "total": sum(by_kind.values()),
-            "by_kind": by_kind,
-            "superseded": sum(int(r[2] or 0) for r in rows),
-            "oldest": min((r[3] for r in rows), default=None),
-            "newest": max((r[4] for r in rows), default=None),
-            "sessions": int(sessions[0]) if sessions else 0,
-        }
-
-    def users(self) -> builtins.list[str]:
-        return [r[0] for r in self._all("SELECT DISTINCT user_id FROM memories ORDER BY user_id", ())]
-
-    def iter_vectors(
-        self, user_id: str, after_seq: int = 0, batch: int = 20000
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, builtins.list[str]]]:
-        """Yield ``(seqs, float32 vectors, embedding model names)`` in seq order, in batches."""
-        last = after_seq
-        while True:
-            rows = self._all(
-                "SELECT seq, embedding, embedding_model FROM memories WHERE user_id=%s AND seq>%s"
-                " ORDER BY seq LIMIT %s",
-                (user_id, last, batch),
-            )
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield (np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-                   _blob_to_vecs([bytes(r[1]) for r in rows]), [r[2] for r in rows])
-
-    def iter_tokens(self, user_id: str, batch: int = 50000) -> Iterator[tuple[builtins.list[int], builtins.list[str]]]:
-        last = 0
-        while True:
-            rows = self._all(
-                "SELECT seq, tokens FROM memories WHERE user_id=%s AND seq>%s ORDER BY seq LIMIT %s",
-                (user_id, last, batch),
-            )
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield [int(r[0]) for r in rows], [r[1] for r in rows]
-
-    def tokens_for(self, user_id: str, seqs: Sequence[int]) -> dict[int, str]:
-        """Stored lexical tokens of ``seqs`` (for catching up a cached BM25 index)."""
-        rows = self._all("SELECT seq, tokens FROM memories WHERE user_id=%s AND seq = ANY(%s)",
-                         (user_id, [int(s) for s in seqs]))
-        return {int(r[0]): r[1] for r in rows}
-
-    def vectors_for(self, user_id: str, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        if not len(seqs):
-            return np.zeros(0, dtype=np.int64), _blob_to_vecs([])
-        rows = self._all("SELECT seq, embedding FROM memories WHERE user_id=%s AND seq = ANY(%s)",
-                         (user_id, [int(s) for s in seqs]))
-        return np.asarray([r[0] for r in rows], dtype=np.int64), _blob_to_vecs([bytes(r[1]) for r in rows])
-
-    def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> builtins.list[int]:
-        rows = self._all(
-            "SELECT seq FROM memories WHERE user_id=%s AND created_at>=%s AND created_at<%s"
-            " ORDER BY created_at DESC LIMIT %s",
-            (user_id, start, end, int(limit)),
-        )
-        return [int(r[0]) for r in rows]
-
-    def session_neighbours(self, user_id: str, session_id: str, seq: int) -> builtins.list[int]:
-        """The turns just before and just after ``seq`` in the same session."""
-        rows = self._all(
-            "(SELECT seq FROM memories WHERE user_id=%s AND session_id=%s AND kind='turn' AND seq<%s"
-            " ORDER BY seq DESC LIMIT 1) UNION ALL"
-            " (SELECT seq FROM memories WHERE user_id=%s AND session_id=%s AND kind='turn' AND seq>%s"
-            " ORDER BY seq LIMIT 1)",
-            (user_id, session_id, seq, user_id, session_id, seq),
-        )
-        return [int(r[0]) for r in rows]
 
     def ping(self, timeout_s: float = 2.0) -> None:
         """Raise if PostgreSQL cannot answer a query within ``timeout_s`` (the readiness probe)."""

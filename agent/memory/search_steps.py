@@ -12,30 +12,32 @@ from dataclasses import replace
 import numpy as np
 
 from agent.language import HAN
-from agent.memory.lexical import LexicalIndex, tokenize
+from agent.memory.lexical import LexicalIndex, LexicalScores, tokenize
 from agent.memory.recall import RecallSettings
 from agent.memory.records import MemoryRecord, RecordStore
 from agent.memory.timewindow import TimeWindow
 
 
 def second_hop(records: RecordStore, user_id: str, params: RecallSettings, lexical_index: LexicalIndex | None,
-               lexical: Sequence[tuple[int, float]], q_tokens: list[str], pool: int) -> list[tuple[int, float]]:
+               scored: LexicalScores | None, lexical: Sequence[tuple[int, float]],
+               pool: int) -> list[tuple[int, float]]:
     """A second BM25 ranking: the query's words plus the rare words (names) of its best BM25 hits.
 
     "What has my sister started learning?" finds "My sister Anna came round..." but not
     "Anna told me she has just started learning pottery", which never says "sister";
-    the hop carries "anna" over from the first turn to the second.
+    the hop carries "anna" over from the first turn to the second. ``scored`` is the first
+    pass, extended rather than scored again (see :meth:`LexicalScores.plus`).
     """
-    if params.bridge_weight <= 0 or lexical_index is None or not lexical:
+    if params.bridge_weight <= 0 or lexical_index is None or scored is None or not lexical:
         return []
-    asked = set(q_tokens)
+    asked = set(scored.tokens)
     rare: list[str] = []
     for r in records.get_by_seqs(user_id, [s for s, _ in lexical[: params.bridge_hits]]):
         rare += [t for t in tokenize(r.text) if t not in asked and t not in rare
                  and lexical_index.share(t) <= params.bridge_max_share]
     if not rare:
         return []
-    return lexical_index.search(q_tokens + rare, pool)
+    return scored.plus(rare, pool)
 
 
 def window_ranking(records: RecordStore, user_id: str, window: TimeWindow | None, qvec: np.ndarray,
@@ -69,10 +71,16 @@ def dense_only(records: RecordStore, user_id: str, scores: np.ndarray, seqs: np.
 
 
 def current_params(p: RecallSettings, query: str) -> RecallSettings:
-    """Params for this query: questions about the present ("现在", "currently") weigh recency more."""
+    """Params for this query: the present weighs recency more, and "now" or "before" picks among repeats.
+
+    Questions about the present ("现在", "currently") let the newest of similar statements win;
+    questions about before, the oldest.
+    """
     q = f" {query.lower()}"
     if any(w in q for w in p.current_words):
-        return replace(p, recency_weight=p.current_recency_weight)
+        return replace(p, recency_weight=p.current_recency_weight, prefer="newest")
+    if any(w in q for w in p.past_words):
+        return replace(p, prefer="oldest")
     return p
 
 

@@ -311,7 +311,8 @@ class MemoryStore:
             if window is not None:
                 q_tokens = [t for t in q_tokens if t not in p.time_words]
             lexical_index = self.cache.lexical(user_id, st)
-            lexical = lexical_index.search(q_tokens, pool) if lexical_index is not None else []
+            scored = lexical_index.score(q_tokens) if lexical_index is not None else None
+            lexical = scored.top(pool) if scored is not None else []
             return fuse(
                 self.records,
                 user_id,
@@ -320,7 +321,7 @@ class MemoryStore:
                 window_ranked=search_steps.window_ranking(self.records, user_id, window, qvec, p, pool),
                 window=window,
                 k=k,
-                bridge=search_steps.second_hop(self.records, user_id, p, lexical_index, lexical, q_tokens, pool),
+                bridge=search_steps.second_hop(self.records, user_id, p, lexical_index, scored, lexical, pool),
                 params=search_steps.current_params(p, query),
                 include_superseded=include_superseded,
                 kinds=kinds,
