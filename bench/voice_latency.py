@@ -9,7 +9,7 @@ OpenAI server with a set time to first token and token rate.
 
 Utterances (bench/voice_utterances.py): ``short`` questions of ~3 s, ``long`` ~10 s
 sentences (English and Mandarin) with 0.5-1.1 s pauses inside, ``paused`` two
-fragments with a 0.5-1.0 s pause between.
+fragments (English and Mandarin) with a 0.5-1.1 s pause between.
 
 Per turn, client side: final-answer latency = first reply audio byte received - the end
 of the last word sent. Premature: a reply whose audio starts before the last word was
@@ -198,7 +198,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="5 short, 3 long, 2 paused utterances, 2 barge-ins.")
+    parser.add_argument("--quick", action="store_true", help="5 short, 3 long, 3 paused utterances, 2 barge-ins.")
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
     parser.add_argument("--ttft_ms", type=float, nargs="+", default=None,
                         help="Fake LLM TTFTs to run (default 0 and 300; 0 with --quick).")

@@ -34,7 +34,14 @@ def quiet(seconds: float) -> np.ndarray:
     ("What is the capital of France?", "complete"),
     # A full stop alone is not enough: Whisper writes one after fragments too (speech/voice/turn_end.py).
     ("Please explain why the sky looks blue.", "unclear"),
-    ("I would like to know.", "unclear"),
+    ("Tell me something interesting about whales.", "unclear"),
+    # A full stop the words make doubtful: the first half of a question, a verb that wants more.
+    ("I would like to know.", "doubtful"),
+    ("Can you tell me.", "doubtful"),
+    ("How far away.", "doubtful"),
+    ("It is late. Could you", "doubtful"),
+    ("I wanted to ask you.", "doubtful"),
+    ("我想知道。", "doubtful"),
     ("你能帮我查一下。", "unclear"),
     ("Is it going to rain today!", "complete"),
     ("今天天气怎么样？", "complete"),
@@ -58,6 +65,7 @@ def test_end_silence_follows_the_ending_and_the_model() -> None:
     assert end_silence_ms("Where is the station?", 800, args) == 450
     assert end_silence_ms("I want to go to the station and", 800, args) == 1600
     assert end_silence_ms("well I think", 800, args) == 800
+    assert end_silence_ms("Can you tell me.", 800, args) == 1300
     # The audio model can veto an early end, or ask for a late one.
     assert end_silence_ms("Where is the station?", 800, args, complete_prob=0.3) == 800
     assert end_silence_ms("well I think", 800, args, complete_prob=0.1) == 1600

@@ -8,6 +8,9 @@ for this pause's own threshold:
   "然后"/"就是"..., and the smart-turn model, when loaded, agrees) -> ``early_silence_ms``;
 * it plainly goes on (a trailing conjunction or filler, a trailing comma, or smart-turn
   says incomplete) -> ``late_silence_ms``;
+* a full stop that the words make doubtful -> ``doubt_silence_ms``: a question's opening
+  ("Can you tell me.", "What is the.") that Whisper did not close with a question mark, or
+  a last word that wants what comes after it ("I would like to know.", "告诉我。");
 * otherwise ``min_silence_ms`` as before.
 
 Whisper puts a full stop after most fragments ("I would like to know."), so a full stop
@@ -39,10 +42,21 @@ _TRAILING_EN = {
 _TRAILING_ZH = ("然后", "就是", "还有", "因为", "所以", "但是", "而且", "那个", "这个", "如果", "或者", "的话", "嗯",
                 "呃", "和", "跟", "是", "的", "在", "想", "要", "我")
 _WORD = re.compile(r"[a-zA-Z']+")
+# A sentence opened like a question: Whisper closes a whole question with "?", so a full stop after
+# one of these openings means it heard the question's first half ("Can you tell me.": bench.voice_latency).
+_QUESTION_OPENING = {
+    "can", "could", "would", "will", "do", "does", "did", "is", "are", "was", "were", "what", "how", "why",
+    "where", "when", "who", "which", "whose", "should", "shall", "may", "have", "has",
+}
+# Last words that want an object or a clause after them ("I would like to know.", "Let me ask.").
+_WANTS_MORE_EN = {"know", "wonder", "wondering", "ask", "asking", "explain", "remember", "mean", "say", "want",
+                  "wanted", "need"}
+_WANTS_MORE_EN2 = {"tell me", "tell you", "tell us", "show me", "find out", "ask you"}
+_WANTS_MORE_ZH = ("知道", "告诉我", "想问", "请问", "问一下", "问问", "觉得", "认为", "希望")
 
 
 def ending_of(text: str) -> str:
-    """'complete', 'incomplete' or 'unclear' from the transcript's last words."""
+    """'complete', 'incomplete', 'doubtful' or 'unclear' from the transcript's last words."""
     t = text.strip().rstrip("\"'”’)")
     if not t:
         return "unclear"
@@ -52,7 +66,20 @@ def ending_of(text: str) -> str:
     words = _WORD.findall(core[-40:].lower())
     if (words and core[-1:].isascii() and words[-1] in _TRAILING_EN) or core.endswith(_TRAILING_ZH):
         return "incomplete"
-    return "complete" if t[-1] in EARLY_END else "unclear"
+    if t[-1] in EARLY_END:
+        return "complete"
+    return "doubtful" if _doubtful(core, words) else "unclear"
+
+
+def _doubtful(core: str, words: list[str]) -> bool:
+    """A full stop (or none) after words that read as the first half of a sentence."""
+    if core.endswith(_WANTS_MORE_ZH):
+        return True
+    if words and core[-1:].isascii() and (words[-1] in _WANTS_MORE_EN or " ".join(words[-2:]) in _WANTS_MORE_EN2):
+        return True
+    last = re.split(r"[.!?。！？]\s*", core)[-1]  # the last sentence
+    opening = _WORD.findall(last[:30].lower())
+    return bool(opening) and opening[0] in _QUESTION_OPENING and last.isascii()
 
 
 def end_silence_ms(text: str, default_ms: int, args: TurnEndSettings, complete_prob: float | None = None) -> int:
@@ -64,4 +91,6 @@ def end_silence_ms(text: str, default_ms: int, args: TurnEndSettings, complete_p
         return max(default_ms, args.late_silence_ms)
     if ending == "complete" and (complete_prob is None or complete_prob >= 0.5):
         return min(default_ms, args.early_silence_ms)
+    if ending == "doubtful" and (complete_prob is None or complete_prob < 0.8):
+        return max(default_ms, args.doubt_silence_ms)
     return default_ms
