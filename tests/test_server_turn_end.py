@@ -1,6 +1,6 @@
 """Turn ends over the WebSocket: early for a finished sentence, late for a dangling one, never
-audible to a speaker who only pauses; partial transcripts; the reply's audio pausing for a sound
-that is not speech.
+audible to a speaker who only pauses; partial transcripts, at pauses and during speech without
+pauses; the reply's audio pausing for a sound that is not speech.
 
 The early answer is timed with the real engines (its bound includes a real decode). The others
 are about Parley's turn-taking, not a model: they run on fake engines (tests/support/engine_fakes.py:
@@ -90,4 +90,26 @@ async def test_a_sound_that_is_not_speech_pauses_the_reply_and_it_goes_on_with_f
         paused = [frames[i] for i in np.flatnonzero(gaps > 0.1)]
         assert paused and paused[0] - sent < 0.2, "the audio paused at the probable onset"
         assert not client.events("vad.start")
+        await client.close()
+
+
+async def test_speech_without_pauses_is_transcribed_while_it_goes_on_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
+    # Three phrases with 150 ms gaps between them: never a pause (300 ms) the speculative decode
+    # would start at, so only the continuous-speech partials commit anything before the end.
+    asr = fake_speech_engines.asr
+    phrases = ["I took the early train to the city", "and walked along the river for hours",
+               "before lunch."]
+    speech = np.concatenate([asr.speak(phrases[0], 2.0), silence(0.15), asr.speak(phrases[1], 2.0), silence(0.15),
+                             asr.speak(phrases[2], 1.5)])
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
+        client = await VoiceClient.open(srv.ws_url, "talker")
+        await client.stream_pcm(np.concatenate([silence(0.4), speech, silence(2.0)]))
+        done = await client.wait_for("response.done", timeout=60)
+        order = [r.event["type"] for r in client.received if r.event]
+        partials = [e["text"] for e in client.events("transcript.partial")]
+        assert partials[:2] == [phrases[0], f"{phrases[0]} {phrases[1]}"], partials
+        assert order.index("transcript.partial") < order.index("vad.end"), "shown while the user spoke"
+        assert client.events("transcript.final")[0]["text"] == " ".join(phrases)
+        assert not done["interrupted"]
         await client.close()
