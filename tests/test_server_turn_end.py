@@ -113,3 +113,28 @@ async def test_speech_without_pauses_is_transcribed_while_it_goes_on_with_fake_e
         assert client.events("transcript.final")[0]["text"] == " ".join(phrases)
         assert not done["interrupted"]
         await client.close()
+
+
+async def test_a_speaker_who_paused_long_is_not_answered_at_a_like_pause_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
+    # Every fragment ends in a full stop (as Whisper writes one at most pauses inside a sentence).
+    # The first turn shows a 0.75 s pause gone on from; in the second a 0.95 s pause, longer than the
+    # default 800 ms end silence, must not end the turn (it waits 0.75 s + the 300 ms margin).
+    asr = fake_speech_engines.asr
+    first = np.concatenate([asr.speak("I went to the market."), silence(0.75), asr.speak("It was busy.")])
+    second = np.concatenate([asr.speak("Then I went home."), silence(0.95), asr.speak("I cooked dinner.")])
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
+        client = await VoiceClient.open(srv.ws_url, "slow-speaker")
+        await client.stream_pcm(np.concatenate([silence(0.4), first, silence(2.5)]))
+        await client.wait_for("response.done", timeout=60)
+        n_audio = len([r for r in client.received if r.audio is not None])
+        start = time.perf_counter()
+        await client.stream_pcm(np.concatenate([silence(0.4), second, silence(2.5)]))
+        last_word = start + 0.4 + second.size / 16000
+        done = await client.wait_for("response.done", 2, timeout=60)
+        await asyncio.sleep(1.0)
+        audio = [r for r in client.received if r.audio is not None][n_audio:]
+        assert audio and audio[0].at > last_word, "nothing audible before the last word"
+        assert len(client.events("response.done")) == 2
+        assert done["text"] and "dinner" in client.events("transcript.final")[-1]["text"]
+        await client.close()

@@ -50,7 +50,7 @@ from speech.protocol import (
 from speech.text import join_words
 from speech.voice.link import AudioIn, ClientLink, LinkClosed
 from speech.voice.reply import Reply, ReplyTiming
-from speech.voice.turn_end import end_silence_ms
+from speech.voice.turn_end import PauseHistory, end_silence_ms
 from speech.voice.utterance import Heard, SpokenSoFar, partial_chunk, recognize
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,8 @@ class VoiceSession:
         """The reply whose audio is paused because speech may be starting."""
         self.false_stops = 0
         """Replies paused at a probable onset that turned out not to be speech."""
+        self._pauses = PauseHistory()
+        """The pauses this user went on from: a turn end waits longer than their habit."""
         self._partial_task: asyncio.Task[Any] | None = None
         self._partial_at = 0
         """Utterance samples when the last continuous-speech partial started."""
@@ -282,9 +284,15 @@ class VoiceSession:
             self._so_far.restart()
             self._partial_at = 0
             await self._drop_speculation()
+            unheard = self._pending
             await self._merge_unheard_turn()
+            if unheard is not None and unheard.merged:  # a pause the turn end took for the end
+                self._pauses.went_on_after(vad_event.t_ms - unheard.speech_end_ms)
+            self._pauses.new_utterance()
             await self._interrupt()
         elif isinstance(vad_event, SpeechResume):
+            if self._speculation is not None:
+                self._pauses.went_on_after(vad_event.t_ms - self._speculation.speech_end_ms)
             await self._drop_speculation()  # the user went on after a short pause
         elif isinstance(vad_event, SpeechPause) and self.options.speculative:
             await self._drop_speculation()
@@ -362,7 +370,7 @@ class VoiceSession:
                 await self._keep_partial(spec)
             elif not spec.merged:  # still pausing: how long this pause must last to end the turn
                 self.vad.set_end_silence(end_silence_ms(text, self.engines.args.min_silence_ms, self.engines.args,
-                                                        heard.complete_prob))
+                                                        heard.complete_prob, self._pauses.longest_ms))
         if spec is not None and spec.merged:
             self._prefix = join_words(self._prefix, text)  # the user went on: these words open the next turn
             return

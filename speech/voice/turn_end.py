@@ -23,6 +23,7 @@ costs at most a reply to half a sentence that the user then talks over (merged).
 from __future__ import annotations
 
 import re
+from collections import deque
 
 # The settings live with the engines, whose factory reads --turn_end to load the smart-turn model
 # (speech/engines never imports speech/voice: the import contracts in pyproject.toml).
@@ -66,24 +67,36 @@ def ending_of(text: str) -> str:
     words = _WORD.findall(core[-40:].lower())
     if (words and core[-1:].isascii() and words[-1] in _TRAILING_EN) or core.endswith(_TRAILING_ZH):
         return "incomplete"
+    if _wants_more(core, words):  # even with a question mark: "Can you tell me?" (bench.turn_end)
+        return "doubtful"
     if t[-1] in EARLY_END:
         return "complete"
-    return "doubtful" if _doubtful(core, words) else "unclear"
+    return "doubtful" if _question_opening(core) else "unclear"
 
 
-def _doubtful(core: str, words: list[str]) -> bool:
-    """A full stop (or none) after words that read as the first half of a sentence."""
+def _wants_more(core: str, words: list[str]) -> bool:
+    """The last word wants an object or a clause after it."""
     if core.endswith(_WANTS_MORE_ZH):
         return True
-    if words and core[-1:].isascii() and (words[-1] in _WANTS_MORE_EN or " ".join(words[-2:]) in _WANTS_MORE_EN2):
-        return True
+    return bool(words) and core[-1:].isascii() and (words[-1] in _WANTS_MORE_EN
+                                                    or " ".join(words[-2:]) in _WANTS_MORE_EN2)
+
+
+def _question_opening(core: str) -> bool:
+    """The last sentence opens like a question (and Whisper did not close it with a question mark)."""
     last = re.split(r"[.!?。！？]\s*", core)[-1]  # the last sentence
     opening = _WORD.findall(last[:30].lower())
     return bool(opening) and opening[0] in _QUESTION_OPENING and last.isascii()
 
 
-def end_silence_ms(text: str, default_ms: int, args: TurnEndSettings, complete_prob: float | None = None) -> int:
-    """The silence that should end this turn, given its transcript (and the model's probability, if any)."""
+def end_silence_ms(text: str, default_ms: int, args: TurnEndSettings, complete_prob: float | None = None,
+                   longest_pause_ms: float = 0.0) -> int:
+    """The silence that should end this turn, given its transcript (and the model's probability, if any).
+
+    ``longest_pause_ms`` is the longest pause this speaker recently went on from
+    (:class:`PauseHistory`): a turn that does not plainly end waits that long and
+    ``pause_margin_ms`` more, up to ``late_silence_ms``.
+    """
     if args.turn_end == "fixed":
         return default_ms
     ending = ending_of(text)
@@ -91,6 +104,34 @@ def end_silence_ms(text: str, default_ms: int, args: TurnEndSettings, complete_p
         return max(default_ms, args.late_silence_ms)
     if ending == "complete" and (complete_prob is None or complete_prob >= 0.5):
         return min(default_ms, args.early_silence_ms)
+    wait = default_ms
     if ending == "doubtful" and (complete_prob is None or complete_prob < 0.8):
-        return max(default_ms, args.doubt_silence_ms)
-    return default_ms
+        wait = max(default_ms, args.doubt_silence_ms)
+    if args.pause_margin_ms >= 0 and longest_pause_ms > 0:
+        wait = max(wait, min(args.late_silence_ms, round(longest_pause_ms) + args.pause_margin_ms))
+    return wait
+
+
+class PauseHistory:
+    """The pauses a speaker went on from, over their last few utterances.
+
+    Whisper writes a full stop at most pauses inside a sentence (bench.turn_end: 8 of the 11
+    pauses of 0.45-1.06 s), so the words cannot tell such a pause from the end of a turn;
+    the speaker's own habit can: someone who has paused 1 s and gone on gets more than 1 s.
+    """
+
+    def __init__(self, utterances: int = 3) -> None:
+        self._per_utterance: deque[float] = deque([0.0], maxlen=utterances)
+
+    def new_utterance(self) -> None:
+        """A new utterance starts (the oldest is forgotten)."""
+        self._per_utterance.append(0.0)
+
+    def went_on_after(self, pause_ms: float) -> None:
+        """The speaker went on after a pause of ``pause_ms`` (silence from the last speech frame)."""
+        self._per_utterance[-1] = max(self._per_utterance[-1], pause_ms)
+
+    @property
+    def longest_ms(self) -> float:
+        """The longest pause gone on from in the remembered utterances (0: none)."""
+        return max(self._per_utterance)
