@@ -30,8 +30,8 @@ CANDIDATES = {  # name -> (early, unclear = min_silence, doubtful, late, pause m
     "words only (doubtful 800, no pause habit)": (450, 800, 800, 1600, -1),
     "doubtful 1,300, no pause habit": (450, 800, 1300, 1600, -1),
     "doubtful 1,300, habit +200": (450, 800, 1300, 1600, 200),
-    "doubtful 1,300, habit +300 (default)": (450, 800, 1300, 1600, 300),
-    "doubtful 1,300, habit +400": (450, 800, 1300, 1600, 400),
+    "doubtful 1,300, habit +300": (450, 800, 1300, 1600, 300),
+    "doubtful 1,300, habit +400 (default)": (450, 800, 1300, 1600, 400),
     "full stop 1,200, no habit": (450, 1200, 1300, 1600, -1),
 }
 

@@ -119,7 +119,7 @@ async def test_a_speaker_who_paused_long_is_not_answered_at_a_like_pause_with_fa
         make_config, embedder, fake_speech_engines, fake_llm):
     # Every fragment ends in a full stop (as Whisper writes one at most pauses inside a sentence).
     # The first turn shows a 0.75 s pause gone on from; in the second a 0.95 s pause, longer than the
-    # default 800 ms end silence, must not end the turn (it waits 0.75 s + the 300 ms margin).
+    # default 800 ms end silence, must not end the turn (it waits 0.75 s + the 400 ms margin).
     asr = fake_speech_engines.asr
     first = np.concatenate([asr.speak("I went to the market."), silence(0.75), asr.speak("It was busy.")])
     second = np.concatenate([asr.speak("Then I went home."), silence(0.95), asr.speak("I cooked dinner.")])

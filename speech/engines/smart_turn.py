@@ -30,7 +30,7 @@ class TurnEndSettings:
     doubt_silence_ms: int = field(default=1300, metadata={
         "help": "End-of-turn silence after a doubtful full stop (a question's opening without its question "
                 "mark, a trailing 'know'/'tell me'/'知道'), in ms."})
-    pause_margin_ms: int = field(default=300, metadata={
+    pause_margin_ms: int = field(default=400, metadata={
         "help": "A turn that does not plainly end waits at least the longest pause the speaker went on from in "
                 "their last 3 utterances plus this, up to --late_silence_ms (negative: off)."})
 
