@@ -112,6 +112,9 @@ def main() -> None:
             if not heard or heard[-1][1][-1]["final"]:
                 heard.append((kind, []))
             heard[-1][1].append(p)
+        if args.quick:  # the voice bench's quick sets, in its order
+            limits = {"short": 5, "long": 3, "paused": 3}
+            heard = [h for i, h in enumerate(heard) if [k for k, _ in heard[: i + 1]].count(h[0]) <= limits[h[0]]]
         from speech.engines.factory import EngineSettings
 
         rows = score(heard, EngineSettings(), False) + (score(heard, EngineSettings(), True) if old["smart"] else [])
