@@ -89,7 +89,9 @@ async def barge_in(client, speech: np.ndarray, speed: float) -> float:
     """
     n_done = await start_long_reply(client)
     speech_start = time.perf_counter()
-    await client.stream_pcm(np.concatenate([speech, silence(1.5)]), speed=speed)
+    # 2.5 s of silence after it, as after every turn: more than the longest end-of-turn silence
+    # (--late_silence_ms, which the speaker's pause habit can reach), so the interruption's turn ends.
+    await client.stream_pcm(np.concatenate([speech, silence(2.5)]), speed=speed)
     done = await client.wait_for("response.done", n_done + 1, timeout=60)
     if not done["interrupted"]:
         return float("nan")
