@@ -9,7 +9,7 @@ OpenAI server with a set time to first token and token rate.
 
 Utterances (bench/voice_utterances.py): ``short`` questions of ~3 s, ``long`` ~10 s
 sentences (English and Mandarin) with 0.5-1.1 s pauses inside, ``paused`` two
-fragments with a 0.5-1.0 s pause between.
+fragments (English and Mandarin) with a 0.5-1.1 s pause between.
 
 Per turn, client side: final-answer latency = first reply audio byte received - the end
 of the last word sent. Premature: a reply whose audio starts before the last word was
@@ -89,7 +89,9 @@ async def barge_in(client, speech: np.ndarray, speed: float) -> float:
     """
     n_done = await start_long_reply(client)
     speech_start = time.perf_counter()
-    await client.stream_pcm(np.concatenate([speech, silence(1.5)]), speed=speed)
+    # 2.5 s of silence after it, as after every turn: more than the longest end-of-turn silence
+    # (--late_silence_ms, which the speaker's pause habit can reach), so the interruption's turn ends.
+    await client.stream_pcm(np.concatenate([speech, silence(2.5)]), speed=speed)
     done = await client.wait_for("response.done", n_done + 1, timeout=60)
     if not done["interrupted"]:
         return float("nan")
@@ -198,7 +200,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="5 short, 3 long, 2 paused utterances, 2 barge-ins.")
+    parser.add_argument("--quick", action="store_true", help="5 short, 3 long, 3 paused utterances, 2 barge-ins.")
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
     parser.add_argument("--ttft_ms", type=float, nargs="+", default=None,
                         help="Fake LLM TTFTs to run (default 0 and 300; 0 with --quick).")

@@ -5,8 +5,8 @@
   as pauses and then stretched to 0.5-1.1 s: the voice keeps the unfinished intonation of
   a phrase that goes on, as a person pausing mid-sentence does (a fragment synthesized on
   its own would sound finished);
-* ``paused``: short sentences with one 0.5-1.0 s pause inside, joined from two fragments
-  (the old premature-reply set: the hardest case, since each fragment sounds finished).
+* ``paused``: short sentences (English and Mandarin) with one 0.5-1.1 s pause inside, joined
+  from two fragments (the premature-reply set: the hardest case, since each fragment sounds finished).
 
 Each comes with the time of its last word (the end of the last loud 10 ms frame), which
 is where final-answer latency is measured from.
@@ -40,10 +40,12 @@ LONG = [
            "but my brother prefers apples and pears."),
     ("zh", "我想知道明天从北京去上海的火车，大概需要几个小时，还有票价是多少。"),
 ]
-PAUSED = [
-    ("I would like to know", "the height of Mount Everest"),
-    ("Can you tell me", "how far away the moon is"),
-    ("My favourite fruit is", "mango and I eat it every day"),
+PAUSED = [  # (language, first fragment, second fragment, pause in s)
+    ("en", "I would like to know", "the height of Mount Everest", 0.5),
+    ("en", "Can you tell me", "how far away the moon is", 0.75),
+    ("zh", "我想知道", "明天北京的天气怎么样", 1.0),
+    ("en", "My favourite fruit is", "mango and I eat it every day", 1.1),
+    ("zh", "你能不能帮我查一下", "去火车站的路怎么走", 0.8),
 ]
 PAUSES_S = (0.5, 0.8, 1.1, 0.65, 0.95)
 
@@ -100,7 +102,8 @@ def make_utterances(tts, sample_rate: int, quick: bool = False) -> dict[str, lis
         pauses = PAUSES_S[i % len(PAUSES_S):] + PAUSES_S[: i % len(PAUSES_S)]
         long.append(utterance("long", text, stretch_pauses(speak(text, lang), commas, pauses)))
     paused = []
-    for i, (a, b) in enumerate(PAUSED[: 2 if quick else None]):
-        gap = np.zeros(int((0.5 + 0.25 * i) * 16000), np.int16)
-        paused.append(utterance("paused", f"{a} {b}", np.concatenate([speak(a, "en"), gap, speak(b, "en")])))
+    for lang, a, b, pause_s in PAUSED[: 3 if quick else None]:
+        gap = np.zeros(int(pause_s * 16000), np.int16)
+        text = f"{a} {b}" if lang == "en" else a + b
+        paused.append(utterance("paused", text, np.concatenate([speak(a, lang), gap, speak(b, lang)])))
     return {"short": short, "long": long, "paused": paused}

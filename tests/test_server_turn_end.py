@@ -1,6 +1,6 @@
 """Turn ends over the WebSocket: early for a finished sentence, late for a dangling one, never
-audible to a speaker who only pauses; partial transcripts; the reply's audio pausing for a sound
-that is not speech.
+audible to a speaker who only pauses; partial transcripts, at pauses and during speech without
+pauses; the reply's audio pausing for a sound that is not speech.
 
 The early answer is timed with the real engines (its bound includes a real decode). The others
 are about Parley's turn-taking, not a model: they run on fake engines (tests/support/engine_fakes.py:
@@ -90,4 +90,51 @@ async def test_a_sound_that_is_not_speech_pauses_the_reply_and_it_goes_on_with_f
         paused = [frames[i] for i in np.flatnonzero(gaps > 0.1)]
         assert paused and paused[0] - sent < 0.2, "the audio paused at the probable onset"
         assert not client.events("vad.start")
+        await client.close()
+
+
+async def test_speech_without_pauses_is_transcribed_while_it_goes_on_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
+    # Three phrases with 150 ms gaps between them: never a pause (300 ms) the speculative decode
+    # would start at, so only the continuous-speech partials commit anything before the end.
+    asr = fake_speech_engines.asr
+    phrases = ["I took the early train to the city", "and walked along the river for hours",
+               "before lunch."]
+    speech = np.concatenate([asr.speak(phrases[0], 2.0), silence(0.15), asr.speak(phrases[1], 2.0), silence(0.15),
+                             asr.speak(phrases[2], 1.5)])
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
+        client = await VoiceClient.open(srv.ws_url, "talker")
+        await client.stream_pcm(np.concatenate([silence(0.4), speech, silence(2.0)]))
+        done = await client.wait_for("response.done", timeout=60)
+        order = [r.event["type"] for r in client.received if r.event]
+        partials = [e["text"] for e in client.events("transcript.partial")]
+        assert partials[:2] == [phrases[0], f"{phrases[0]} {phrases[1]}"], partials
+        assert order.index("transcript.partial") < order.index("vad.end"), "shown while the user spoke"
+        assert client.events("transcript.final")[0]["text"] == " ".join(phrases)
+        assert not done["interrupted"]
+        await client.close()
+
+
+async def test_a_speaker_who_paused_long_is_not_answered_at_a_like_pause_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
+    # Every fragment ends in a full stop (as Whisper writes one at most pauses inside a sentence).
+    # The first turn shows a 0.75 s pause gone on from; in the second a 0.95 s pause, longer than the
+    # default 800 ms end silence, must not end the turn (it waits 0.75 s + the 400 ms margin).
+    asr = fake_speech_engines.asr
+    first = np.concatenate([asr.speak("I went to the market."), silence(0.75), asr.speak("It was busy.")])
+    second = np.concatenate([asr.speak("Then I went home."), silence(0.95), asr.speak("I cooked dinner.")])
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
+        client = await VoiceClient.open(srv.ws_url, "slow-speaker")
+        await client.stream_pcm(np.concatenate([silence(0.4), first, silence(2.5)]))
+        await client.wait_for("response.done", timeout=60)
+        n_audio = len([r for r in client.received if r.audio is not None])
+        start = time.perf_counter()
+        await client.stream_pcm(np.concatenate([silence(0.4), second, silence(2.5)]))
+        last_word = start + 0.4 + second.size / 16000
+        done = await client.wait_for("response.done", 2, timeout=60)
+        await asyncio.sleep(1.0)
+        audio = [r for r in client.received if r.audio is not None][n_audio:]
+        assert audio and audio[0].at > last_word, "nothing audible before the last word"
+        assert len(client.events("response.done")) == 2
+        assert done["text"] and "dinner" in client.events("transcript.final")[-1]["text"]
         await client.close()

@@ -15,7 +15,7 @@ from speech.engines.asr_queue import PARTIAL, RecognizerQueue
 from speech.engines.smart_turn import TurnEndSettings
 from speech.engines.vad import SpeechEnd, SpeechStart, VADSettings, VADStream
 from speech.voice.playout import Playout
-from speech.voice.turn_end import end_silence_ms, ending_of
+from speech.voice.turn_end import PauseHistory, end_silence_ms, ending_of
 from tests.support.engine_fakes import energy_scorer
 from tests.support.recording_link import RecordingLink
 
@@ -34,7 +34,16 @@ def quiet(seconds: float) -> np.ndarray:
     ("What is the capital of France?", "complete"),
     # A full stop alone is not enough: Whisper writes one after fragments too (speech/voice/turn_end.py).
     ("Please explain why the sky looks blue.", "unclear"),
-    ("I would like to know.", "unclear"),
+    ("Tell me something interesting about whales.", "unclear"),
+    # A full stop the words make doubtful: the first half of a question, a verb that wants more.
+    ("I would like to know.", "doubtful"),
+    ("Can you tell me.", "doubtful"),
+    ("Can you tell me?", "doubtful"),  # Whisper writes the question mark after the fragment too
+    ("Can you tell me a fun fact about octopuses?", "complete"),
+    ("How far away.", "doubtful"),
+    ("It is late. Could you", "doubtful"),
+    ("I wanted to ask you.", "doubtful"),
+    ("我想知道。", "doubtful"),
     ("你能帮我查一下。", "unclear"),
     ("Is it going to rain today!", "complete"),
     ("今天天气怎么样？", "complete"),
@@ -58,6 +67,27 @@ def test_end_silence_follows_the_ending_and_the_model() -> None:
     assert end_silence_ms("Where is the station?", 800, args) == 450
     assert end_silence_ms("I want to go to the station and", 800, args) == 1600
     assert end_silence_ms("well I think", 800, args) == 800
+    assert end_silence_ms("Can you tell me.", 800, args) == 1300
+
+
+def test_a_speaker_who_pauses_long_gets_longer_turn_ends() -> None:
+    args = TurnEndSettings(early_silence_ms=450, late_silence_ms=1600, pause_margin_ms=300)
+    history = PauseHistory(utterances=3)
+    assert history.longest_ms == 0
+    assert end_silence_ms("I went to the market.", 800, args, longest_pause_ms=history.longest_ms) == 800
+    history.went_on_after(950.0)  # they paused 950 ms after a full stop and went on
+    history.went_on_after(600.0)
+    assert end_silence_ms("I went to the market.", 800, args, longest_pause_ms=history.longest_ms) == 1250
+    # A question mark still ends early, a dangling word still waits the late silence, and the
+    # habit never stretches a turn end past the late silence.
+    assert end_silence_ms("Where is the station?", 800, args, longest_pause_ms=950) == 450
+    assert end_silence_ms("I went to the market and", 800, args, longest_pause_ms=950) == 1600
+    assert end_silence_ms("I went to the market.", 800, args, longest_pause_ms=1500) == 1600
+    assert end_silence_ms("I went to the market.", 800, TurnEndSettings(pause_margin_ms=-1),
+                          longest_pause_ms=950) == 800
+    for _ in range(3):  # forgotten after three utterances without such a pause
+        history.new_utterance()
+    assert history.longest_ms == 0
     # The audio model can veto an early end, or ask for a late one.
     assert end_silence_ms("Where is the station?", 800, args, complete_prob=0.3) == 800
     assert end_silence_ms("well I think", 800, args, complete_prob=0.1) == 1600

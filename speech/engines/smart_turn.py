@@ -1,7 +1,7 @@
 """The smart-turn v3.2 end-of-turn model (``--turn_end smart``): is the speaker done, from the audio.
 
-Also the turn-end settings (``--turn_end``, ``--early_silence_ms``, ``--late_silence_ms``): the
-factory reads them to load this model, and :mod:`speech.voice.turn_end` applies them.
+Also the turn-end settings (``--turn_end``, ``--early_silence_ms``, ``--late_silence_ms``,
+``--doubt_silence_ms``): the factory reads them to load this model, and :mod:`speech.voice.turn_end` applies them.
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ class TurnEndSettings:
         "help": "End-of-turn silence after a plainly finished sentence, in ms."})
     late_silence_ms: int = field(default=1600, metadata={
         "help": "End-of-turn silence after a plainly unfinished one, in ms."})
+    doubt_silence_ms: int = field(default=1300, metadata={
+        "help": "End-of-turn silence after a doubtful full stop (a question's opening without its question "
+                "mark, a trailing 'know'/'tell me'/'知道'), in ms."})
+    pause_margin_ms: int = field(default=400, metadata={
+        "help": "A turn that does not plainly end waits at least the longest pause the speaker went on from in "
+                "their last 3 utterances plus this, up to --late_silence_ms (negative: off)."})
 
 
 class SmartTurn:

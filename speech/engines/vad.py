@@ -34,6 +34,8 @@ SAMPLE_RATE = 16000
 FRAME_SAMPLES = 512
 """Silero's window at 16 kHz: 32 ms."""
 FRAME_MS = FRAME_SAMPLES * 1000 / SAMPLE_RATE
+GAP_FRAMES = 3
+"""Silent frames (96 ms) inside speech that make a gap between words: a safe place to cut."""
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,15 @@ class VADSettings:
         "help": "Audio kept before the detected start, so the first syllable is not cut."})
     post_roll_ms: int = field(default=200, metadata={
         "help": "Silence kept after the last speech frame in the utterance audio."})
+    partial_every_s: float = field(default=1.0, metadata={
+        "help": "While the user speaks without pausing, transcribe the speech so far at most this often "
+                "(committed at a short gap between words, shown as transcript.partial); 0: only at pauses."})
 
     def __post_init__(self) -> None:
         if not 0.0 < self.vad_thresh < 1.0:
             raise ValueError("vad_thresh must be between 0 and 1")
+        if self.partial_every_s < 0:
+            raise ValueError("partial_every_s must not be negative")
         if self.speculative_silence_ms > self.min_silence_ms:
             raise ValueError("speculative_silence_ms must not exceed min_silence_ms")
         if self.min_speech_ms < 0 or self.min_silence_ms <= 0 or self.max_utterance_s <= 0:
@@ -140,11 +147,38 @@ class VADStream:
         self._silence = 0
         self._paused = False
         self._end_silence_ms: float = self.args.min_silence_ms
+        self._gaps: list[int] = []
+        """Samples from the utterance start at the middle of each short gap inside speech."""
 
     @property
     def in_speech(self) -> bool:
         """True between a SpeechStart and its SpeechEnd."""
         return self._in_speech
+
+    @property
+    def paused(self) -> bool:
+        """In speech, after a SpeechPause and before speech resumes."""
+        return self._in_speech and self._paused
+
+    @property
+    def utterance_samples(self) -> int:
+        """Samples of the current utterance so far (0 between utterances)."""
+        return len(self._utterance) * FRAME_SAMPLES if self._in_speech else 0
+
+    def quiet_point(self, after: int, before: int) -> int | None:
+        """The latest short gap between words in ``(after, before)`` samples from the utterance start.
+
+        A cut there splits no word, so the speech before it can be transcribed for good while
+        the user goes on (speech/voice/session.py, continuous-speech partials).
+        """
+        points = [g for g in self._gaps if after < g < before]
+        return points[-1] if points else None
+
+    def audio_so_far(self) -> np.ndarray:
+        """The current utterance's audio so far (float32, 16 kHz; empty between utterances)."""
+        if not self._in_speech or not self._utterance:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(self._utterance)
 
     @property
     def onset(self) -> bool:
@@ -274,6 +308,8 @@ class VADStream:
         events: list[VADEvent] = []
         # Hysteresis: once in speech, a frame needs to fall clearly below the threshold to count as silence.
         if prob >= self._neg_thresh:
+            if self._silence >= GAP_FRAMES and not self._paused:  # a short gap between words ends here
+                self._gaps.append((len(self._utterance) - 1) * FRAME_SAMPLES - self._silence * FRAME_SAMPLES // 2)
             self._last_speech_frame = index
             self._silence = 0
             self._end_silence_ms = a.min_silence_ms

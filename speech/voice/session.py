@@ -53,8 +53,8 @@ from speech.protocol import (
 from speech.text import join_words
 from speech.voice.link import AudioIn, ClientLink, LinkClosed
 from speech.voice.reply import Reply, ReplyTiming
-from speech.voice.turn_end import end_silence_ms
-from speech.voice.utterance import Heard, SpokenSoFar, recognize
+from speech.voice.turn_end import PauseHistory, end_silence_ms
+from speech.voice.utterance import Heard, SpokenSoFar, partial_chunk, recognize
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,11 @@ class VoiceSession:
         """The reply whose audio is paused because speech may be starting."""
         self.false_stops = 0
         """Replies paused at a probable onset that turned out not to be speech."""
+        self._pauses = PauseHistory()
+        """The pauses this user went on from: a turn end waits longer than their habit."""
+        self._partial_task: asyncio.Task[Any] | None = None
+        self._partial_at = 0
+        """Utterance samples when the last continuous-speech partial started."""
 
     @property
     def busy(self) -> bool:
@@ -233,6 +238,33 @@ class VoiceSession:
         for vad_event in self.vad.process(pcm):
             await self._on_vad(vad_event)
         await self._follow_onset()
+        self._maybe_partial()
+
+    def _maybe_partial(self) -> None:
+        """While the user speaks on without pausing: transcribe up to a gap between words, for good.
+
+        One at a time per session, and only when the recognizer is free (``try_partial``): an
+        end-of-speech decode of any session is never queued behind one.
+        """
+        if self._partial_task is None:
+            chunk = partial_chunk(self.vad, self._so_far.cut, self._partial_at, self.engines.args.partial_every_s)
+            if chunk is not None:
+                self._partial_at = self.vad.utterance_samples
+                self._partial_task = self._spawn(self._partial(chunk))
+
+    async def _partial(self, audio: np.ndarray) -> None:
+        so_far = self._so_far
+        utterance, cut, committed = so_far.utterance, so_far.cut, so_far.text
+        language = self.engines.language_hint or so_far.language
+        try:
+            ran, heard = await self.engines.recognizer.try_partial(
+                lambda: recognize(self.engines.asr, audio, cut, committed, language, None))
+            if ran and heard.tail.text.strip() and so_far.commit(utterance, audio.size, heard.text, heard.language):
+                await self.send(TranscriptPartial(join_words(self._prefix, heard.text)))
+        except Exception as exc:  # a partial is only a head start: the end-of-speech decode covers it
+            log.warning("partial ASR failed: %s", type(exc).__name__)
+        finally:
+            self._partial_task = None
 
     async def _follow_onset(self) -> None:
         """Pause the sounding reply at a probable onset of speech; resume it if that was not speech."""
@@ -259,10 +291,17 @@ class VoiceSession:
         if isinstance(vad_event, SpeechStart):
             await self.send(VadStart())  # first, so the client can stop playing at once
             self._so_far.restart()
+            self._partial_at = 0
             await self._drop_speculation()
+            unheard = self._pending
             await self._merge_unheard_turn()
+            if unheard is not None and unheard.merged:  # a pause the turn end took for the end
+                self._pauses.went_on_after(vad_event.t_ms - unheard.speech_end_ms)
+            self._pauses.new_utterance()
             await self._interrupt()
         elif isinstance(vad_event, SpeechResume):
+            if self._speculation is not None:
+                self._pauses.went_on_after(vad_event.t_ms - self._speculation.speech_end_ms)
             await self._drop_speculation()  # the user went on after a short pause
         elif isinstance(vad_event, SpeechPause) and self.options.speculative:
             await self._drop_speculation()
@@ -314,6 +353,9 @@ class VoiceSession:
 
     async def _transcribe_then_reply(self, audio: np.ndarray, timing: ReplyTiming, spec: Speculation | None) -> None:
         started = time.perf_counter()
+        partial = self._partial_task
+        if partial is not None:  # it is ahead on the recognizer anyway: then its commit is used
+            await asyncio.shield(partial)
         so_far = self._so_far
         utterance, cut, committed = so_far.utterance, 0, ""
         if spec is not None and spec.utterance == utterance and so_far.cut < audio.size:
@@ -337,7 +379,7 @@ class VoiceSession:
                 await self._keep_partial(spec)
             elif not spec.merged:  # still pausing: how long this pause must last to end the turn
                 self.vad.set_end_silence(end_silence_ms(text, self.vad.args.min_silence_ms, self.engines.args,
-                                                        heard.complete_prob))
+                                                        heard.complete_prob, self._pauses.longest_ms))
         if spec is not None and spec.merged:
             self._prefix = join_words(self._prefix, text)  # the user went on: these words open the next turn
             return

@@ -6,6 +6,10 @@ wasted: it covers the audio up to the pause, whose cut lies in silence (the VAD 
 ``post_roll_ms`` of a pause of at least ``speculative_silence_ms``), so it is
 committed and the next decode covers only the audio after it, with the committed
 words as context. At the end of speech only the last stretch is left to decode.
+
+Speech that goes on without such a pause is committed the same way at short gaps between
+words (:func:`partial_chunk`), about once a second, so a long sentence too leaves only its
+last stretch to the end.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from speech.engines.base import Transcript, TurnModel
+from speech.engines.vad import VADStream
 from speech.text import join_words
 
 
@@ -41,6 +46,30 @@ class SpokenSoFar:
             return False
         self.cut, self.text, self.language = cut, text, language
         return True
+
+
+PARTIAL_AFTER_S = 3.0
+"""Uncommitted speech before a continuous-speech partial pays: the short window's 8 s floor makes
+the end-of-speech decode of anything under ~4 s cost the same (speech/engines/whisper_model.py)."""
+PARTIAL_CHUNK_S = 1.5
+"""The shortest stretch a partial commits (Whisper needs some context)."""
+RATE = 16000
+
+
+def partial_chunk(vad: VADStream, cut: int, last_at: int, every_s: float) -> np.ndarray | None:
+    """The utterance audio up to a gap between words, if a continuous-speech partial is due now.
+
+    Due when the user is speaking (not pausing: a pause has its own decode), ``every_s`` has
+    passed since the last one (``last_at``, in utterance samples), at least ``PARTIAL_AFTER_S``
+    is uncommitted after ``cut``, and a gap lies ``PARTIAL_CHUNK_S`` or more after ``cut``.
+    """
+    if every_s <= 0 or not vad.in_speech or vad.paused:
+        return None
+    length = vad.utterance_samples
+    if length - last_at < every_s * RATE or length - cut < PARTIAL_AFTER_S * RATE:
+        return None
+    point = vad.quiet_point(cut + round(PARTIAL_CHUNK_S * RATE), length)
+    return None if point is None else vad.audio_so_far()[:point]
 
 
 @dataclass(frozen=True)
