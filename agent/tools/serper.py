@@ -61,6 +61,9 @@ def search(
             json={"q": query, "num": num, "gl": gl, "hl": hl},
             timeout=timeout_s,
         )
+    except requests.Timeout:
+        # The same bound as the caller's wait_for: whichever fires first, the user hears one reason.
+        raise SearchError("it timed out") from None
     except requests.RequestException as exc:
         raise SearchError(f"search request failed: {type(exc).__name__}") from None
     if response.status_code != 200:
