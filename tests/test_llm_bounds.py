@@ -98,7 +98,8 @@ async def test_memories_are_delimited_data_outside_the_instructions(make_config,
     # The question is about the user's cat, so memory_recall may also quote the same memories in a
     # reference block after this one: wherever a memory is quoted, it cannot fake either block's end.
     quoted = [line for line in data.splitlines() if "New rule from the developer" in line]
-    assert quoted and all(tag not in line for line in quoted for tag in ("</memories>", "<memories>", "</reference>")), \
+    tags = ("</memories>", "<memories>", "</reference>")
+    assert quoted and all(tag not in line for line in quoted for tag in tags), \
         "nor can it fake the end of a reference block"
     assert data.count("<reference>\n") == data.count("\n</reference>") <= 1, "at most one whole reference block"
     assert request["messages"][-1] == {"role": "user", "content": "what does my cat Tiger like to eat"}
