@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import json
 import logging
 import os
+import secrets
 import select
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from agent.config import AgentSettings
-from agent.embedded_models import DEFAULT_EMBEDDED_MODEL, EmbeddedModel, get_embedded_model
+from agent.embedded_models import DEFAULT_EMBEDDED_MODEL, EmbeddedModel, cache_dir, get_embedded_model
+from agent.prompt_slots import PromptSlots
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ EMBEDDED_NOTICE = (
 )
 
 READY_PREFIX = "PARLEY_LLM_READY "
+# The child's API key comes through its environment, not its command line (which `ps` shows anyone).
+KEY_ENV = "PARLEY_EMBEDDED_LLM_KEY"
 
 
 def llm_threads() -> int:
@@ -60,6 +62,10 @@ class EmbeddedLLMServer:
         self.model_name = self.model.alias
         self.base_url = ""
         self._n_ctx, self._parallel, self._threads = n_ctx, parallel, threads or llm_threads()
+        # A key of this start's own: without it any local process could use the model or read its
+        # slots (llama.cpp's /slots endpoints, which the prompt cache below needs, are on by default).
+        self.api_key = secrets.token_urlsafe(24)
+        self.slot_dir = cache_dir() / "llm-slots"
         self._proc: subprocess.Popen[str] | None = None
         # llama.cpp logs a lot; a pipe nobody reads would fill and stall it.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child process
@@ -73,9 +79,11 @@ class EmbeddedLLMServer:
         """
         where = ["--model", str(self._model_path)] if self._model_path else ["--model_key", self.model.key]
         cmd = [sys.executable, "-m", "agent.embedded_llm", *where, "--alias", self.model_name,
-               "--n_ctx", str(self._n_ctx), "--parallel", str(self._parallel), "--threads", str(self._threads)]
+               "--n_ctx", str(self._n_ctx), "--parallel", str(self._parallel), "--threads", str(self._threads),
+               "--slot_dir", str(self.slot_dir)]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                                      text=True, cwd=Path(__file__).resolve().parent.parent)
+                                      text=True, cwd=Path(__file__).resolve().parent.parent,
+                                      env={**os.environ, KEY_ENV: self.api_key})
         atexit.register(self.stop)
         return self
 
@@ -105,24 +113,42 @@ class EmbeddedLLMServer:
         """Start the child process and wait until it serves."""
         return self.launch().wait_ready(timeout_s)
 
-    def warm_up(self, system_prompts: list[str], timeout_s: float = 60.0) -> None:
-        """Have llama.cpp read each system prompt once (one token answered), to fill its prompt cache.
+    def warm_up(self, system_prompts: list[str], timeout_s: float = 60.0) -> dict[str, int] | None:
+        """Have llama.cpp hold each system prompt in a slot of its own, to fill its prompt cache.
 
-        The first turn after start then does not pay for reading the prompt (bench.startup).
+        The first turn after start then does not pay for reading the prompt (bench.startup). Each
+        prompt is read once and its slot saved; later starts restore it (agent/prompt_slots.py).
 
         A failure here is logged, not raised: the model still serves, only the first turn is slower.
+        Returns how many prompts were restored and how many read, or None after a failure.
         """
-        for prompt in system_prompts:
-            body = {"model": self.model_name, "max_tokens": 1,
-                    "messages": [{"role": "system", "content": prompt}, {"role": "user", "content": "hi"}]}
-            request = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(),
-                                             headers={"Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(request, timeout=timeout_s) as resp:
-                    resp.read()
-            except OSError as exc:
-                log.warning("embedded LLM warm-up failed: %s", exc)
-                return
+        slots = PromptSlots(self.base_url, self.api_key, self.model_name, self._slot_folder(),
+                            self._identity(), timeout_s)
+        try:
+            counts = slots.fill(system_prompts[: self._parallel])
+        except OSError as exc:
+            log.warning("embedded LLM warm-up failed: %s", exc)
+            return None
+        log.info("embedded LLM warm-up: %d prompts restored, %d read", counts["restored"], counts["read"])
+        return counts
+
+    def _slot_folder(self) -> Path | None:
+        try:
+            self.slot_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a read-only cache: read the prompts at every start
+            log.warning("embedded LLM: no prompt cache folder (%s)", exc)
+            return None
+        return self.slot_dir
+
+    def _identity(self) -> tuple[str, ...]:
+        """What a saved slot's state depends on besides its prompt."""
+        from importlib.metadata import version
+
+        model = str(self._model_path) if self._model_path else self.model.key
+        if self._model_path and self._model_path.is_file():
+            stat = self._model_path.stat()
+            model += f":{stat.st_size}:{stat.st_mtime_ns}"
+        return (model, f"xllamacpp {version('xllamacpp')}", f"n_ctx {self._n_ctx}")
 
     @property
     def pid(self) -> int | None:
@@ -178,6 +204,12 @@ def _serve(args: argparse.Namespace) -> int:
     params.port = 0  # the OS picks a free port; we print it
     # Small models loop on a phrase without a repetition penalty (measured: bench/embedded_llm.py).
     params.sampling.penalty_repeat = args.repeat_penalty
+    key = os.environ.get(KEY_ENV)
+    if key:
+        params.api_keys = [key]
+    if args.slot_dir:
+        Path(args.slot_dir).mkdir(parents=True, exist_ok=True)
+        params.slot_save_path = args.slot_dir.rstrip("/") + "/"  # llama.cpp appends the file name as is
     server = xlc.Server(params)
     print(READY_PREFIX + server.listening_address, flush=True)
     try:
@@ -199,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat_penalty", type=float, default=1.1)
+    parser.add_argument("--slot_dir", default="", help="folder for saved slots (agent/prompt_slots.py)")
     return _serve(parser.parse_args(argv))
 
 

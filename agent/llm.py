@@ -49,7 +49,7 @@ def build_chat_models(config: AgentSettings, embedded: EmbeddedLLMServer | None 
     if embedded is not None:
         embedded.wait_ready()
         embedded.warm_up(list(warm_prompts))
-        base_url, model_name, api_key = embedded.base_url, embedded.model_name, "embedded"
+        base_url, model_name, api_key = embedded.base_url, embedded.model_name, embedded.api_key
     else:
         base_url, model_name = config.llm_base_url, config.lm_model_name
         # The OpenAI client refuses an empty key; a local server without auth accepts any.

@@ -7,7 +7,8 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import asdict, is_dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -31,12 +32,32 @@ from agent.suggestions import suggest_followups
 from agent.text_safety import replace_lone_surrogates
 from agent.tools import Tool, ToolDeps, build_registry
 from agent.tools.base import Source
+from agent.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
     """User input Parley refuses, with a message fit to show the user."""
+
+
+@dataclass(frozen=True)
+class Toolbox:
+    """The tools and the router that picks among them: what needs the embedders but not the LLM."""
+
+    registry: ToolRegistry
+    router: LocalRouter
+
+    @classmethod
+    def build(cls, config: AgentSettings, embedder: Embedder, memory: MemoryStore,
+              extra_tools: Iterable[Tool] = ()) -> Toolbox:
+        """Index the knowledge folder and embed the router's examples (about 2 s at start-up)."""
+        registry = build_registry(ToolDeps(config, embedder, memory))
+        for tool in extra_tools:
+            registry.register(tool)
+        router = LocalRouter(registry, load_embedder(config.router_embedding_model_name),
+                             config.router_threshold, config.router_margin)
+        return cls(registry, router)
 
 
 class Agent:
@@ -49,14 +70,14 @@ class Agent:
         embedder: Embedder,
         memory: MemoryStore,
         extra_tools: Iterable[Tool] = (),
+        toolbox: Toolbox | None = None,
     ) -> None:
         self.config = config
         self.models = models
         self.embedder = embedder
         self.memory = memory
-        self.registry = build_registry(ToolDeps(config, embedder, memory))
-        for tool in extra_tools:
-            self.registry.register(tool)
+        toolbox = toolbox or Toolbox.build(config, embedder, memory, extra_tools)
+        self.registry = toolbox.registry
         self.writer = MemoryWriter(memory, models.chat if config.flag_enabled(config.extract_facts) else None)
         llm_router = (
             LLMRouter(models.chat, self.registry) if config.flag_enabled(config.lm_tool_routing) else None
@@ -65,8 +86,7 @@ class Agent:
             config=config,
             chat=models.chat,
             registry=self.registry,
-            router=LocalRouter(self.registry, load_embedder(config.router_embedding_model_name),
-                               config.router_threshold, config.router_margin),
+            router=toolbox.router,
             llm_router=llm_router,
             memory=memory,
             remember=self.writer.submit,
@@ -79,20 +99,26 @@ class Agent:
         """Load the embedder, open memory, connect the LLM (starting the embedded one if needed).
 
         The embedded LLM's process is launched first (or was, by the caller: ``embedded``),
-        so it loads its model while we load the embedder.
+        so it loads its model while we load the embedder. Waiting for it (and its warm-up) runs in a
+        thread beside the embedders, memory and the tools: neither needs the other.
         """
         embedded = embedded or launch_embedded(config)
+        today = date.today().isoformat()
+        prompts = [system_prompt(language, today) for language in ("zh", "en")]
+        pool = ThreadPoolExecutor(1, thread_name_prefix="llm-start")
         try:
+            models_ready = pool.submit(build_chat_models, config, embedded, warm_prompts=prompts)
             embedder = load_embedder(config.embedding_model_name)
             memory = open_memory(config, embedder)
-            today = date.today().isoformat()
-            prompts = [system_prompt(language, today) for language in ("zh", "en")]
-            models = build_chat_models(config, embedded, warm_prompts=prompts)
+            toolbox = Toolbox.build(config, embedder, memory, extra_tools)
+            models = models_ready.result()
         except BaseException:
             if embedded is not None:
-                embedded.stop()
+                embedded.stop()  # also ends a wait for it in the thread at once
             raise
-        return cls(config, models, embedder, memory, extra_tools)
+        finally:
+            pool.shutdown()
+        return cls(config, models, embedder, memory, toolbox=toolbox)
 
     def new_conversation(self, user_id: str, session_id: str | None = None) -> Conversation:
         """A fresh session for ``user_id`` (raises ``InvalidIdError`` for a bad id)."""

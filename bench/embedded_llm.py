@@ -52,13 +52,15 @@ def on_topic(answer: str, topic: list[str]) -> bool:
     return any(re.search(rf"\b{re.escape(w)}\b", low) if w.isascii() else w in answer for w in topic)
 
 
-def ask(base_url: str, model: str, question: str, language: str, max_tokens: int) -> dict[str, object]:
+def ask(base_url: str, model: str, question: str, language: str, max_tokens: int,
+        api_key: str = "") -> dict[str, object]:
     """One streamed chat completion: the answer, time to first token, and llama.cpp's own timings."""
     body = {"model": model, "stream": True, "max_tokens": max_tokens, "temperature": 0.7,
             "messages": [{"role": "system", "content": system_prompt(language, date.today().isoformat())},
                          {"role": "user", "content": question}]}
     request = urllib.request.Request(f"{base_url}/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {api_key}"})
     start = time.perf_counter()
     ttft = None
     pieces: list[str] = []
@@ -90,7 +92,7 @@ def bench_model(model: EmbeddedModel, path: Path | None, per_language: int, max_
         records = []
         for language in ("zh", "en"):
             for item in questions[language][:per_language]:
-                reply = ask(server.base_url, server.model_name, item["q"], language, max_tokens)
+                reply = ask(server.base_url, server.model_name, item["q"], language, max_tokens, server.api_key)
                 reply.update(language=language, question=item["q"],
                              in_language=answers_in_language(str(reply["answer"]), language),
                              on_topic=on_topic(str(reply["answer"]), item["topic"]))

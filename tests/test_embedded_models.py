@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import psutil
@@ -18,6 +21,7 @@ from langchain_core.messages import HumanMessage
 from agent.config import AgentSettings
 from agent.embedded_llm import EmbeddedLLMServer
 from agent.embedded_models import EMBEDDED_MODELS, get_embedded_model, join_chunks
+from agent.graph.prompts import system_prompt
 from agent.llm import build_chat_models
 from tests.support.paths import ROOT
 
@@ -157,3 +161,65 @@ def test_llm_threads_come_from_the_environment(monkeypatch):
     assert EmbeddedLLMServer("smollm2-135m")._threads == 1
     assert EmbeddedLLMServer("smollm2-135m", threads=3)._threads == 3
 
+
+
+def _chat(server: EmbeddedLLMServer, system: str, user: str, key: str | None) -> dict:
+    body = {"model": server.model_name, "max_tokens": 1,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(f"{server.base_url}/chat/completions", data=json.dumps(body).encode(),
+                                     headers=headers)
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.mark.slow
+def test_system_prompts_are_read_once_then_restored_at_later_starts(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARLEY_CACHE_DIR", str(tmp_path))
+    prompts = [system_prompt("zh", "2026-12-03"), system_prompt("en", "2026-12-03")]
+    first = EmbeddedLLMServer("smollm2-135m").start()
+    try:
+        assert first.warm_up(prompts) == {"restored": 0, "read": 2}
+    finally:
+        first.stop()
+    saved = sorted((tmp_path / "llm-slots").glob("*.bin"))
+    assert len(saved) == 2
+
+    second = EmbeddedLLMServer("smollm2-135m").start()
+    try:
+        assert second.warm_up(prompts) == {"restored": 2, "read": 0}
+        # The restored state is used: a turn under the Chinese prompt reads only its own new tokens.
+        reply = _chat(second, prompts[0], "你好", second.api_key)
+        assert reply["timings"]["cache_n"] >= 50, reply["timings"]
+        assert reply["timings"]["prompt_n"] < 20, reply["timings"]
+        # Another day's prompt is another file.
+        assert second.warm_up([system_prompt("zh", "2026-12-04"), prompts[1]]) == {"restored": 1, "read": 1}
+        # A torn file is read again, not trusted, and saved whole.
+        for path in saved:
+            path.write_bytes(path.read_bytes()[:1000])
+        assert second.warm_up(prompts) == {"restored": 0, "read": 2}
+        assert all(path.stat().st_size > 100_000 for path in saved)
+    finally:
+        second.stop()
+
+
+@pytest.mark.slow
+def test_the_embedded_model_answers_only_parley(tmp_path, monkeypatch):
+    # Its slots hold users' prompts: no other local process may read them or use the model.
+    monkeypatch.setenv("PARLEY_CACHE_DIR", str(tmp_path))
+    server = EmbeddedLLMServer("smollm2-135m").start()
+    try:
+        for key in (None, "not-the-key"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                _chat(server, "You are terse.", "hi", key)
+            assert refused.value.code == 401
+        slots = urllib.request.Request(server.base_url.removesuffix("/v1") + "/slots")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(slots, timeout=30)
+        assert refused.value.code == 401
+        assert _chat(server, "You are terse.", "hi", server.api_key)["choices"]
+        assert server.api_key not in " ".join(psutil.Process(server.pid).cmdline())
+    finally:
+        server.stop()
