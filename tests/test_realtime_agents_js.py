@@ -34,24 +34,28 @@ def echo_or_long(request: dict) -> Reply:
     return Reply(text=f"You said: {last}")
 
 
-async def test_stock_agents_sdk_holds_a_typed_turn_a_spoken_turn_and_an_interruption(
-        make_config, embedder, speech_engines, spoken, fake_llm, tmp_path):
+async def run_agents_script(script: str, srv, timeout_s: float, **env: str) -> dict:
+    """Run ``tests/js/<script>`` with Node against ``srv``; its last stdout line, a JSON summary, parsed."""
     node = shutil.which("node")
     assert node is not None, "node is installed by `make test` (scripts/setup-system.sh nodejs)"
     assert (JS / "node_modules" / "@openai" / "agents").is_dir(), "`make test` runs npm ci in tests/js"
+    proc = await asyncio.create_subprocess_exec(
+        node, str(JS / script), cwd=JS, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "PARLEY_URL": f"ws://127.0.0.1:{srv.port}/v1/realtime?model=parley",
+             "PARLEY_TOKEN": TOKEN, **env})
+    out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+async def test_stock_agents_sdk_holds_a_typed_turn_a_spoken_turn_and_an_interruption(
+        make_config, embedder, speech_engines, spoken, fake_llm, tmp_path):
     fake_llm.default = echo_or_long
     speech = np.concatenate([silence(0.4), spoken("What is the capital of France?", "en"), silence(1.6)])
     speech_file = tmp_path / "speech24k.pcm"
     speech_file.write_bytes(resample_pcm16(speech, 16000, 24000).astype("<i2").tobytes())
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv:
-        proc = await asyncio.create_subprocess_exec(
-            node, str(JS / "realtime_agents.mjs"), cwd=JS, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={"PATH": "/usr/bin:/bin", "PARLEY_URL": f"ws://127.0.0.1:{srv.port}/v1/realtime?model=parley",
-                 "PARLEY_TOKEN": TOKEN, "PARLEY_SPEECH": str(speech_file)})
-        out, err = await asyncio.wait_for(proc.communicate(), 240)
-    assert proc.returncode == 0, err.decode()[-3000:]
-    result = json.loads(out.decode().strip().splitlines()[-1])
+        result = await run_agents_script("realtime_agents.mjs", srv, 240, PARLEY_SPEECH=str(speech_file))
     assert result["errors"] == []
     assert result["typed"]["status"] == "completed"
     assert result["typed"]["transcript"].strip() == "You said: hello there"
@@ -75,18 +79,9 @@ def lights(request: dict) -> Reply:
 
 
 async def test_stock_agents_sdk_runs_its_own_tool_and_gets_the_answer(make_config, embedder, speech_engines, fake_llm):
-    node = shutil.which("node")
-    assert node is not None and (JS / "node_modules" / "@openai" / "agents").is_dir()
     fake_llm.default = lights
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv:
-        proc = await asyncio.create_subprocess_exec(
-            node, str(JS / "realtime_agents_tools.mjs"), cwd=JS, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={"PATH": "/usr/bin:/bin", "PARLEY_URL": f"ws://127.0.0.1:{srv.port}/v1/realtime?model=parley",
-                 "PARLEY_TOKEN": TOKEN})
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, err.decode()[-3000:]
-    result = json.loads(out.decode().strip().splitlines()[-1])
+        result = await run_agents_script("realtime_agents_tools.mjs", srv, 120)
     assert result["errors"] == []
     assert result["calls"] == [{"room": "kitchen", "on": True}], "the SDK ran its tool with the model's arguments"
     assert result["firstOutput"] == ["function_call"]

@@ -5,17 +5,14 @@ Driven by the stock ``openai`` Python SDK against a real Parley (real VAD, Whisp
 
 from __future__ import annotations
 
-import asyncio
-import base64
-
 import numpy as np
 import pytest
 
 from speech.audio import resample_pcm16
 from tests.support.fakes.openai_server import Reply
 from tests.support.in_process import eventually, running_server
+from tests.support.realtime import TOKEN, append_audio, client, next_of, realtime_session, typed_turn
 from tests.support.voice_client import silence
-from tests.test_realtime_sdk import TOKEN, client, next_of
 
 pytestmark = pytest.mark.slow
 
@@ -24,8 +21,7 @@ MANUAL = {"type": "realtime", "audio": {"input": {"turn_detection": None}}}
 
 async def append_all(conn, pcm24: np.ndarray) -> None:
     """Append audio as fast as it goes (no VAD is listening: timing does not matter)."""
-    for start in range(0, pcm24.size, 4800):
-        await conn.input_audio_buffer.append(audio=base64.b64encode(pcm24[start:start + 4800].tobytes()).decode())
+    await append_audio(conn, pcm24, chunk=4800, interval_s=0)
 
 
 async def test_manual_turn_commit_is_transcribed_and_answered_on_response_create(make_config, embedder,
@@ -33,8 +29,7 @@ async def test_manual_turn_commit_is_transcribed_and_answered_on_response_create
     # Speech with a long pause inside: with server VAD this would end the turn; here only commit does.
     speech = np.concatenate([spoken("What is the capital", "en"), silence(2.0), spoken("of France?", "en")])
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv, \
-            client(srv).realtime.connect(model="parley") as conn:
-        await next_of(conn, {"session.created"})
+            realtime_session(srv) as (conn, _):
         await conn.session.update(session=MANUAL)
         updated = await next_of(conn, {"session.updated"})
         assert updated.session.audio.input.turn_detection is None
@@ -56,8 +51,7 @@ async def test_manual_turn_commit_is_transcribed_and_answered_on_response_create
 async def test_manual_clear_empties_the_buffer_and_commit_of_nothing_is_an_error(make_config, embedder,
                                                                                 speech_engines, spoken, fake_llm):
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv, \
-            client(srv).realtime.connect(model="parley") as conn:
-        await next_of(conn, {"session.created"})
+            realtime_session(srv) as (conn, _):
         await conn.session.update(session=MANUAL)
         await next_of(conn, {"session.updated"})
         await append_all(conn, resample_pcm16(spoken("Hello there", "en"), 16000, 24000))
@@ -75,19 +69,14 @@ async def test_manual_clear_empties_the_buffer_and_commit_of_nothing_is_an_error
 
 async def test_switch_to_text_output_stops_synthesis(make_config, embedder, speech_engines, fake_llm):
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv, \
-            client(srv).realtime.connect(model="parley") as conn:
-        await next_of(conn, {"session.created"})
-        await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "hello"}]})
-        await conn.response.create()
+            realtime_session(srv) as (conn, _):
+        await typed_turn(conn, "hello")
         await next_of(conn, {"response.done"})
         [session] = srv.server.sessions
         assert session.reply is not None and session.reply.tts is not None, "audio: the reply was synthesized"
         await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
         await next_of(conn, {"session.updated"})
-        await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "and text now"}]})
-        await conn.response.create()
+        await typed_turn(conn, "and text now")
         seen: list = []
         done = await next_of(conn, {"response.done"}, seen=seen)
         assert done.response.output[0].content[0].text.strip() == "You said: and text now"
@@ -106,9 +95,7 @@ async def test_a_client_still_configuring_counts_against_max_sessions(make_confi
                 refused = await next_of(second, {"error"}, timeout=10)
                 assert refused.error.code == "too_many_sessions"
             # The first one is unharmed: its turn is answered, and it now holds the place as a session.
-            await first.conversation.item.create(item={"type": "message", "role": "user",
-                                                       "content": [{"type": "input_text", "text": "hello"}]})
-            await first.response.create()
+            await typed_turn(first, "hello")
             done = await next_of(first, {"response.done"})
             assert done.response.status == "completed"
             assert len(srv.server.sessions) == 1
@@ -126,17 +113,13 @@ async def test_turn_detection_silence_duration_is_the_sessions_end_of_turn_silen
     speech_end_ms = (0.4 * 16000 + words.size) / 16
 
     async def turn(conn) -> float:
-        pcm24 = resample_pcm16(speech, 16000, 24000)
-        for start in range(0, pcm24.size, 480):  # 20 ms at real time: the VAD hears it as it comes
-            await conn.input_audio_buffer.append(audio=base64.b64encode(pcm24[start:start + 480].tobytes()).decode())
-            await asyncio.sleep(0.02)
+        await append_audio(conn, resample_pcm16(speech, 16000, 24000))  # at real time: the VAD hears it as it comes
         stopped = await next_of(conn, {"input_audio_buffer.speech_stopped"}, timeout=30)
         await next_of(conn, {"response.done"}, timeout=60)
         return stopped.audio_end_ms  # ms of the session's input stream when the turn was ended
 
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv, \
-            client(srv).realtime.connect(model="parley") as conn:
-        await next_of(conn, {"session.created"})
+            realtime_session(srv) as (conn, _):
         first = await turn(conn) - speech_end_ms
         await conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": {
             "type": "server_vad", "silence_duration_ms": 1800, "threshold": 0.6, "prefix_padding_ms": 200}}}})
@@ -151,11 +134,8 @@ async def test_truncate_keeps_only_what_the_client_played_in_history(make_config
     answer = "The first sentence is short. The second one goes on for quite a bit longer. The third one ends it."
     fake_llm.push(Reply(text=answer))
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv, \
-            client(srv).realtime.connect(model="parley") as conn:
-        await next_of(conn, {"session.created"})
-        await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "say three things"}]})
-        await conn.response.create()
+            realtime_session(srv) as (conn, _):
+        await typed_turn(conn, "say three things")
         done = await next_of(conn, {"response.done"}, timeout=60)
         item = done.response.output[0]
         assert item.content[0].transcript.strip() == answer
@@ -167,9 +147,7 @@ async def test_truncate_keeps_only_what_the_client_played_in_history(make_config
                          "audio_end_ms": 10, "event_id": "bad-item"})
         error = await next_of(conn, {"error"}, timeout=10)
         assert error.error.code == "item_not_found" and error.error.event_id == "bad-item"
-        await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "go on"}]})
-        await conn.response.create()
+        await typed_turn(conn, "go on")
         await next_of(conn, {"response.done"}, timeout=60)
     history = [m for m in fake_llm.requests[-1]["messages"] if m["role"] == "assistant"]
     assert len(history) == 1

@@ -18,38 +18,19 @@ from openai import AsyncOpenAI
 from speech.audio import resample_pcm16
 from tests.support.fakes.openai_server import Reply
 from tests.support.in_process import running_server
+from tests.support.realtime import TOKEN, append_audio, next_of, realtime_session, typed_turn
 from tests.support.voice_client import silence
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "realtime-test-token"
-
-
-async def next_of(conn, kinds: set[str], timeout: float = 60.0, seen: list | None = None):  # noqa: ASYNC109
-    """The next event whose type is in ``kinds`` (every event on the way is kept in ``seen``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        event = await asyncio.wait_for(conn.recv(), max(0.1, deadline - time.monotonic()))
-        if seen is not None:
-            seen.append(event)
-        if event.type in kinds:
-            return event
-
-
-def client(srv) -> AsyncOpenAI:
-    return AsyncOpenAI(base_url=f"{srv.http_url}/v1", api_key=TOKEN)
-
 
 async def test_sdk_typed_turn_is_answered_with_audio_and_transcript(make_config, embedder, speech_engines, fake_llm):
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv:
-        async with client(srv).realtime.connect(model="parley", extra_query={"user_id": "rt-typed"}) as conn:
-            created = await next_of(conn, {"session.created"})
+        async with realtime_session(srv, user_id="rt-typed") as (conn, created):
             assert created.session.audio.output.format.rate == 24000
             await conn.session.update(session={"type": "realtime", "instructions": "be brief"})
             await next_of(conn, {"session.updated"})
-            await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                      "content": [{"type": "input_text", "text": "hello there"}]})
-            await conn.response.create()
+            await typed_turn(conn, "hello there")
             seen: list = []
             done = await next_of(conn, {"response.done"}, seen=seen)
         kinds = [e.type for e in seen]
@@ -68,13 +49,8 @@ async def test_sdk_spoken_turn_is_transcribed_and_answered(make_config, embedder
     speech = np.concatenate([silence(0.4), spoken("What is the capital of France?", "en"), silence(1.6)])
     pcm24 = resample_pcm16(speech, 16000, 24000)
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv:
-        async with client(srv).realtime.connect(model="parley") as conn:
-            await next_of(conn, {"session.created"})
-            step = 480  # 20 ms at 24 kHz, streamed at real time
-            for start in range(0, pcm24.size, step):
-                chunk = pcm24[start:start + step].tobytes()
-                await conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
-                await asyncio.sleep(0.02)
+        async with realtime_session(srv) as (conn, _):
+            await append_audio(conn, pcm24)  # 20 ms at 24 kHz, streamed at real time
             seen: list = []
             done = await next_of(conn, {"response.done"}, timeout=90, seen=seen)
         kinds = [e.type for e in seen]
@@ -89,11 +65,8 @@ async def test_sdk_spoken_turn_is_transcribed_and_answered(make_config, embedder
 async def test_sdk_cancel_mid_answer_is_cancelled_within_a_second(make_config, embedder, speech_engines, fake_llm):
     fake_llm.push(Reply(text=" ".join(["This is a long answer that goes on."] * 30), token_interval_s=0.05))
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv, \
-            client(srv).realtime.connect(model="parley") as conn:
-        await next_of(conn, {"session.created"})
-        await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "tell me a story"}]})
-        await conn.response.create()
+            realtime_session(srv) as (conn, _):
+        await typed_turn(conn, "tell me a story")
         await next_of(conn, {"response.output_audio.delta"}, timeout=60)
         asked = time.monotonic()
         await conn.response.cancel()
@@ -102,9 +75,7 @@ async def test_sdk_cancel_mid_answer_is_cancelled_within_a_second(make_config, e
         assert done.response.status == "cancelled"
         assert done.response.status_details.reason == "client_cancelled"
         # The session goes on: a second turn is answered.
-        await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "thanks"}]})
-        await conn.response.create()
+        await typed_turn(conn, "thanks")
         again = await next_of(conn, {"response.done"}, timeout=60)
         assert again.response.status == "completed"
 
@@ -122,8 +93,7 @@ async def test_sdk_wrong_key_is_refused(make_config, embedder, speech_engines):
 async def test_bad_events_get_an_error_each_and_the_session_goes_on(make_config, embedder, speech_engines, fake_llm):
     fake_llm.push(Reply(text="A slow answer. " * 20, token_interval_s=0.05))
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv, \
-            client(srv).realtime.connect(model="parley") as conn:
-        await next_of(conn, {"session.created"})
+            realtime_session(srv) as (conn, _):
         bad = [
             {"type": "no.such.event", "event_id": "e1"},
             {"type": "input_audio_buffer.append", "audio": "%%% not base64 %%%", "event_id": "e2"},
@@ -139,9 +109,7 @@ async def test_bad_events_get_an_error_each_and_the_session_goes_on(make_config,
             error = await next_of(conn, {"error"}, timeout=10)
             assert error.error.event_id == event["event_id"], (event, error)
             assert error.error.code and error.error.message
-        await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                  "content": [{"type": "input_text", "text": "tell me"}]})
-        await conn.response.create()
+        await typed_turn(conn, "tell me")
         await next_of(conn, {"response.created"}, timeout=30)
         await conn.response.create()  # out of order: one is active
         error = await next_of(conn, {"error"}, timeout=10)
@@ -155,21 +123,11 @@ async def test_sdk_speech_during_an_answer_cancels_it_as_turn_detected(make_conf
     fake_llm.push(Reply(text=" ".join(["This is a long answer that goes on."] * 30), token_interval_s=0.05))
     speech = resample_pcm16(np.concatenate([spoken("Stop, what time is it?", "en"), silence(1.6)]), 16000, 24000)
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv:
-        async with client(srv).realtime.connect(model="parley") as conn:
-            await next_of(conn, {"session.created"})
-            await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                                      "content": [{"type": "input_text", "text": "tell me a story"}]})
-            await conn.response.create()
+        async with realtime_session(srv) as (conn, _):
+            await typed_turn(conn, "tell me a story")
             await next_of(conn, {"response.output_audio.delta"}, timeout=60)
             seen: list = []
-
-            async def talk() -> None:
-                for start in range(0, speech.size, 480):
-                    await conn.input_audio_buffer.append(audio=base64.b64encode(speech[start:start + 480].tobytes())
-                                                         .decode())
-                    await asyncio.sleep(0.02)
-
-            talking = asyncio.ensure_future(talk())
+            talking = asyncio.ensure_future(append_audio(conn, speech))
             done = await next_of(conn, {"response.done"}, timeout=30, seen=seen)
             await talking
         kinds = [e.type for e in seen]

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.fakes.openai_server import Reply
 from tests.support.in_process import running_server
-from tests.test_realtime_sdk import TOKEN, client, next_of
+from tests.support.realtime import TOKEN, next_of, realtime_session, typed_turn
 
 pytestmark = pytest.mark.slow
 
@@ -30,21 +30,15 @@ def parley_prompt(fake_llm) -> str:
     return next(m["content"] for m in fake_llm.requests[-1]["messages"] if m["role"] == "system")
 
 
-def user_text(text: str) -> dict:
-    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
-
-
 async def test_sdk_client_tool_round_trip(make_config, embedder, speech_engines, fake_llm):
     fake_llm.push(Reply(tool_call=("set_lights", {"room": "kitchen", "on": True})),
                   Reply(text="The kitchen lights are on now."))
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv, \
-            client(srv).realtime.connect(model="parley") as conn:
-        await next_of(conn, {"session.created"})
+            realtime_session(srv) as (conn, _):
         await conn.session.update(session={"type": "realtime", "tools": [LIGHTS], "tool_choice": "auto"})
         updated = await next_of(conn, {"session.updated"})
         assert [t.name for t in updated.session.tools] == ["set_lights"]
-        await conn.conversation.item.create(item=user_text("please switch on the kitchen lights"))
-        await conn.response.create()
+        await typed_turn(conn, "please switch on the kitchen lights")
         seen: list = []
         done = await next_of(conn, {"response.done"}, seen=seen)
 
@@ -87,8 +81,7 @@ async def test_sdk_client_tool_round_trip(make_config, embedder, speech_engines,
         assert messages[-1]["tool_call_id"] == call.call_id and '"brightness": 80' in messages[-1]["content"]
 
         # History keeps the exchange once, with its answer: the next turn's prompt shows it.
-        await conn.conversation.item.create(item=user_text("thanks"))
-        await conn.response.create()
+        await typed_turn(conn, "thanks")
         await next_of(conn, {"response.done"})
         history = [(m["role"], m["content"]) for m in fake_llm.requests[-1]["messages"] if m["role"] != "system"]
         assert history == [("user", "please switch on the kitchen lights"),
@@ -98,8 +91,7 @@ async def test_sdk_client_tool_round_trip(make_config, embedder, speech_engines,
 async def test_tool_output_for_an_unknown_call_is_an_error_and_the_session_goes_on(make_config, embedder,
                                                                                      speech_engines, fake_llm):
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv, \
-            client(srv).realtime.connect(model="parley") as conn:
-        await next_of(conn, {"session.created"})
+            realtime_session(srv) as (conn, _):
         await conn.send({"type": "session.update", "event_id": "bad-tool",
                          "session": {"type": "realtime", "tools": [{"type": "function"}]}})
         error = await next_of(conn, {"error"}, timeout=10)
@@ -108,8 +100,7 @@ async def test_tool_output_for_an_unknown_call_is_an_error_and_the_session_goes_
                          "item": {"type": "function_call_output", "call_id": "call_nope", "output": "{}"}})
         error = await next_of(conn, {"error"}, timeout=10)
         assert error.error.event_id == "no-call" and error.error.param == "item.call_id"
-        await conn.conversation.item.create(item=user_text("hello"))
-        await conn.response.create()
+        await typed_turn(conn, "hello")
         done = await next_of(conn, {"response.done"})
         assert done.response.status == "completed"
         assert "tools" not in fake_llm.requests[-1], "a session without tools offers the model none"
@@ -118,25 +109,21 @@ async def test_tool_output_for_an_unknown_call_is_an_error_and_the_session_goes_
 async def test_session_and_response_instructions_reach_the_system_prompt(make_config, embedder, speech_engines,
                                                                          fake_llm):
     async with running_server(make_config(), embedder, speech_engines, auth_token=TOKEN) as srv, \
-            client(srv).realtime.connect(model="parley") as conn:
-        await next_of(conn, {"session.created"})
+            realtime_session(srv) as (conn, _):
         await conn.session.update(session={"type": "realtime", "output_modalities": ["text"],
                                            "instructions": "Talk like a ship's captain."})
         await next_of(conn, {"session.updated"})
-        await conn.conversation.item.create(item=user_text("hello"))
-        await conn.response.create()
+        await typed_turn(conn, "hello")
         await next_of(conn, {"response.done"})
         assert "Talk like a ship's captain." in parley_prompt(fake_llm)
         assert parley_prompt(fake_llm).startswith("You are Parley"), "Parley's own rules stay first"
 
-        await conn.conversation.item.create(item=user_text("and now?"))
-        await conn.response.create(response={"instructions": "Answer in one word."})
+        await typed_turn(conn, "and now?", {"instructions": "Answer in one word."})
         await next_of(conn, {"response.done"})
         prompt = parley_prompt(fake_llm)
         assert "Answer in one word." in prompt and "ship's captain" not in prompt, "this response's replace them"
 
-        await conn.conversation.item.create(item=user_text("once more"))
-        await conn.response.create()
+        await typed_turn(conn, "once more")
         await next_of(conn, {"response.done"})
         prompt = parley_prompt(fake_llm)
         assert "ship's captain" in prompt and "one word" not in prompt, "for that response only"
@@ -146,8 +133,7 @@ async def test_session_and_response_instructions_reach_the_system_prompt(make_co
                                                   "content": [{"type": "input_text", "text": "Call the user Sam."}]})
         added = await next_of(conn, {"conversation.item.added"})
         assert added.item.role == "system"
-        await conn.conversation.item.create(item=user_text("hi again"))
-        await conn.response.create()
+        await typed_turn(conn, "hi again")
         await next_of(conn, {"response.done"})
         prompt = parley_prompt(fake_llm)
         assert "ship's captain" in prompt and "Call the user Sam." in prompt

@@ -11,6 +11,7 @@ import pytest
 from agent.language import HAN
 from speech.engines.asr_guards import is_degenerate, join_segments, strip_repeats
 from speech.engines.asr_incremental import IncrementalTranscriber
+from speech.engines.base import ASR, Transcript
 from speech.engines.whisper_model import whisper_base_dir
 from tests.support.speech import speech16k, whisper
 
@@ -77,6 +78,54 @@ def test_silence_and_noise_give_no_text() -> None:
     rng = np.random.default_rng(1)
     assert whisper().transcribe(np.zeros(16000 * 2, np.float32), "en").text == ""
     assert whisper().transcribe((0.02 * rng.standard_normal(16000 * 2)).astype(np.float32), "zh").text == ""
+
+
+def timed_words(text: str, ends: list[float]) -> tuple[tuple[float, float, str], ...]:
+    """Whisper-style word timestamps: each word of ``text`` with a space before it, ending at ``ends``."""
+    words = text.split()
+    assert len(words) == len(ends)
+    return tuple((start, end, f" {w}") for start, end, w in zip([0.0, *ends[:-1]], ends, words, strict=True))
+
+
+class RecordedWordsASR(ASR):
+    """A recognizer that answers, decode after decode, the word timestamps Whisper base gave on a real draw.
+
+    The draw is Piper's EN_LONG speech (Piper's noise makes every synthesis differ) on which the
+    incremental test once ended with nothing committed: the 6 s decode put a comma after "Yesterday",
+    the 4 s and 8 s decodes did not.
+    """
+
+    name = "recorded-words"
+
+    def __init__(self, decodes: list[tuple[tuple[float, float, str], ...]]) -> None:
+        self._decodes = list(decodes)
+
+    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
+        return "en", 1.0
+
+    def transcribe(self, audio: np.ndarray, language: str | None = None, prompt: str | None = None,
+                   offset_s: float = 0.0, word_timestamps: bool = False) -> Transcript:
+        words = self._decodes.pop(0)
+        text = "".join(w for _, _, w in words).strip()
+        return Transcript(text, "en", 1.0, audio.size / 16000, ((offset_s, offset_s + audio.size / 16000, text),),
+                          words)
+
+
+def test_incremental_commits_when_decodes_differ_only_in_punctuation() -> None:
+    first = "Yesterday I went to the market to buy some vegetables. The prices were higher than..."
+    ends = [0.48, 0.72, 0.88, 1.02, 1.12, 1.44, 1.68, 1.84, 2.04, 2.54, 2.92, 3.32, 3.58, 3.86, 3.98]
+    second = ("Yesterday, I went to the market to buy some vegetables. The prices were higher than last week, "
+              "so I only bought care.")
+    ends2 = [*ends[:10], 2.94, 3.32, 3.58, 3.86, 4.04, 4.26, 4.56, 5.06, 5.22, 5.5, 5.72, 5.98]
+    asr = RecordedWordsASR([timed_words("Yesterday I went to the market to buy some", ends[:9]),
+                            timed_words(first, ends), timed_words(second, ends2)])
+    inc = IncrementalTranscriber(asr, None)  # type: ignore[arg-type]
+    audio = np.zeros(16000 * 6, np.float32)
+    for n in (32000, 64000, 96000):
+        inc.update(audio[:n])
+    assert inc.committed == [(0.0, 2.54, "Yesterday, I went to the market to buy some vegetables.")]
+    assert inc.committed_s == 2.54
+    assert inc.partial.startswith("Yesterday, I went to the market to buy some vegetables. The prices")
 
 
 @pytest.mark.slow

@@ -58,7 +58,8 @@ class IncrementalTranscriber:
         tail = self._decode_tail(audio, word_timestamps=True)
         words = list(tail.words)
         # Commit up to the last word that (a) ends a clause (punctuation), (b) ended well before the
-        # live edge, and (c) the previous decode agreed on: a stable prefix, never re-decoded again.
+        # live edge, and (c) the previous decode agreed on, word for word (punctuation and case aside):
+        # a stable prefix, never re-decoded again.
         cut = None
         for i, (_, end_s, word) in enumerate(words):
             if end_s > live_edge - self.commit_margin_s:
@@ -98,4 +99,10 @@ _CLAUSE_END = set(",.!?;:，。！？；：、")
 
 
 def _norm(text: str) -> str:
-    return re.sub(r"\s+", "", text)
+    """The words of ``text`` only, for the agreement check between two decodes.
+
+    Whisper flips punctuation and case between decodes of the same speech ("Yesterday I" then
+    "Yesterday, I"): compared with it, one flipped comma before the cut blocked every commit of the
+    utterance. Clause ends are still read off the current decode's words, with their punctuation.
+    """
+    return re.sub(r"[\W_]+", "", text).casefold()
