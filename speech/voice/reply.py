@@ -26,6 +26,7 @@ from agent.language import detect_language
 from agent.runtime import Agent
 from speech.engines.base import TTS
 from speech.protocol import ResponseDone, ResponseTextDelta, Route, ServerEvent, Sources, error_event
+from speech.voice import trace
 from speech.voice.chunker import SentenceChunker
 from speech.voice.link import ClientLink
 from speech.voice.playout import Playout
@@ -119,6 +120,7 @@ class Reply:
         if confirmed:
             self.timing.confirmed = time.perf_counter()
             self.commit.set()
+            trace.mark("confirm", self.timing.confirmed, turn=self.turn_id)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.turn_id}")
         return self
 
@@ -128,6 +130,7 @@ class Reply:
             return
         self.timing.confirmed = time.perf_counter()
         self.commit.set()
+        trace.mark("confirm", self.timing.confirmed, turn=self.turn_id)
         held, self._held = self._held, []
         for ev in held:
             await self.link.send_event(ev)
@@ -219,6 +222,8 @@ class Reply:
                 elif isinstance(ev, TextDelta):
                     if filler is not None:
                         filler.cancel()
+                    if not self._streamed:
+                        trace.mark("llm_first_delta", turn=self.turn_id)
                     self._streamed.append(ev.delta)
                     await self.emit(ResponseTextDelta(self.turn_id, ev.delta))
                     for piece in chunker.push(ev.delta):
@@ -261,11 +266,13 @@ class Reply:
                 index = playout.add_piece(text, filler=is_filler)
                 if self.timing.tts_requested is None:
                     self.timing.tts_requested = time.perf_counter()
+                    trace.mark("tts_requested", self.timing.tts_requested, turn=self.turn_id)
                 stop = threading.Event()
                 try:
                     async for pcm in iterate_in_thread(functools.partial(tts.synthesize, text, language), stop):
                         if self.timing.tts_first_audio is None:
                             self.timing.tts_first_audio = time.perf_counter()
+                            trace.mark("tts_first_audio", self.timing.tts_first_audio, turn=self.turn_id)
                         playout.feed(index, pcm)
                 except Exception as exc:  # one bad sentence must not end the session
                     log.warning("TTS failed on a piece: %s", type(exc).__name__)

@@ -18,11 +18,12 @@ leaves only the last stretch to decode.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from bisect import bisect_left
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -51,15 +52,17 @@ from speech.protocol import (
     error_event,
 )
 from speech.text import join_words
+from speech.voice import trace
 from speech.voice.link import AudioIn, ClientLink, LinkClosed
 from speech.voice.reply import Reply, ReplyTiming
 from speech.voice.turn_end import PauseHistory, end_silence_ms
-from speech.voice.utterance import Heard, SpokenSoFar, partial_chunk, recognize
+from speech.voice.utterance import Heard, SpokenSoFar, partial_chunk, traced_recognize
 
 log = logging.getLogger(__name__)
 
 ASR_RATE = 16000
 CLOSE_IDLE = 4408
+_SPEC_IDS = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ class Speculation:
     """Transcription failed before the turn was confirmed: the error is sent at confirmation."""
     merged: bool = False
     """The user went on before hearing the answer: this turn's words open the next turn."""
+    id: int = field(default_factory=lambda: next(_SPEC_IDS))
+    """Ties the trace marks of this work together (speech/voice/trace.py)."""
 
 
 class VoiceSession:
@@ -258,7 +263,7 @@ class VoiceSession:
         language = self.engines.language_hint or so_far.language
         try:
             ran, heard = await self.engines.recognizer.try_partial(
-                lambda: recognize(self.engines.asr, audio, cut, committed, language, None))
+                lambda: traced_recognize(0, self.engines.asr, audio, cut, committed, language, None))
             if ran and heard.tail.text.strip() and so_far.commit(utterance, audio.size, heard.text, heard.language):
                 await self.send(TranscriptPartial(join_words(self._prefix, heard.text)))
         except Exception as exc:  # a partial is only a head start: the end-of-speech decode covers it
@@ -307,6 +312,8 @@ class VoiceSession:
             await self._drop_speculation()
             timing = ReplyTiming(speech_end=self._wall_time(vad_event.speech_end_ms))
             spec = self._speculation = Speculation(vad_event.speech_end_ms, timing, self._so_far.utterance)
+            trace.mark("speech_end", timing.speech_end, spec=spec.id)
+            trace.mark("pause", spec=spec.id)
             spec.task = self._spawn(self._transcribe_then_reply(vad_event.audio, timing, spec))
         elif isinstance(vad_event, SpeechEnd):
             await self.send(VadEnd())
@@ -320,6 +327,7 @@ class VoiceSession:
             # Nothing was said since the pause: the speculative work is this turn's.
             spec.confirmed = True
             self._speculation = None
+            trace.mark("turn_end", now, spec=spec.id, speculated=True)
             self._pending = spec
             spec.timing.vad_end_ms = (now - speech_end) * 1000
             if spec.reply is not None:
@@ -333,6 +341,8 @@ class VoiceSession:
         await self._drop_speculation()
         timing = ReplyTiming(speech_end=speech_end, vad_end_ms=(now - speech_end) * 1000)
         spec = self._pending = Speculation(end.speech_end_ms, timing, self._so_far.utterance, confirmed=True)
+        trace.mark("speech_end", speech_end, spec=spec.id)
+        trace.mark("turn_end", now, spec=spec.id, speculated=False)
         spec.task = self._spawn(self._transcribe_then_reply(end.audio, timing, spec))
 
     async def _merge_unheard_turn(self) -> None:
@@ -353,9 +363,12 @@ class VoiceSession:
 
     async def _transcribe_then_reply(self, audio: np.ndarray, timing: ReplyTiming, spec: Speculation | None) -> None:
         started = time.perf_counter()
+        spec_id = spec.id if spec is not None else 0
+        trace.mark("decode_asked", spec=spec_id)
         partial = self._partial_task
         if partial is not None:  # it is ahead on the recognizer anyway: then its commit is used
             await asyncio.shield(partial)
+        trace.mark("decode_queued", spec=spec_id)
         so_far = self._so_far
         utterance, cut, committed = so_far.utterance, 0, ""
         if spec is not None and spec.utterance == utterance and so_far.cut < audio.size:
@@ -363,7 +376,8 @@ class VoiceSession:
         language = self.engines.language_hint or (so_far.language if cut else None)
         try:
             heard: Heard = await self.engines.recognizer.run(
-                lambda: recognize(self.engines.asr, audio, cut, committed, language, self.engines.turn_model), FINAL)
+                lambda: traced_recognize(spec_id, self.engines.asr, audio, cut, committed, language,
+                                         self.engines.turn_model), FINAL)
         except Exception as exc:
             log.warning("ASR failed: %s", type(exc).__name__)
             if spec is None or spec.confirmed:
@@ -372,14 +386,17 @@ class VoiceSession:
                 spec.asr_failed = True  # told at the end of the turn, if the pause ends it
             return
         timing.asr_ms = (time.perf_counter() - started) * 1000
+        trace.mark("decode_back", spec=spec_id)
         text = heard.text.strip()
         if spec is not None and not spec.confirmed:
             spec.heard = (audio.size, text, heard.language)
             if spec.dropped:  # the user went on after this pause: keep what it heard
                 await self._keep_partial(spec)
             elif not spec.merged:  # still pausing: how long this pause must last to end the turn
-                self.vad.set_end_silence(end_silence_ms(text, self.vad.args.min_silence_ms, self.engines.args,
-                                                        heard.complete_prob, self._pauses.longest_ms))
+                silence_ms = end_silence_ms(text, self.vad.args.min_silence_ms, self.engines.args,
+                                            heard.complete_prob, self._pauses.longest_ms)
+                self.vad.set_end_silence(silence_ms)
+                trace.mark("end_silence", spec=spec_id, ms=silence_ms)
         if spec is not None and spec.merged:
             self._prefix = join_words(self._prefix, text)  # the user went on: these words open the next turn
             return
@@ -391,6 +408,7 @@ class VoiceSession:
             return
         await self._interrupt()
         reply = await self._start_reply(text, timing, confirmed=confirmed)
+        trace.mark("reply_start", spec=spec_id, turn=reply.turn_id, confirmed=confirmed)
         if spec is not None:
             spec.reply = reply
 

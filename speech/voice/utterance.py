@@ -22,6 +22,7 @@ import numpy as np
 from speech.engines.base import Transcript, TurnModel
 from speech.engines.vad import VADStream
 from speech.text import join_words
+from speech.voice import trace
 
 
 @dataclass
@@ -92,3 +93,13 @@ def recognize(asr: Any, audio: np.ndarray, cut: int, committed: str, language: s
     text = join_words(committed, tail.text.strip())
     prob = turn_model(audio) if turn_model is not None and text else None
     return Heard(text, tail.language, tail, prob)
+
+
+def traced_recognize(spec: int, asr: Any, audio: np.ndarray, cut: int, committed: str, language: str | None,
+                     turn_model: TurnModel | None) -> Heard:
+    """:func:`recognize`, with trace marks when the decode of ``spec`` starts and ends on the recognizer thread."""
+    trace.mark("decode_start", spec=spec, seconds=round((audio.size - cut) / RATE, 2))
+    try:
+        return recognize(asr, audio, cut, committed, language, turn_model)
+    finally:
+        trace.mark("decode_end", spec=spec)
