@@ -44,6 +44,8 @@ REPLY = "Sure. Here is a short answer to your question."
 LONG_REPLY = " ".join(["This is a long answer that goes on and on so that it can be interrupted."] * 8)
 SPEC_MARKS = ("speech_end", "pause", "decode_asked", "decode_queued", "decode_start", "decode_end", "decode_back",
               "end_silence", "turn_end")
+PER_TURN = ("kind", "e2e", "end_silence_ms", "t_speech_end", "t_decode_end", "t_turn_end", "t_llm_first_delta",
+            "t_tts_first_audio", "t_first_byte")
 TURN_MARKS = ("reply_start", "confirm", "llm_first_delta", "tts_requested", "tts_first_audio", "first_byte")
 
 
@@ -231,7 +233,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "min_silence_ms": engines.args.min_silence_ms, "speculative_silence_ms": engines.args.speculative_silence_ms,
         "utterance_s": {k: round(float(np.mean([u.pcm.size / 16000 for u in v])), 2) for k, v in sets.items()},
     }
-    rows, extras, traces = [], [], []
+    rows, extras, traces, per_turn = [], [], [], []
     for ttft in args.ttft_ms:
         def reply(request: dict, ttft: float = ttft) -> Reply:
             text = LONG_REPLY if "long story" in request["messages"][-1]["content"] else REPLY
@@ -250,11 +252,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         rows += [rows_for(turns, ttft, k) for k in ("all", "short", "long", "paused")]
         if args.trace:
             traces += trace_rows(turns, ttft)
+            per_turn += [{"ttft_ms": ttft, **{k: round(v, 1) if isinstance(v, float) else v
+                                                for k, v in t.items() if k in PER_TURN}} for t in turns]
         extras.append({"ttft_ms": ttft, "barge_in_p50": summary_ms(barges)["p50"] if barges else None,
                        "barge_in_max": round(max(barges), 1) if barges else None, **noise})
     results["runs"] = rows
     if args.trace:
-        results["trace"] = traces
+        results["trace"], results["trace_turns"] = traces, per_turn
     results["barge_in"] = extras
     results["load_average_after"] = load_average()
     if not args.json:
@@ -265,6 +269,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         print_table("Barge-in (ms) and non-speech sounds during a reply", extras)
         if args.trace:
             print_table("Turn marks, p50 ms after the last word (end_silence_ms: the silence chosen)", traces)
+            print_table("Each turn (ms after the last word)", per_turn)
         print("load after", results["load_average_after"])
     return results
 
