@@ -17,6 +17,11 @@ sent, or two answers to one utterance. Barge-in: from the first speech frame sen
 a reply to the last reply audio frame received. False stops: a click, a noise burst and
 a 120 ms speech blip sent during a reply; a stop is counted when the reply ends
 interrupted, a pause when its audio stops for more than 150 ms and then goes on.
+
+``--trace``: the server's marks along each answered turn (speech/voice/trace.py: the VAD's last
+speech frame, the pause, the decode queued/started/ended, the end silence chosen, the turn
+confirmed, the LLM's first token, TTS's first audio, the first byte sent), in ms after the last
+word on the client's clock (one process, one clock), as medians per utterance set.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +42,52 @@ from tests.support.voice_client import silence
 
 REPLY = "Sure. Here is a short answer to your question."
 LONG_REPLY = " ".join(["This is a long answer that goes on and on so that it can be interrupted."] * 8)
+SPEC_MARKS = ("speech_end", "pause", "decode_asked", "decode_queued", "decode_start", "decode_end", "decode_back",
+              "end_silence", "turn_end")
+PER_TURN = ("kind", "e2e", "end_silence_ms", "t_speech_end", "t_decode_end", "t_turn_end", "t_llm_first_delta",
+            "t_tts_first_audio", "t_first_byte")
+TURN_MARKS = ("reply_start", "confirm", "llm_first_delta", "tts_requested", "tts_first_audio", "first_byte")
+
+
+class TraceMarks(logging.Handler):
+    """Collects the server's turn marks (speech/voice/trace.py) from the ``speech.voice.trace`` logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.marks: list[dict[str, object]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        mark = getattr(record, "trace", None)
+        if isinstance(mark, dict):
+            self.marks.append(mark)
+
+    def __enter__(self) -> TraceMarks:
+        logger = logging.getLogger("speech.voice.trace")
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+        logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("speech.voice.trace").removeHandler(self)
+
+    def timeline(self, turn_id: str, last_word: float, received: float | None) -> dict[str, float]:
+        """ms after the last word of each mark of the turn that answered (``t_NAME``), and the end silence chosen."""
+        start = next((m for m in self.marks if m["name"] == "reply_start" and m.get("turn") == turn_id), None)
+        if start is None:
+            return {}
+        spec = start["spec"]
+        out: dict[str, float] = {}
+        for m in self.marks:
+            ours = (m["name"] in SPEC_MARKS and m.get("spec") == spec) or (
+                m["name"] in TURN_MARKS and m.get("turn") == turn_id)
+            if ours and f"t_{m['name']}" not in out:  # the first of each (a decode has one start)
+                out[f"t_{m['name']}"] = round((float(m["at"]) - last_word) * 1000, 1)  # type: ignore[arg-type]
+                if m["name"] == "end_silence":
+                    out["end_silence_ms"] = float(m["ms"])  # type: ignore[arg-type]
+        if received is not None:
+            out["t_first_byte_received"] = round((received - last_word) * 1000, 1)
+        return out
 
 
 async def settle(client, quiet_s: float = 1.5) -> None:
@@ -47,7 +99,7 @@ async def settle(client, quiet_s: float = 1.5) -> None:
         await asyncio.sleep(0.1)
 
 
-async def one_turn(client, utt, speed: float) -> dict[str, object]:
+async def one_turn(client, utt, speed: float, marks: TraceMarks | None = None) -> dict[str, object]:
     """Stream lead-in silence + speech + trailing silence; time the answer from the last word."""
     before, after = 0.3, 2.5
     n_received = len(client.received)
@@ -70,7 +122,21 @@ async def one_turn(client, utt, speed: float) -> dict[str, object]:
         "e2e": (first_byte - last_word) * 1000 if first_byte else float("nan"),
         "premature": int(bool(audio_starts and audio_starts[0] < last_word) or len(answers) > 1),
         **{f"server_{k}": v for k, v in answers[-1]["metrics"].items()},
+        **(marks.timeline(answers[-1]["turn_id"], last_word, first_byte) if marks is not None else {}),
     }
+
+
+def trace_rows(turns: list[dict[str, object]], ttft: float) -> list[dict[str, object]]:
+    """One row per mark: its median ms after the last word, per utterance set."""
+    names = [k for k in turns[0] if k.startswith("t_") or k == "end_silence_ms"] if turns else []
+    rows = []
+    for name in names:
+        row: dict[str, object] = {"ttft_ms": ttft, "mark": name.removeprefix("t_")}
+        for kind in ("all", "short", "long", "paused"):
+            vals = [float(t[name]) for t in turns if name in t and (kind == "all" or t["kind"] == kind)]  # type: ignore[arg-type]
+            row[kind] = summary_ms(vals)["p50"] if vals else ""
+        rows.append(row)
+    return rows
 
 
 async def start_long_reply(client) -> int:
@@ -167,7 +233,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "min_silence_ms": engines.args.min_silence_ms, "speculative_silence_ms": engines.args.speculative_silence_ms,
         "utterance_s": {k: round(float(np.mean([u.pcm.size / 16000 for u in v])), 2) for k, v in sets.items()},
     }
-    rows, extras = [], []
+    rows, extras, traces, per_turn = [], [], [], []
     for ttft in args.ttft_ms:
         def reply(request: dict, ttft: float = ttft) -> Reply:
             text = LONG_REPLY if "long story" in request["messages"][-1]["content"] else REPLY
@@ -178,14 +244,21 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                                  memory_dir=str(Path(tmp) / "mem"), lm_tool_routing="off", extract_facts="off")
             async with running_server(config, embedder, engines, max_turns_per_minute=1000) as srv:
                 client = await VoiceClient.open(srv.ws_url, "bench")
-                turns = [await one_turn(client, u, args.speed) for u in utterances]
+                with TraceMarks() if args.trace else contextlib.nullcontext() as marks:
+                    turns = [await one_turn(client, u, args.speed, marks) for u in utterances]
                 barges = [await barge_in(client, interruption, args.speed) for _ in range(args.barge_ins)]
                 noise = await false_stops(client, sounds, args.speed) if args.barge_ins else {}
                 await client.close()
         rows += [rows_for(turns, ttft, k) for k in ("all", "short", "long", "paused")]
+        if args.trace:
+            traces += trace_rows(turns, ttft)
+            per_turn += [{"ttft_ms": ttft, **{k: round(v, 1) if isinstance(v, float) else v
+                                                for k, v in t.items() if k in PER_TURN}} for t in turns]
         extras.append({"ttft_ms": ttft, "barge_in_p50": summary_ms(barges)["p50"] if barges else None,
                        "barge_in_max": round(max(barges), 1) if barges else None, **noise})
     results["runs"] = rows
+    if args.trace:
+        results["trace"], results["trace_turns"] = traces, per_turn
     results["barge_in"] = extras
     results["load_average_after"] = load_average()
     if not args.json:
@@ -194,6 +267,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
               f"server args '{results['server_args']}', load before {results['machine']['load_average']}")
         print_table("Final-answer latency after the last word (ms, client side)", rows)
         print_table("Barge-in (ms) and non-speech sounds during a reply", extras)
+        if args.trace:
+            print_table("Turn marks, p50 ms after the last word (end_silence_ms: the silence chosen)", traces)
+            print_table("Each turn (ms after the last word)", per_turn)
         print("load after", results["load_average_after"])
     return results
 
@@ -207,6 +283,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="Times the utterance sets are gone through.")
     parser.add_argument("--barge_ins", type=int, default=4)
     parser.add_argument("--speed", type=float, default=1.0, help="Audio streaming speed (1 = real time).")
+    parser.add_argument("--trace", action="store_true", help="Also print where each turn's time went (marks).")
     parser.add_argument("--server_args", nargs=argparse.REMAINDER, default=[],
                         help="Speech flags for the server, e.g. --whisper_window full (last on the line).")
     args = parser.parse_args()

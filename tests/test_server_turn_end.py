@@ -10,6 +10,7 @@ as the text), so the words heard are exactly the words said."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import numpy as np
@@ -137,4 +138,30 @@ async def test_a_speaker_who_paused_long_is_not_answered_at_a_like_pause_with_fa
         assert audio and audio[0].at > last_word, "nothing audible before the last word"
         assert len(client.events("response.done")) == 2
         assert done["text"] and "dinner" in client.events("transcript.final")[-1]["text"]
+        await client.close()
+
+
+async def test_a_held_reply_is_synthesized_before_its_turn_is_confirmed_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm, caplog):
+    # "...know." is a doubtful full stop: the turn ends after 1,300 ms of silence, long after the
+    # speculative reply (at the 300 ms pause) has its whole one-sentence answer from the fake LLM.
+    # That answer's only piece used to wait for the agent's turn to end, which waits for the commit:
+    # its synthesis started only once the turn was confirmed, adding it to the end-of-turn silence.
+    caplog.set_level(logging.DEBUG, logger="speech.voice.trace")
+    speech = fake_speech_engines.asr.speak("I would like to know.")
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
+        client = await VoiceClient.open(srv.ws_url, "waiter")
+        start = time.perf_counter()
+        await client.stream_pcm(np.concatenate([silence(0.4), speech, silence(2.0)]))
+        last_word = start + 0.4 + speech.size / 16000
+        done = await client.wait_for("response.done", timeout=60)
+        assert done["text"] == "You said: I would like to know." and not done["interrupted"]
+        marks = [r.trace for r in caplog.records if hasattr(r, "trace") and r.trace.get("turn") == done["turn_id"]]
+        at = {m["name"]: m["at"] for m in marks}
+        assert {"reply_start", "tts_first_audio", "confirm", "first_byte"} <= set(at), marks
+        assert at["tts_first_audio"] < at["confirm"], "the held reply's audio was ready when the turn ended"
+        assert at["confirm"] <= at["first_byte"], "and none of it went out before"
+        vad_end = client.first_time("vad.end")
+        first_audio = next(r.at for r in client.received if r.audio is not None)
+        assert vad_end is not None and last_word < vad_end <= first_audio, "nothing audible before the turn ended"
         await client.close()

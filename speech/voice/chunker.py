@@ -1,8 +1,8 @@
 """Turns a streamed LLM reply into speakable pieces for TTS.
 
-* The first piece goes out at the first clause boundary (``，`` or ``, ``) once it
-  holds a few words, so the first audio starts quickly; later pieces end at
-  sentence ends, and tiny sentences are merged with the next one.
+* The first piece goes out at the first sentence end, however short, or at the first
+  clause boundary (``，`` or ``, ``) once it holds a few words, so the first audio starts
+  quickly; later pieces end at sentence ends, and tiny sentences are merged with the next one.
 * Chinese and English punctuation are both understood and kept in the text (they
   shape the prosody); an ASCII ``.`` only ends a sentence when whitespace (or a Han
   character) follows, so "3.5" and "example.com" are not split.
@@ -40,6 +40,7 @@ _EMOJI = re.compile(
 )
 _SPACES = re.compile(r"\s+")
 _WORD = re.compile(r"[A-Za-z0-9\u00c0-\u024f']+")
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 def strip_markdown(text: str, at_line_start: bool = True) -> str:
@@ -137,6 +138,10 @@ class SentenceChunker:
                 continue
             # Sentence end or newline.
             if units >= (self.first_min_units if self._emitted == 0 else self.min_units):
+                return end
+            if kind in ("sent", "sent_cjk") and self._emitted == 0 and _LETTER.search(raw[:end]):
+                # A whole first sentence goes at once however short ("Sure.", "好的。"): waiting for the
+                # next one to merge it with delayed the first audio by a sentence of tokens.
                 return end
             if kind == "newline" and units > 0:
                 return end  # a line (list item, heading) is read as its own piece, however short

@@ -16,6 +16,7 @@ import numpy as np
 
 from speech.protocol import ResponseAudioEnd, ResponseAudioStart
 from speech.text import join_pieces
+from speech.voice import trace
 from speech.voice.link import ClientLink
 
 FRAME_MS = 40
@@ -99,6 +100,7 @@ class Playout:
                     await self._unpaused.wait()
                 if self.started_at is None:
                     self.started_at = time.perf_counter()
+                    trace.mark("first_byte", self.started_at, turn=self.turn_id)
                 ahead = self.sent_samples / self.sample_rate - (time.perf_counter() - self.started_at)
                 if ahead > self.lead_s:
                     await asyncio.sleep(ahead - self.lead_s)

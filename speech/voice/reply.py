@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from agent.language import detect_language
 from agent.runtime import Agent
 from speech.engines.base import TTS
 from speech.protocol import ResponseDone, ResponseTextDelta, Route, ServerEvent, Sources, error_event
+from speech.voice import trace
 from speech.voice.chunker import SentenceChunker
 from speech.voice.link import ClientLink
 from speech.voice.playout import Playout
@@ -47,6 +48,28 @@ class ReplyTiming:
     vad_end_ms: float | None = None
     tts_requested: float | None = None
     tts_first_audio: float | None = None
+
+
+class AgentCommit(asyncio.Event):
+    """The reply's commit as the agent sees it: set with it, and it tells the reply when the agent waits on it.
+
+    The agent waits for the commit only to record the turn, once its answer is complete
+    (``Agent.stream_turn``: the graph's ``remember`` step), so the answer's text is all there
+    then. A speculative reply uses that to synthesize its last piece at once: without it, the
+    piece the chunker holds until the text ends (often the whole of a one-sentence answer) was
+    only spoken after the turn was confirmed, which put synthesis after the end-of-turn silence.
+    """
+
+    def __init__(self, on_wait: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_wait: Callable[[], None] | None = on_wait
+
+    async def wait(self) -> Literal[True]:
+        """Wait until the turn is confirmed; the first wait on a speculative turn calls ``on_wait`` first."""
+        on_wait, self._on_wait = self._on_wait, None
+        if on_wait is not None and not self.is_set():
+            on_wait()
+        return await super().wait()
 
 
 async def iterate_in_thread(make: Callable[[], Iterator[np.ndarray]], stop: threading.Event
@@ -103,6 +126,7 @@ class Reply:
     _task: asyncio.Task[None] | None = None
     _playout: Playout | None = None
     _streamed: list[str] = field(default_factory=list)
+    _agent_commit: AgentCommit | None = None
 
     @property
     def confirmed(self) -> bool:
@@ -119,6 +143,7 @@ class Reply:
         if confirmed:
             self.timing.confirmed = time.perf_counter()
             self.commit.set()
+            trace.mark("confirm", self.timing.confirmed, turn=self.turn_id)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"reply-{self.turn_id}")
         return self
 
@@ -128,6 +153,9 @@ class Reply:
             return
         self.timing.confirmed = time.perf_counter()
         self.commit.set()
+        if self._agent_commit is not None:
+            self._agent_commit.set()
+        trace.mark("confirm", self.timing.confirmed, turn=self.turn_id)
         held, self._held = self._held, []
         for ev in held:
             await self.link.send_event(ev)
@@ -205,9 +233,16 @@ class Reply:
             speaker = asyncio.get_running_loop().create_task(self._speak(self.tts, playout, pieces, language))
         chunker = SentenceChunker()
         filler: asyncio.TimerHandle | None = None
+
+        def text_complete() -> None:  # the agent waits to record the turn: no more text before confirmation
+            for piece in chunker.flush():
+                pieces.put_nowait((piece, False))
+
+        commit = self._agent_commit = AgentCommit(text_complete)
+        if self.confirmed:
+            commit.set()
         try:
-            async for ev in self.agent.stream_turn(self.conv, self.user_text, commit=self.commit,
-                                                     turn_id=self.turn_id):
+            async for ev in self.agent.stream_turn(self.conv, self.user_text, commit=commit, turn_id=self.turn_id):
                 if isinstance(ev, RouteChosen):
                     await self.emit(Route(self.turn_id, ev.route, ev.reason))
                     if ev.route == "web_search" and playout is not None:
@@ -219,6 +254,8 @@ class Reply:
                 elif isinstance(ev, TextDelta):
                     if filler is not None:
                         filler.cancel()
+                    if not self._streamed:
+                        trace.mark("llm_first_delta", turn=self.turn_id)
                     self._streamed.append(ev.delta)
                     await self.emit(ResponseTextDelta(self.turn_id, ev.delta))
                     for piece in chunker.push(ev.delta):
@@ -261,11 +298,13 @@ class Reply:
                 index = playout.add_piece(text, filler=is_filler)
                 if self.timing.tts_requested is None:
                     self.timing.tts_requested = time.perf_counter()
+                    trace.mark("tts_requested", self.timing.tts_requested, turn=self.turn_id)
                 stop = threading.Event()
                 try:
                     async for pcm in iterate_in_thread(functools.partial(tts.synthesize, text, language), stop):
                         if self.timing.tts_first_audio is None:
                             self.timing.tts_first_audio = time.perf_counter()
+                            trace.mark("tts_first_audio", self.timing.tts_first_audio, turn=self.turn_id)
                         playout.feed(index, pcm)
                 except Exception as exc:  # one bad sentence must not end the session
                     log.warning("TTS failed on a piece: %s", type(exc).__name__)

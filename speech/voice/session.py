@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from bisect import bisect_left
-from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,7 +28,6 @@ import numpy as np
 from agent.conversation import Conversation
 from agent.runtime import Agent, InputError
 from speech.audio import PcmResampler
-from speech.engines.asr_queue import FINAL
 from speech.engines.factory import SpeechEngines
 from speech.engines.vad import SpeechEnd, SpeechPause, SpeechResume, SpeechStart
 from speech.protocol import (
@@ -51,10 +48,12 @@ from speech.protocol import (
     error_event,
 )
 from speech.text import join_words
+from speech.voice import trace
 from speech.voice.link import AudioIn, ClientLink, LinkClosed
 from speech.voice.reply import Reply, ReplyTiming
+from speech.voice.turn import AudioClock, Speculation, TurnRate
 from speech.voice.turn_end import PauseHistory, end_silence_ms
-from speech.voice.utterance import Heard, SpokenSoFar, partial_chunk, recognize
+from speech.voice.utterance import UtteranceDecoder
 
 log = logging.getLogger(__name__)
 
@@ -78,26 +77,6 @@ class SessionSettings:
     """After each reply, send three follow-up questions (a ``suggestions`` event)."""
 
 
-@dataclass
-class Speculation:
-    """Work started at a short pause, kept only if the pause turns out to end the turn."""
-
-    speech_end_ms: float
-    timing: ReplyTiming
-    utterance: int = 0
-    """Which utterance (SpokenSoFar.utterance) the audio belongs to."""
-    heard: tuple[int, str, str] | None = None
-    """(samples, text, language) once transcribed: kept as a partial if the user goes on."""
-    task: asyncio.Task[Any] | None = None
-    reply: Reply | None = None
-    confirmed: bool = False
-    dropped: bool = False
-    asr_failed: bool = False
-    """Transcription failed before the turn was confirmed: the error is sent at confirmation."""
-    merged: bool = False
-    """The user went on before hearing the answer: this turn's words open the next turn."""
-
-
 class VoiceSession:
     """Everything about one connected client. Nothing here is shared with other sessions."""
 
@@ -113,26 +92,21 @@ class VoiceSession:
         self._resampler = PcmResampler(start.sample_rate, ASR_RATE) if start.sample_rate != ASR_RATE else None
         self.reply: Reply | None = None
         """The reply being produced or played (confirmed or speculative)."""
-        self._audio_ms = 0.0
-        self._received: list[tuple[float, float]] = []
-        """(audio end in ms, wall time received) of recent frames: maps audio time to wall time."""
+        self._clock = AudioClock(ASR_RATE)
         self._speculation: Speculation | None = None
         self._pending: Speculation | None = None
         """The confirmed turn whose answer the user has not heard yet."""
         self._prefix = ""
         """Words of a turn the user went on from before hearing its answer: they start the next turn."""
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._turn_times: deque[float] = deque()
-        self._so_far = SpokenSoFar()
+        self._turn_rate = TurnRate(options.max_turns_per_minute)
+        self._decoder = UtteranceDecoder(engines, self._spawn, self._show_partial)
         self._held_for_onset: Reply | None = None
         """The reply whose audio is paused because speech may be starting."""
         self.false_stops = 0
         """Replies paused at a probable onset that turned out not to be speech."""
         self._pauses = PauseHistory()
         """The pauses this user went on from: a turn end waits longer than their habit."""
-        self._partial_task: asyncio.Task[Any] | None = None
-        self._partial_at = 0
-        """Utterance samples when the last continuous-speech partial started."""
 
     @property
     def busy(self) -> bool:
@@ -230,41 +204,14 @@ class VoiceSession:
         pcm = np.frombuffer(frame, dtype="<i2")
         if self._resampler is not None:
             pcm = self._resampler.process(pcm)
-        now = time.perf_counter()
-        self._audio_ms += len(pcm) * 1000 / ASR_RATE
-        self._received.append((self._audio_ms, now))
-        if len(self._received) > 4096:
-            del self._received[:2048]
+        self._clock.received(len(pcm), time.perf_counter())
         for vad_event in self.vad.process(pcm):
             await self._on_vad(vad_event)
         await self._follow_onset()
-        self._maybe_partial()
+        self._decoder.maybe_partial(self.vad)
 
-    def _maybe_partial(self) -> None:
-        """While the user speaks on without pausing: transcribe up to a gap between words, for good.
-
-        One at a time per session, and only when the recognizer is free (``try_partial``): an
-        end-of-speech decode of any session is never queued behind one.
-        """
-        if self._partial_task is None:
-            chunk = partial_chunk(self.vad, self._so_far.cut, self._partial_at, self.engines.args.partial_every_s)
-            if chunk is not None:
-                self._partial_at = self.vad.utterance_samples
-                self._partial_task = self._spawn(self._partial(chunk))
-
-    async def _partial(self, audio: np.ndarray) -> None:
-        so_far = self._so_far
-        utterance, cut, committed = so_far.utterance, so_far.cut, so_far.text
-        language = self.engines.language_hint or so_far.language
-        try:
-            ran, heard = await self.engines.recognizer.try_partial(
-                lambda: recognize(self.engines.asr, audio, cut, committed, language, None))
-            if ran and heard.tail.text.strip() and so_far.commit(utterance, audio.size, heard.text, heard.language):
-                await self.send(TranscriptPartial(join_words(self._prefix, heard.text)))
-        except Exception as exc:  # a partial is only a head start: the end-of-speech decode covers it
-            log.warning("partial ASR failed: %s", type(exc).__name__)
-        finally:
-            self._partial_task = None
+    async def _show_partial(self, text: str) -> None:
+        await self.send(TranscriptPartial(join_words(self._prefix, text)))
 
     async def _follow_onset(self) -> None:
         """Pause the sounding reply at a probable onset of speech; resume it if that was not speech."""
@@ -281,17 +228,10 @@ class VoiceSession:
                 held.resume_audio()
             # else SpeechStart came: _interrupt() has stopped it for good
 
-    def _wall_time(self, audio_ms: float) -> float:
-        """When the client sent the audio at ``audio_ms`` (approximately: frame granularity)."""
-        marks = [m for m, _ in self._received]
-        i = min(bisect_left(marks, audio_ms), len(self._received) - 1)
-        return self._received[i][1] if self._received else time.perf_counter()
-
     async def _on_vad(self, vad_event: Any) -> None:
         if isinstance(vad_event, SpeechStart):
             await self.send(VadStart())  # first, so the client can stop playing at once
-            self._so_far.restart()
-            self._partial_at = 0
+            self._decoder.restart()
             await self._drop_speculation()
             unheard = self._pending
             await self._merge_unheard_turn()
@@ -305,8 +245,10 @@ class VoiceSession:
             await self._drop_speculation()  # the user went on after a short pause
         elif isinstance(vad_event, SpeechPause) and self.options.speculative:
             await self._drop_speculation()
-            timing = ReplyTiming(speech_end=self._wall_time(vad_event.speech_end_ms))
-            spec = self._speculation = Speculation(vad_event.speech_end_ms, timing, self._so_far.utterance)
+            timing = ReplyTiming(speech_end=self._clock.wall_time(vad_event.speech_end_ms))
+            spec = self._speculation = Speculation(vad_event.speech_end_ms, timing, self._decoder.so_far.utterance)
+            trace.mark("speech_end", timing.speech_end, spec=spec.id)
+            trace.mark("pause", spec=spec.id)
             spec.task = self._spawn(self._transcribe_then_reply(vad_event.audio, timing, spec))
         elif isinstance(vad_event, SpeechEnd):
             await self.send(VadEnd())
@@ -314,12 +256,13 @@ class VoiceSession:
 
     async def _end_of_turn(self, end: SpeechEnd) -> None:
         now = time.perf_counter()
-        speech_end = self._wall_time(end.speech_end_ms)
+        speech_end = self._clock.wall_time(end.speech_end_ms)
         spec = self._speculation
         if spec is not None and abs(spec.speech_end_ms - end.speech_end_ms) < 1.0:
             # Nothing was said since the pause: the speculative work is this turn's.
             spec.confirmed = True
             self._speculation = None
+            trace.mark("turn_end", now, spec=spec.id, speculated=True)
             self._pending = spec
             spec.timing.vad_end_ms = (now - speech_end) * 1000
             if spec.reply is not None:
@@ -332,7 +275,9 @@ class VoiceSession:
             return
         await self._drop_speculation()
         timing = ReplyTiming(speech_end=speech_end, vad_end_ms=(now - speech_end) * 1000)
-        spec = self._pending = Speculation(end.speech_end_ms, timing, self._so_far.utterance, confirmed=True)
+        spec = self._pending = Speculation(end.speech_end_ms, timing, self._decoder.so_far.utterance, confirmed=True)
+        trace.mark("speech_end", speech_end, spec=spec.id)
+        trace.mark("turn_end", now, spec=spec.id, speculated=False)
         spec.task = self._spawn(self._transcribe_then_reply(end.audio, timing, spec))
 
     async def _merge_unheard_turn(self) -> None:
@@ -353,17 +298,9 @@ class VoiceSession:
 
     async def _transcribe_then_reply(self, audio: np.ndarray, timing: ReplyTiming, spec: Speculation | None) -> None:
         started = time.perf_counter()
-        partial = self._partial_task
-        if partial is not None:  # it is ahead on the recognizer anyway: then its commit is used
-            await asyncio.shield(partial)
-        so_far = self._so_far
-        utterance, cut, committed = so_far.utterance, 0, ""
-        if spec is not None and spec.utterance == utterance and so_far.cut < audio.size:
-            cut, committed = so_far.cut, so_far.text  # the part before a pause the user went on from
-        language = self.engines.language_hint or (so_far.language if cut else None)
+        spec_id = spec.id if spec is not None else 0
         try:
-            heard: Heard = await self.engines.recognizer.run(
-                lambda: recognize(self.engines.asr, audio, cut, committed, language, self.engines.turn_model), FINAL)
+            heard = await self._decoder.decode(audio, spec.utterance if spec is not None else None, spec_id)
         except Exception as exc:
             log.warning("ASR failed: %s", type(exc).__name__)
             if spec is None or spec.confirmed:
@@ -372,14 +309,17 @@ class VoiceSession:
                 spec.asr_failed = True  # told at the end of the turn, if the pause ends it
             return
         timing.asr_ms = (time.perf_counter() - started) * 1000
+        trace.mark("decode_back", spec=spec_id)
         text = heard.text.strip()
         if spec is not None and not spec.confirmed:
             spec.heard = (audio.size, text, heard.language)
             if spec.dropped:  # the user went on after this pause: keep what it heard
                 await self._keep_partial(spec)
             elif not spec.merged:  # still pausing: how long this pause must last to end the turn
-                self.vad.set_end_silence(end_silence_ms(text, self.vad.args.min_silence_ms, self.engines.args,
-                                                        heard.complete_prob, self._pauses.longest_ms))
+                silence_ms = end_silence_ms(text, self.vad.args.min_silence_ms, self.engines.args,
+                                            heard.complete_prob, self._pauses.longest_ms)
+                self.vad.set_end_silence(silence_ms)
+                trace.mark("end_silence", spec=spec_id, ms=silence_ms)
         if spec is not None and spec.merged:
             self._prefix = join_words(self._prefix, text)  # the user went on: these words open the next turn
             return
@@ -391,6 +331,7 @@ class VoiceSession:
             return
         await self._interrupt()
         reply = await self._start_reply(text, timing, confirmed=confirmed)
+        trace.mark("reply_start", spec=spec_id, turn=reply.turn_id, confirmed=confirmed)
         if spec is not None:
             spec.reply = reply
 
@@ -399,14 +340,10 @@ class VoiceSession:
 
     async def _rate_limited(self) -> bool:
         """True (and the user told) when this session starts turns faster than allowed."""
-        now = time.monotonic()
-        while self._turn_times and now - self._turn_times[0] > 60:
-            self._turn_times.popleft()
-        if len(self._turn_times) >= self.options.max_turns_per_minute:
-            await self.send(error_event("rate_limited", "too many turns in a minute; wait a moment"))
-            return True
-        self._turn_times.append(now)
-        return False
+        if self._turn_rate.allow(time.monotonic()):
+            return False
+        await self.send(error_event("rate_limited", "too many turns in a minute; wait a moment"))
+        return True
 
     async def _start_reply(self, text: str, timing: ReplyTiming, confirmed: bool) -> Reply:
         """Start a reply; a confirmed one is announced with its transcript first."""
@@ -431,8 +368,8 @@ class VoiceSession:
 
     async def _keep_partial(self, spec: Speculation) -> None:
         """The user went on after a pause already transcribed: commit it and show it (transcript.partial)."""
-        if spec.heard is not None and self._so_far.commit(spec.utterance, *spec.heard):
-            await self.send(TranscriptPartial(join_words(self._prefix, spec.heard[1])))
+        if spec.heard is not None and self._decoder.so_far.commit(spec.utterance, *spec.heard):
+            await self._show_partial(spec.heard[1])
 
     async def _drop_speculation(self) -> None:
         """The user went on: forget the speculative reply silently (its transcript is kept as a partial)."""
