@@ -122,6 +122,29 @@ def test_the_vad_ends_a_pause_at_the_silence_it_is_told() -> None:
     assert ends and ends[0].t_ms - ends[0].speech_end_ms == pytest.approx(800, abs=40)
 
 
+def test_a_murmur_in_a_pause_neither_moves_the_turn_end_nor_resets_its_silence() -> None:
+    # A frame that scores between the hysteresis floor and the threshold (a breath, a chair, room noise on a
+    # real microphone): inside speech it counts as speech, but in a pause it must count as silence.
+    # Before, it moved the last-speech mark without a SpeechResume and reset the chosen end silence, so the
+    # turn ended later than chosen, with other audio than the pause's speculative decode had (decoded again).
+    def scorer(frame: np.ndarray) -> float:
+        rms = float(np.sqrt(np.mean(np.asarray(frame, dtype=np.float64) ** 2)))
+        return 1.0 if rms > 0.1 else 0.42 if rms > 0.005 else 0.0  # 0.42: under 0.5, over 0.5 - 0.15
+
+    stream = VADStream(scorer, VADSettings(min_silence_ms=800, speculative_silence_ms=300))
+    events = stream.process(tone(1.0)) + stream.process(quiet(0.35))
+    pause = events[-1]
+    assert type(pause).__name__ == "SpeechPause"
+    stream.set_end_silence(450)
+    murmur = (tone(0.04).astype(np.float32) * 0.05).astype(np.int16)
+    events = stream.process(murmur) + stream.process(quiet(0.3))
+    assert not any(type(e).__name__ == "SpeechResume" for e in events)
+    ends = [e for e in events if isinstance(e, SpeechEnd)]
+    assert ends, "the murmur reset the end silence"
+    assert ends[0].speech_end_ms == pause.speech_end_ms
+    assert 420 <= ends[0].t_ms - ends[0].speech_end_ms <= 500
+
+
 def test_the_onset_flag_rises_at_once_and_falls_for_a_click() -> None:
     stream = VADStream(energy_scorer(), VADSettings(min_speech_ms=250))
     assert not stream.onset

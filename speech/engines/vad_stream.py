@@ -302,13 +302,16 @@ class VADStream:
         self._utterance.append(frame)
         events: list[VADEvent] = []
         # Hysteresis: once in speech, a frame needs to fall clearly below the threshold to count as silence.
-        if prob >= self._neg_thresh:
+        # In a pause (speculation running) speech must come back over the threshold itself: a frame between
+        # the two (a breath, room noise) would move the turn's end and reset its chosen silence without a
+        # SpeechResume, and the confirmed turn's audio would no longer be the one decoded at the pause.
+        if prob >= (a.vad_thresh if self._paused else self._neg_thresh):
             if self._silence >= GAP_FRAMES and not self._paused:  # a short gap between words ends here
                 self._gaps.append((len(self._utterance) - 1) * FRAME_SAMPLES - self._silence * FRAME_SAMPLES // 2)
             self._last_speech_frame = index
             self._silence = 0
             self._end_silence_ms = a.min_silence_ms
-            if self._paused and prob >= a.vad_thresh:
+            if self._paused:
                 self._paused = False
                 events.append(SpeechResume(t_ms=index * FRAME_MS))
         else:
