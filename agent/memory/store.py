@@ -210,8 +210,12 @@ class MemoryStore:
             seq = self.records.delete(user_id, memory_id) if st is not None else None
             if st is None or seq is None:
                 raise MemoryNotFoundError(f"no memory {memory_id!r} for user {user_id!r}")
+            current_again = self.records.seqs_superseded_by(user_id, memory_id)
             self.records.unmark_superseded_by(user_id, memory_id)
             st.index.remove([seq])
+            if st.columns is not None:
+                st.columns.remove([seq])
+                st.columns.set_superseded(current_again, False)
             st.lexical.remove(seq)
             self.cache.own_writes(user_id, st)
             self.cache.maybe_save(user_id, st)
@@ -313,12 +317,15 @@ class MemoryStore:
             lexical_index = self.cache.lexical(user_id, st)
             scored = lexical_index.score(q_tokens) if lexical_index is not None else None
             lexical = scored.top(pool) if scored is not None else []
+            columns = self.cache.columns(user_id, st)
             return fuse(
                 self.records,
                 user_id,
+                columns,
+                st.index.vectors_of,
                 dense=list(zip(d_seqs.tolist(), d_scores.tolist(), strict=True)),
                 lexical=lexical,
-                window_ranked=search_steps.window_ranking(self.records, user_id, window, qvec, p, pool),
+                window_ranked=search_steps.window_ranking(columns, st.index.vectors_of, window, qvec, p, pool),
                 window=window,
                 k=k,
                 bridge=search_steps.second_hop(self.records, user_id, p, lexical_index, scored, lexical, pool),

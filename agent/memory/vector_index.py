@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import faiss
@@ -82,6 +83,21 @@ class UserIndex:
         scores, ids = self.index.search(q, min(k, self.ntotal))
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
+
+    def vectors_of(self, seqs: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored vector of each of these seqs that the index holds (the same values SQLite keeps)."""
+        keys = np.asarray([int(s) for s in seqs], dtype=np.int64)
+        if not len(keys):
+            return {}
+        try:
+            vecs = self.index.reconstruct_batch(keys)
+        except RuntimeError:  # a seq not in the index: look them up one by one, skipping it
+            out = {}
+            for s in keys.tolist():
+                with contextlib.suppress(RuntimeError):
+                    out[s] = self.index.reconstruct(s)
+            return out
+        return dict(zip(keys.tolist(), vecs, strict=True))
 
     def ids(self) -> np.ndarray:
         """All seqs in the index (for consistency checks)."""
