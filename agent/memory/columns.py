@@ -166,8 +166,13 @@ class RecordColumns:
         rows = np.flatnonzero((created >= start) & (created < end))
         if not len(rows):
             return []
-        # Newest first, ties by seq descending: rows are in seq order, so a stable sort of the
-        # reversed rows by -created keeps the higher seq first among equal dates.
-        rev = rows[::-1]
-        order = np.argsort(-created[rev], kind="stable")[:limit]
-        return self._seqs[rev[order]].tolist()
+        if len(rows) > limit:
+            # The newest ``limit`` without sorting the whole window (a month of a million memories
+            # is ~90k rows): everything newer than the limit-th date, then as many of the rows on
+            # that date as fit, highest seq first, as the SQL query orders ties.
+            when = created[rows]
+            cut = np.partition(when, len(when) - limit)[len(when) - limit]
+            newer, tied = rows[when > cut], rows[when == cut]
+            rows = np.concatenate([newer, tied[::-1][: limit - len(newer)]])
+        order = np.lexsort((-self._seqs[rows], -created[rows]))  # date descending, then seq descending
+        return self._seqs[rows[order]].tolist()

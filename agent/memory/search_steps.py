@@ -6,7 +6,7 @@ knobs), so the store's ``search`` reads as the list of steps it runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -14,9 +14,12 @@ import numpy as np
 from agent.language import HAN
 from agent.memory.columns import RecordColumns
 from agent.memory.lexical import LexicalIndex, LexicalScores, tokenize
-from agent.memory.recall import RecallSettings, VectorLookup
+from agent.memory.recall import RecallSettings
 from agent.memory.records import MemoryRecord, RecordStore
 from agent.memory.timewindow import TimeWindow
+
+MatrixLookup = Callable[[Sequence[int]], tuple[np.ndarray, np.ndarray]]
+"""``(seqs, vectors)`` of some seqs (``UserIndex.matrix_of``)."""
 
 
 def second_hop(records: RecordStore, user_id: str, params: RecallSettings, lexical_index: LexicalIndex | None,
@@ -42,7 +45,7 @@ def second_hop(records: RecordStore, user_id: str, params: RecallSettings, lexic
     return scored.plus(rare, pool)
 
 
-def window_ranking(columns: RecordColumns, vectors: VectorLookup, window: TimeWindow | None, qvec: np.ndarray,
+def window_ranking(columns: RecordColumns, vectors: MatrixLookup, window: TimeWindow | None, qvec: np.ndarray,
                    params: RecallSettings, pool: int) -> list[tuple[int, float]]:
     """The memories of the query's time window ranked by cosine (brings in what the global top-N missed)."""
     if window is None or (window.fuzzy and params.fuzzy_window_boost == 0):
@@ -50,9 +53,7 @@ def window_ranking(columns: RecordColumns, vectors: VectorLookup, window: TimeWi
     wseqs = columns.in_window(window.start, window.end, params.window_scan)
     if not wseqs:
         return []
-    by_seq = vectors(sorted(wseqs))  # ascending, the order the SQL fetch of these vectors returned
-    seqs_arr = np.fromiter(by_seq, dtype=np.int64, count=len(by_seq))
-    vecs = np.stack(list(by_seq.values())) if by_seq else np.zeros((0, len(qvec)), np.float32)
+    seqs_arr, vecs = vectors(sorted(wseqs))  # ascending, the order the SQL fetch of these vectors returned
     # Element-wise, not BLAS: OpenBLAS's threads spin after a call and starve the query embedder.
     sims = (vecs * qvec).sum(axis=1)
     order = np.argsort(-sims)[:pool]

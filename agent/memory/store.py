@@ -325,7 +325,7 @@ class MemoryStore:
                 st.index.vectors_of,
                 dense=list(zip(d_seqs.tolist(), d_scores.tolist(), strict=True)),
                 lexical=lexical,
-                window_ranked=search_steps.window_ranking(columns, st.index.vectors_of, window, qvec, p, pool),
+                window_ranked=search_steps.window_ranking(columns, st.index.matrix_of, window, qvec, p, pool),
                 window=window,
                 k=k,
                 bridge=search_steps.second_hop(self.records, user_id, p, lexical_index, scored, lexical, pool),
