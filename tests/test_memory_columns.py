@@ -7,11 +7,15 @@ of the records; another user's memories never show.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
 from agent.memory import MemoryStore
 from agent.memory.columns import RecordColumns
+from agent.memory.columns_state import SQLColumns
+from agent.memory.records import SQLiteRecordStore
 
 DAY = 86400.0
 T0 = 1_700_000_000.0
@@ -26,7 +30,8 @@ def store(tmp_path, embedder):
 
 def _columns_match_records(store: MemoryStore, user: str) -> None:
     """The columns kept up to date by the writes equal the ones a fresh load reads from SQLite."""
-    kept = store._users[user].columns
+    assert store.wait_for_indexes(user, timeout=30)
+    kept = store._users[user].columns.columns
     assert kept is not None, "the search should have loaded the user's columns"
     fresh = RecordColumns.load(store.records, user)
     seqs = store.records.seqs(user)
@@ -43,7 +48,7 @@ def test_writes_supersessions_and_deletes_show_in_the_next_search(store):
     store.add("bob", "Bob's cat is called Whiskers", created_at=T0)
     store.add("bob", "Bob lives in Oslo", kind="fact", created_at=T0)
     assert store.search("alice", "the weather", k=3)  # loads alice's columns
-    assert store._users["alice"].columns is not None
+    assert store._users["alice"].columns.columns is not None
 
     # A write after the columns were loaded is found.
     cat = store.add("alice", "My cat is called Luna", created_at=T0 + 100)
@@ -90,7 +95,7 @@ def test_window_matches_the_sql_query_order_ties_included(store):
     items = [{"text": f"note {i}", "created_at": T0 + (i // 3) * DAY} for i in range(40)]
     store.add_many("dave", items)
     store.search("dave", "note", k=1)
-    cols = store._users["dave"].columns
+    cols = store._users["dave"].columns.columns
     assert cols is not None
     for start, end, limit in [(T0, T0 + 5 * DAY, 100), (T0 + DAY, T0 + 9 * DAY, 7), (T0 - DAY, T0, 10),
                               (T0, T0 + 100 * DAY, 1)]:
@@ -126,3 +131,53 @@ def test_columns_out_of_order_rows_and_removal():
         grown.add(part, ["turn"] * len(part), [float(s) for s in part])
     assert grown.size == 5000
     assert grown.usable([1, 2500, 5000, 5001], True, None).seqs == [1, 2500, 5000]
+
+
+class GatedRecords(SQLiteRecordStore):
+    """The real SQLite store; reading a user's columns waits until the test opens the gate."""
+
+    def __init__(self, path) -> None:
+        super().__init__(path)
+        self.gate = threading.Event()
+
+    def iter_columns(self, user_id, batch=50000):
+        assert self.gate.wait(30)
+        yield from super().iter_columns(user_id, batch)
+
+
+def test_changes_made_while_a_large_users_columns_load_are_kept(tmp_path, embedder):
+    records = GatedRecords(tmp_path / "mem" / "memory.sqlite3")
+    store = MemoryStore(tmp_path / "mem", embedder=embedder, records=records, lexical_sync_max=10)
+    texts = [f"Entry {i}: groceries and chores" for i in range(40)]
+    ids = store.add_many("fay", [{"text": t, "created_at": T0 + i} for i, t in enumerate(texts)])
+    old = store.add_fact("fay", "I drive a red bicycle", created_at=T0 + 50)
+    hits = store.search("fay", "groceries", k=3)  # starts the load (held at the gate): read from SQLite
+    assert store._users["fay"].columns.building and hits
+    # While the load waits: a write, a supersession, a deletion.
+    boat = store.add("fay", "I bought a sailing boat called Petrel", created_at=T0 + 60)
+    new = store.add_fact("fay", "I drive a green bicycle now", supersedes=old, created_at=T0 + 70)
+    store.delete("fay", ids[3])
+    during = [h.id for h in store.search("fay", "what is my boat called?", k=3)]
+    records.gate.set()
+    assert store.wait_for_indexes("fay", timeout=30)
+    assert store._users["fay"].columns.columns is not None
+    _columns_match_records(store, "fay")
+    assert [h.id for h in store.search("fay", "what is my boat called?", k=3)] == during and during[0] == boat
+    assert [h.id for h in store.search("fay", "what do I drive?", k=3, kinds=["fact"])] == [new]
+    assert ids[3] not in {h.id for h in store.search("fay", "Entry 3 groceries chores", k=40)}
+    store.close()
+
+
+def test_database_and_memory_columns_answer_alike(store):
+    store.add_many("gus", [{"text": f"item {i}", "created_at": T0 + (i // 4) * DAY} for i in range(30)])
+    a = store.add_fact("gus", "I live in Rome", created_at=T0)
+    store.add_fact("gus", "I live in Milan", supersedes=a, created_at=T0 + DAY)
+    store.search("gus", "item", k=1)
+    mem, sql = store._users["gus"].columns.columns, SQLColumns(store.records, "gus")
+    assert mem is not None
+    seqs = [*store.records.seqs("gus"), 10_000]
+    for flag in (False, True):
+        for kinds in (None, ["fact"], ["turn", "fact"], ["nothing"]):
+            assert mem.usable(seqs, flag, kinds) == sql.usable(seqs, flag, kinds)
+    for start, end, limit in [(T0, T0 + 3 * DAY, 50), (T0, T0 + 9 * DAY, 5)]:
+        assert mem.in_window(start, end, limit) == sql.in_window(start, end, limit)

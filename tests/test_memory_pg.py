@@ -151,7 +151,7 @@ def test_search_columns_follow_the_other_instance(pair):
     assert [h.id for h in b.search("yve", "where do I work", k=5, kinds=["fact"])] == [old]
     turn = a.add("yve", "I painted the fence blue", created_at=1_700_000_000.0)
     assert b.search("yve", "what colour is the fence", k=1)[0].id == turn
-    cols = b._users["yve"].columns
+    cols = b._users["yve"].columns.columns
     assert cols is not None
     fresh = RecordColumns.load(b.records, "yve")
     seqs = b.records.seqs("yve")

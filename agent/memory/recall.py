@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from agent.memory.columns import RecordColumns
+from agent.memory.columns_state import ColumnReader
 from agent.memory.records import MemoryRecord, RecordStore
 from agent.memory.timewindow import TimeWindow
 
@@ -106,7 +106,7 @@ def _rrf(ranked: Sequence[tuple[int, float]], weight: float, k: float, into: dic
 def fuse(
     records: RecordStore,
     user_id: str,
-    columns: RecordColumns,
+    columns: ColumnReader,
     vectors: VectorLookup,
     *,
     dense: Sequence[tuple[int, float]],

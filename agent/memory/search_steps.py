@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from agent.language import HAN
-from agent.memory.columns import RecordColumns
+from agent.memory.columns_state import ColumnReader
 from agent.memory.lexical import LexicalIndex, LexicalScores, tokenize
 from agent.memory.recall import RecallSettings
 from agent.memory.records import MemoryRecord, RecordStore
@@ -45,7 +45,7 @@ def second_hop(records: RecordStore, user_id: str, params: RecallSettings, lexic
     return scored.plus(rare, pool)
 
 
-def window_ranking(columns: RecordColumns, vectors: MatrixLookup, window: TimeWindow | None, qvec: np.ndarray,
+def window_ranking(columns: ColumnReader, vectors: MatrixLookup, window: TimeWindow | None, qvec: np.ndarray,
                    params: RecallSettings, pool: int) -> list[tuple[int, float]]:
     """The memories of the query's time window ranked by cosine (brings in what the global top-N missed)."""
     if window is None or (window.fuzzy and params.fuzzy_window_boost == 0):

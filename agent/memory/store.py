@@ -59,6 +59,8 @@ class MemoryStore:
     the next start. All methods are thread-safe. Each user has a lock of their own,
     so one user's writes or index build never hold up another user's search, and
     embedding runs outside any lock. Open one ``MemoryStore`` per directory per process.
+    A user with more than ``lexical_sync_max`` memories gets their BM25 index and search
+    columns built in background threads (see :mod:`.lexical_state`, :mod:`.columns_state`).
 
     Facts (``kind="fact"``) are de-duplicated and superseded as described in
     :mod:`agent.memory.facts`. Search is hybrid: see :meth:`search`.
@@ -213,7 +215,7 @@ class MemoryStore:
             current_again = self.records.seqs_superseded_by(user_id, memory_id)
             self.records.unmark_superseded_by(user_id, memory_id)
             st.index.remove([seq])
-            if st.columns is not None:
+            if st.columns.active:
                 st.columns.remove([seq])
                 st.columns.set_superseded(current_again, False)
             st.lexical.remove(seq)
@@ -362,10 +364,10 @@ class MemoryStore:
                 self.cache.lexical(user_id, st)  # a large user's BM25 build starts now, in the background
 
     def wait_for_indexes(self, user_id: str, timeout: float | None = None) -> bool:
-        """Wait until no background BM25 build of this user is running; False on timeout."""
+        """Wait until no background BM25 build or columns load of this user is running; False on timeout."""
         validate_user_id(user_id)
         st = self.cache.users.get(user_id)
-        return st is None or st.lexical.done.wait(timeout)
+        return st is None or (st.lexical.done.wait(timeout) and st.columns.done.wait(timeout))
 
     def flush(self) -> None:
         """Save every index that changed since its last save."""

@@ -27,7 +27,7 @@ from typing import Any, cast
 import numpy as np
 
 from agent.embedding import Embedder
-from agent.memory.columns import RecordColumns
+from agent.memory.columns_state import ColumnReader, UserColumns
 from agent.memory.lexical import LexicalIndex
 from agent.memory.lexical_state import UserLexical
 from agent.memory.records import RecordStore, SharedRecordStore
@@ -43,8 +43,8 @@ class UserState:
 
     index: UserIndex
     lexical: UserLexical = field(default_factory=UserLexical)
-    columns: RecordColumns | None = None
-    """What fusion reads of each memory; loaded on the first search (see :mod:`.columns`)."""
+    columns: UserColumns = field(default_factory=UserColumns)
+    """What fusion reads of each memory; loaded on the first search (see :mod:`.columns_state`)."""
     version: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -141,7 +141,7 @@ class UserCache:
         if new:
             seqs, vecs = rs.vectors_for(user_id, new)
             st.index.add(seqs, vecs)
-        if st.columns is not None:
+        if st.columns.active:
             st.columns.remove(gone)
             st.columns.add(*rs.columns_for(user_id, new))
             # Another instance may have superseded a fact (or made one current again) without adding a row.
@@ -167,11 +167,9 @@ class UserCache:
         return st.lexical.get(lambda: self.records.iter_tokens(user_id), st.index.ntotal, st.lock,
                               self.lexical_sync_max)
 
-    def columns(self, user_id: str, st: UserState) -> RecordColumns:
-        """The user's columns for fusion, read from the records on first use (caller holds st.lock)."""
-        if st.columns is None:
-            st.columns = RecordColumns.load(self.records, user_id)
-        return st.columns
+    def columns(self, user_id: str, st: UserState) -> ColumnReader:
+        """The user's columns for fusion; a large user's are loaded in the background (caller holds st.lock)."""
+        return st.columns.get(self.records, user_id, st.index.ntotal, st.lock, self.lexical_sync_max)
 
     # -- eviction and files ---------------------------------------------------------------------
     def evict(self) -> None:
