@@ -7,7 +7,7 @@ texts are synthetic sentences for BM25. Queries are real texts embedded by the r
 embedder on every search (the query cache is cleared), so latencies include the
 query embedding. ``add`` throughput is measured separately with real embedding.
 
-    python bench/memory_scale.py [--quick] [--json] [--sizes 1000000]
+    python bench/memory_scale.py [--quick] [--json] [--sizes 1000000] [--rounds 8]
 """
 
 from __future__ import annotations
@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=None,
                     help="one-user sizes to run instead (e.g. 1000000), and no many-user rows")
     ap.add_argument("--embedding_model_name", default=MEMORY_EMBEDDING_MODEL)
+    ap.add_argument("--rounds", type=int, default=8,
+                    help="rounds of the 8 queries per row (1M: half); more give a steadier p95 on a busy machine")
     args = ap.parse_args(argv)
     emb = load_embedder(args.embedding_model_name)
     emb.encode(["warm up"])
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             if hasattr(store, "wait_for_indexes"):
                 store.wait_for_indexes("u")
             bm25_ready = time.perf_counter() - t
-            lat = search_latency(store, ["u"], rounds=4 if n >= 1_000_000 else 8)
+            lat = search_latency(store, ["u"], rounds=max(1, args.rounds // 2) if n >= 1_000_000 else args.rounds)
             row = {
                 "memories": n,
                 "bulk_insert_per_s": round(n / fill_s),
@@ -228,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             fill_s = time.perf_counter() - t
             for u in users:  # first touch builds each user's BM25
                 store.search(u, "warm", k=1)
-            lat = search_latency(store, users, rounds=8)
+            lat = search_latency(store, users, rounds=args.rounds)
             row = {
                 "users": n_users,
                 "per_user": per,

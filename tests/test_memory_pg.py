@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from agent.memory import MemoryNotFoundError, MemoryStore
+from agent.memory.columns import RecordColumns
 from agent.memory.records import NewRow, SQLiteRecordStore
 from agent.memory.records_pg import SCHEMA_VERSION, PostgresRecordStore, migrate, redact_dsn
 
@@ -97,6 +98,11 @@ def test_record_stores_agree_call_by_call(pg_dsn, tmp_path):
             "window": [to_id[q] for q in s.seqs_in_window("ua", 1002.0, 1203.0, 10)],
             "neighbours": [to_id[q] for q in s.session_neighbours("ua", "s1", seq_of[ids[4]])],
             "texts_for": sorted(s.texts_for("ua", s.seqs("ua")).values()),
+            "superseded_seqs": [to_id[q] for q in s.superseded_seqs("ua")],
+            "seqs_superseded_by": [to_id[q] for q in s.seqs_superseded_by("ua", ids[1])],
+            "columns": [([to_id[q] for q in c[0]], *c[1:]) for c in s.iter_columns("ua", batch=3)],
+            "columns_for": (lambda c: ([to_id[q] for q in c[0]], *c[1:]))(
+                s.columns_for("ua", [seq_of[i] for i in ids[:4]])),
             "unmark": s.unmark_superseded_by("ua", ids[1]),
             "clear": (s.clear("ub"), s.users()),
         }
@@ -132,6 +138,25 @@ def test_supersede_clear_and_lexical_follow_the_other_instance(pair):
     assert a.search("zed", "quokka", k=1)[0].text.startswith("the quokka"), "BM25 side caught up on A"
     assert a.clear("zed") == 2 + 1
     assert b.search("zed", "Berlin quokka") == [] and b.stats("zed")["index"]["vectors"] == 0
+
+
+def test_search_columns_follow_the_other_instance(pair):
+    """B's in-memory columns (kind, date, superseded) catch up with A's writes, supersessions and deletions."""
+    a, b = pair
+    old = a.add_fact("yve", "User works at the harbour office")
+    b.search("yve", "where do I work")  # B loads its columns now
+    new = a.add_fact("yve", "User works at the library", supersedes=old)
+    assert [h.id for h in b.search("yve", "where do I work", k=5, kinds=["fact"])] == [new]
+    a.delete("yve", new)  # the older fact is current again, on B too
+    assert [h.id for h in b.search("yve", "where do I work", k=5, kinds=["fact"])] == [old]
+    turn = a.add("yve", "I painted the fence blue", created_at=1_700_000_000.0)
+    assert b.search("yve", "what colour is the fence", k=1)[0].id == turn
+    cols = b._users["yve"].columns.columns
+    assert cols is not None
+    fresh = RecordColumns.load(b.records, "yve")
+    seqs = b.records.seqs("yve")
+    for flag in (False, True):
+        assert cols.usable(seqs, flag, None) == fresh.usable(seqs, flag, None)
 
 
 def test_concurrent_writers_on_both_instances_stay_consistent(pair):

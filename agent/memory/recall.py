@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from agent.memory.columns_state import ColumnReader
 from agent.memory.records import MemoryRecord, RecordStore
 from agent.memory.timewindow import TimeWindow
+
+VectorLookup = Callable[[Sequence[int]], dict[int, np.ndarray]]
+"""The stored vector of each of some seqs (``UserIndex.vectors_of``)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,8 @@ def _rrf(ranked: Sequence[tuple[int, float]], weight: float, k: float, into: dic
 def fuse(
     records: RecordStore,
     user_id: str,
+    columns: ColumnReader,
+    vectors: VectorLookup,
     *,
     dense: Sequence[tuple[int, float]],
     lexical: Sequence[tuple[int, float]],
@@ -114,7 +120,12 @@ def fuse(
     kinds: Sequence[str] | None = None,
     cjk_query: bool = False,
 ) -> list[MemoryRecord]:
-    """Rank the candidates from every source and return the best ``k`` records with their scores."""
+    """Rank the candidates from every source and return the best ``k`` records with their scores.
+
+    The candidates are ranked on the user's in-memory ``columns`` (kind, date, superseded)
+    and ``vectors`` (the FAISS index's copies); only the final ``k`` rows are read from
+    ``records``.
+    """
     p = params
     dense_weight = p.cjk_dense_weight if cjk_query else p.dense_weight
     scores: dict[int, float] = {}
@@ -126,24 +137,15 @@ def fuse(
     _rrf(bridge, p.bridge_weight, p.rrf_k, scores)
     if not scores:
         return []
-    recs = {r.seq: r for r in records.get_by_seqs(user_id, list(scores))}
-
-    def usable(r: MemoryRecord | None) -> bool:
-        return (
-            r is not None
-            and (include_superseded or r.superseded_by is None)
-            and (not kinds or r.kind in kinds)
-        )
-
-    recs = {s: r for s, r in recs.items() if usable(r)}
-    if not recs:
+    cand = columns.usable(scores, include_superseded, kinds)  # ascending seq, as the SQL fetch returned them
+    if not cand.seqs:
         return []
-    times = [r.created_at for r in recs.values()]
-    lo, span = min(times), max(max(times) - min(times), 1.0)
+    created = dict(zip(cand.seqs, cand.created, strict=True))
+    lo, span = min(cand.created), max(max(cand.created) - min(cand.created), 1.0)
     final: dict[int, float] = {}
-    for s, r in recs.items():
-        v = scores[s] + p.recency_weight * (r.created_at - lo) / span
-        if window is not None and window.contains(r.created_at):
+    for s, t in created.items():
+        v = scores[s] + p.recency_weight * (t - lo) / span
+        if window is not None and window.contains(t):
             v += p.fuzzy_window_boost if window.fuzzy else p.window_boost
         final[s] = v
 
@@ -151,35 +153,34 @@ def fuse(
     # rest of the answer ("I saw the doctor" -> "she told me to take vitamin D").
     top = sorted(final, key=final.__getitem__, reverse=True)[: p.neighbour_hits]
     extra: dict[int, tuple[float, float]] = {}  # neighbour seq -> (bonus, score of the hit it came from)
-    for s in top:
-        r = recs[s]
+    top_recs = {r.seq: r for r in records.get_by_seqs(user_id, top)} if top else {}
+    for r in (top_recs[s] for s in top if s in top_recs):
         if r.kind != "turn" or not r.session_id:
             continue
-        for n in records.session_neighbours(user_id, r.session_id, s):
-            bonus = p.neighbour_factor * final[s]
+        for n in records.session_neighbours(user_id, r.session_id, r.seq):
+            bonus = p.neighbour_factor * final[r.seq]
             if n not in extra or bonus > extra[n][0]:
-                extra[n] = (bonus, final[s])
-    missing = [n for n in extra if n not in recs]
-    if missing:
-        for r in records.get_by_seqs(user_id, missing):
-            if usable(r):
-                recs[r.seq] = r
-                final[r.seq] = p.recency_weight * (r.created_at - lo) / span
+                extra[n] = (bonus, final[r.seq])
+    missing = columns.usable([n for n in extra if n not in created], include_superseded, kinds)
+    for s, t in zip(missing.seqs, missing.created, strict=True):
+        created[s] = t
+        final[s] = p.recency_weight * (t - lo) / span
     for n, (bonus, source) in extra.items():
         if n in final and final[n] < source:
             # Pulled up, but never above the hit that vouches for it.
             final[n] = min(final[n] + bonus, source - 1e-6)
 
-    ranked = sorted(final, key=lambda s: (final[s], recs[s].created_at), reverse=True)
-    created = {s_: r.created_at for s_, r in recs.items()}
-    best = _distinct(records, user_id, ranked, k, p, created) if p.duplicate_cosine < 1.0 else ranked[:k]
+    ranked = sorted(final, key=lambda s: (final[s], created[s]), reverse=True)
+    best = _distinct(vectors, ranked, k, p, created) if p.duplicate_cosine < 1.0 else ranked[:k]
     cosine = dict(dense)
     for s, sim in window_ranked:
         cosine.setdefault(s, sim)
-    return [replace(recs[s], score=round(final[s], 6), similarity=round(cosine.get(s, 0.0), 6)) for s in best]
+    recs = {r.seq: r for r in records.get_by_seqs(user_id, best)}
+    return [replace(recs[s], score=round(final[s], 6), similarity=round(cosine.get(s, 0.0), 6))
+            for s in best if s in recs]
 
 
-def _distinct(records: RecordStore, user_id: str, ranked: list[int], k: int, p: RecallSettings,
+def _distinct(vectors: VectorLookup, ranked: list[int], k: int, p: RecallSettings,
               created: dict[int, float]) -> list[int]:
     """The best ``k`` of ``ranked`` with repeats moved behind the distinct candidates.
 
@@ -191,15 +192,15 @@ def _distinct(records: RecordStore, user_id: str, ranked: list[int], k: int, p: 
     now?", "I started my new job at B" beats the similar, older "...at A".
     """
     scan = ranked[: max(k, p.distinct_scan * k)]
-    seqs, vecs = records.vectors_for(user_id, scan)
-    vec_of = {int(s): vecs[i] for i, s in enumerate(seqs.tolist())}
+    vec_of = vectors(scan)
+    dim = len(next(iter(vec_of.values()))) if vec_of else 1
     kept: list[int] = []
     kept_vecs: list[np.ndarray] = []  # kept_vecs[i] is the vector of kept[i]
     repeats: list[int] = []
     for s in scan:
         v = vec_of.get(s)
         if v is None:  # no stored vector (not expected for an indexed row): cannot be compared, so kept
-            v = np.zeros(vecs.shape[1] if vecs.ndim == 2 else 1, np.float32)
+            v = np.zeros(dim, np.float32)
         # Element-wise, not BLAS (see search_steps.window_ranking: BLAS threads starve the embedder).
         sims = [float((kv * v).sum()) for kv in kept_vecs]
         j = max(range(len(sims)), key=sims.__getitem__) if sims else -1

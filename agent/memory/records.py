@@ -73,6 +73,18 @@ class RecordStore(Protocol):
         """``(seqs, space-joined tokens)`` in seq order, in batches, to build the lexical index."""
     def vectors_for(self, user_id: str, seqs: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(seqs, vectors) of these seqs."""
+    def iter_columns(
+        self, user_id: str, batch: int = 50000
+    ) -> Iterator[tuple[builtins.list[int], builtins.list[str], builtins.list[float], builtins.list[bool]]]:
+        """``(seqs, kinds, created_at, superseded?)`` in seq order, in batches (the search's columns cache)."""
+    def columns_for(
+        self, user_id: str, seqs: Sequence[int]
+    ) -> tuple[builtins.list[int], builtins.list[str], builtins.list[float], builtins.list[bool]]:
+        """The columns of :meth:`iter_columns` for these seqs."""
+    def superseded_seqs(self, user_id: str) -> builtins.list[int]:
+        """Seqs of the user's superseded memories."""
+    def seqs_superseded_by(self, user_id: str, by_id: str) -> builtins.list[int]:
+        """Seqs of the memories ``by_id`` superseded."""
     def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> builtins.list[int]:
         """Seqs of the user's memories created between ``start`` and ``end`` (epoch seconds)."""
     def session_neighbours(self, user_id: str, session_id: str, seq: int) -> builtins.list[int]:

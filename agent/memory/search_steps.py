@@ -6,16 +6,20 @@ knobs), so the store's ``search`` reads as the list of steps it runs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
 
 from agent.language import HAN
+from agent.memory.columns_state import ColumnReader
 from agent.memory.lexical import LexicalIndex, LexicalScores, tokenize
 from agent.memory.recall import RecallSettings
 from agent.memory.records import MemoryRecord, RecordStore
 from agent.memory.timewindow import TimeWindow
+
+MatrixLookup = Callable[[Sequence[int]], tuple[np.ndarray, np.ndarray]]
+"""``(seqs, vectors)`` of some seqs (``UserIndex.matrix_of``)."""
 
 
 def second_hop(records: RecordStore, user_id: str, params: RecallSettings, lexical_index: LexicalIndex | None,
@@ -32,23 +36,24 @@ def second_hop(records: RecordStore, user_id: str, params: RecallSettings, lexic
         return []
     asked = set(scored.tokens)
     rare: list[str] = []
-    for r in records.get_by_seqs(user_id, [s for s, _ in lexical[: params.bridge_hits]]):
-        rare += [t for t in tokenize(r.text) if t not in asked and t not in rare
+    texts = records.texts_for(user_id, [s for s, _ in lexical[: params.bridge_hits]])
+    for s, _ in lexical[: params.bridge_hits]:
+        rare += [t for t in tokenize(texts.get(s, "")) if t not in asked and t not in rare
                  and lexical_index.share(t) <= params.bridge_max_share]
     if not rare:
         return []
     return scored.plus(rare, pool)
 
 
-def window_ranking(records: RecordStore, user_id: str, window: TimeWindow | None, qvec: np.ndarray,
+def window_ranking(columns: ColumnReader, vectors: MatrixLookup, window: TimeWindow | None, qvec: np.ndarray,
                    params: RecallSettings, pool: int) -> list[tuple[int, float]]:
     """The memories of the query's time window ranked by cosine (brings in what the global top-N missed)."""
     if window is None or (window.fuzzy and params.fuzzy_window_boost == 0):
         return []
-    wseqs = records.seqs_in_window(user_id, window.start, window.end, params.window_scan)
+    wseqs = columns.in_window(window.start, window.end, params.window_scan)
     if not wseqs:
         return []
-    seqs_arr, vecs = records.vectors_for(user_id, wseqs)
+    seqs_arr, vecs = vectors(sorted(wseqs))  # ascending, the order the SQL fetch of these vectors returned
     # Element-wise, not BLAS: OpenBLAS's threads spin after a call and starve the query embedder.
     sims = (vecs * qvec).sum(axis=1)
     order = np.argsort(-sims)[:pool]

@@ -31,6 +31,14 @@ def record(row: Sequence[Any]) -> MemoryRecord:
                         metadata=json.loads(meta), superseded_by=sup, seq=int(seq))
 
 
+_COLUMN_COLS = "seq, kind, created_at, superseded_by IS NOT NULL"
+
+
+def _columns(rows: Sequence[Sequence[Any]]) -> tuple[list[int], list[str], list[float], list[bool]]:
+    return ([int(r[0]) for r in rows], [r[1] for r in rows], [float(r[2]) for r in rows],
+            [bool(r[3]) for r in rows])
+
+
 def blob_to_vecs(blobs: Sequence[bytes], dim: int | None = None) -> np.ndarray:
     """Stored float16 embeddings as a float32 matrix (one row per blob)."""
     if not blobs:
@@ -167,6 +175,35 @@ class SQLReads:
                 return
             last = rows[-1][0]
             yield [int(r[0]) for r in rows], [r[1] for r in rows]
+
+    def iter_columns(
+        self, user_id: str, batch: int = 50000
+    ) -> Iterator[tuple[builtins.list[int], builtins.list[str], builtins.list[float], builtins.list[bool]]]:
+        """``(seqs, kinds, created_at, superseded?)`` in seq order, in batches (see :mod:`.columns`)."""
+        last = 0
+        while True:
+            rows = self._q(f"SELECT {_COLUMN_COLS} FROM memories WHERE user_id=? AND seq>? ORDER BY seq LIMIT ?",
+                           (user_id, last, batch))
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield _columns(rows)
+
+    def columns_for(
+        self, user_id: str, seqs: Sequence[int]
+    ) -> tuple[builtins.list[int], builtins.list[str], builtins.list[float], builtins.list[bool]]:
+        """The columns of :meth:`iter_columns` for these seqs (missing ones skipped)."""
+        return _columns(self._by_seqs(_COLUMN_COLS, user_id, seqs))
+
+    def superseded_seqs(self, user_id: str) -> builtins.list[int]:
+        """Seqs of the user's superseded memories."""
+        return [int(r[0]) for r in self._q("SELECT seq FROM memories WHERE user_id=? AND superseded_by IS NOT NULL",
+                                           (user_id,))]
+
+    def seqs_superseded_by(self, user_id: str, by_id: str) -> builtins.list[int]:
+        """Seqs of the memories ``by_id`` superseded."""
+        return [int(r[0]) for r in self._q("SELECT seq FROM memories WHERE user_id=? AND superseded_by=?",
+                                           (user_id, by_id))]
 
     def seqs_in_window(self, user_id: str, start: float, end: float, limit: int) -> builtins.list[int]:
         rows = self._q("SELECT seq FROM memories WHERE user_id=? AND created_at>=? AND created_at<?"

@@ -59,6 +59,8 @@ class MemoryStore:
     the next start. All methods are thread-safe. Each user has a lock of their own,
     so one user's writes or index build never hold up another user's search, and
     embedding runs outside any lock. Open one ``MemoryStore`` per directory per process.
+    A user with more than ``lexical_sync_max`` memories gets their BM25 index and search
+    columns built in background threads (see :mod:`.lexical_state`, :mod:`.columns_state`).
 
     Facts (``kind="fact"``) are de-duplicated and superseded as described in
     :mod:`agent.memory.facts`. Search is hybrid: see :meth:`search`.
@@ -210,8 +212,12 @@ class MemoryStore:
             seq = self.records.delete(user_id, memory_id) if st is not None else None
             if st is None or seq is None:
                 raise MemoryNotFoundError(f"no memory {memory_id!r} for user {user_id!r}")
+            current_again = self.records.seqs_superseded_by(user_id, memory_id)
             self.records.unmark_superseded_by(user_id, memory_id)
             st.index.remove([seq])
+            if st.columns.active:
+                st.columns.remove([seq])
+                st.columns.set_superseded(current_again, False)
             st.lexical.remove(seq)
             self.cache.own_writes(user_id, st)
             self.cache.maybe_save(user_id, st)
@@ -313,12 +319,15 @@ class MemoryStore:
             lexical_index = self.cache.lexical(user_id, st)
             scored = lexical_index.score(q_tokens) if lexical_index is not None else None
             lexical = scored.top(pool) if scored is not None else []
+            columns = self.cache.columns(user_id, st)
             return fuse(
                 self.records,
                 user_id,
+                columns,
+                st.index.vectors_of,
                 dense=list(zip(d_seqs.tolist(), d_scores.tolist(), strict=True)),
                 lexical=lexical,
-                window_ranked=search_steps.window_ranking(self.records, user_id, window, qvec, p, pool),
+                window_ranked=search_steps.window_ranking(columns, st.index.matrix_of, window, qvec, p, pool),
                 window=window,
                 k=k,
                 bridge=search_steps.second_hop(self.records, user_id, p, lexical_index, scored, lexical, pool),
@@ -355,10 +364,10 @@ class MemoryStore:
                 self.cache.lexical(user_id, st)  # a large user's BM25 build starts now, in the background
 
     def wait_for_indexes(self, user_id: str, timeout: float | None = None) -> bool:
-        """Wait until no background BM25 build of this user is running; False on timeout."""
+        """Wait until no background BM25 build or columns load of this user is running; False on timeout."""
         validate_user_id(user_id)
         st = self.cache.users.get(user_id)
-        return st is None or st.lexical.done.wait(timeout)
+        return st is None or (st.lexical.done.wait(timeout) and st.columns.done.wait(timeout))
 
     def flush(self) -> None:
         """Save every index that changed since its last save."""

@@ -27,6 +27,7 @@ from typing import Any, cast
 import numpy as np
 
 from agent.embedding import Embedder
+from agent.memory.columns_state import ColumnReader, UserColumns
 from agent.memory.lexical import LexicalIndex
 from agent.memory.lexical_state import UserLexical
 from agent.memory.records import RecordStore, SharedRecordStore
@@ -42,6 +43,8 @@ class UserState:
 
     index: UserIndex
     lexical: UserLexical = field(default_factory=UserLexical)
+    columns: UserColumns = field(default_factory=UserColumns)
+    """What fusion reads of each memory; loaded on the first search (see :mod:`.columns_state`)."""
     version: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -138,6 +141,11 @@ class UserCache:
         if new:
             seqs, vecs = rs.vectors_for(user_id, new)
             st.index.add(seqs, vecs)
+        if st.columns.active:
+            st.columns.remove(gone)
+            st.columns.add(*rs.columns_for(user_id, new))
+            # Another instance may have superseded a fact (or made one current again) without adding a row.
+            st.columns.replace_superseded(rs.superseded_seqs(user_id))
         if st.lexical.index is not None or st.lexical.building:
             for s in gone:
                 st.lexical.remove(s)
@@ -158,6 +166,10 @@ class UserCache:
         """The user's BM25 index; None while a large user's first build runs (see :mod:`.lexical_state`)."""
         return st.lexical.get(lambda: self.records.iter_tokens(user_id), st.index.ntotal, st.lock,
                               self.lexical_sync_max)
+
+    def columns(self, user_id: str, st: UserState) -> ColumnReader:
+        """The user's columns for fusion; a large user's are loaded in the background (caller holds st.lock)."""
+        return st.columns.get(self.records, user_id, st.index.ntotal, st.lock, self.lexical_sync_max)
 
     # -- eviction and files ---------------------------------------------------------------------
     def evict(self) -> None:

@@ -42,6 +42,8 @@ def insert(records: RecordStore, model: str, user_id: str, st: UserState, items:
         )
     seqs = records.insert(rows)  # durable from here on
     st.index.add(np.asarray(seqs, dtype=np.int64), vecs[which])
+    if st.columns.active:
+        st.columns.add(seqs, [r.kind for r in rows], [float(r.created_at) for r in rows])
     for row, seq, i in zip(rows, seqs, which, strict=True):
         st.lexical.add(seq, row.tokens.split())
         ids[i] = row.id
@@ -74,4 +76,7 @@ def add_fact(records: RecordStore, model: str, user_id: str, st: UserState, it: 
     old = it.supersedes or (decision.other_id if decision.action == "supersede" else None)
     if old is not None:
         records.mark_superseded(user_id, old, new_id)
+        old_rec = records.get(user_id, old)
+        if st.columns.active and old_rec is not None:
+            st.columns.set_superseded([old_rec.seq], True)
     return new_id
