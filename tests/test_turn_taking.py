@@ -44,7 +44,8 @@ def quiet(seconds: float) -> np.ndarray:
     ("It is late. Could you", "doubtful"),
     ("I wanted to ask you.", "doubtful"),
     ("我想知道。", "doubtful"),
-    ("你能帮我查一下。", "unclear"),
+    ("你能不能帮我查一下?", "doubtful"),  # a look-up that names nothing yet: bench.turn_end, more came after 0.77 s
+    ("你能帮我查一下。", "doubtful"),  # not complete either way; like "I would like to know." it wants more
     ("Is it going to rain today!", "complete"),
     ("今天天气怎么样？", "complete"),
     ("I went to the market and", "incomplete"),

@@ -53,7 +53,7 @@ _QUESTION_OPENING = {
 _WANTS_MORE_EN = {"know", "wonder", "wondering", "ask", "asking", "explain", "remember", "mean", "say", "want",
                   "wanted", "need"}
 _WANTS_MORE_EN2 = {"tell me", "tell you", "tell us", "show me", "find out", "ask you"}
-_WANTS_MORE_ZH = ("知道", "告诉我", "想问", "请问", "问一下", "问问", "觉得", "认为", "希望")
+_WANTS_MORE_ZH = ("知道", "告诉我", "想问", "请问", "问一下", "问问", "查一下", "查查", "觉得", "认为", "希望")
 
 
 def ending_of(text: str) -> str:
