@@ -60,8 +60,15 @@ class PromptSlots:
             self._read(slot, prompt)
             counts["read"] += 1
             if self.folder is not None:
-                self._post(f"{self.root}/slots/{slot}?action=save", {"filename": name})
+                self._save(slot, name)
         return counts
+
+    def _save(self, slot: int, name: str) -> None:
+        try:
+            self._post(f"{self.root}/slots/{slot}?action=save", {"filename": name})
+        except urllib.error.HTTPError as exc:  # e.g. a full disk: the slot still holds its prompt
+            log.warning("embedded LLM: slot %d was not saved (%s); the next start reads its prompt again",
+                        slot, exc.code)
 
     def _read(self, slot: int, prompt: str) -> None:
         body = {"model": self.model_name, "max_tokens": 1, "id_slot": slot,
