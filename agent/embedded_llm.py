@@ -208,7 +208,8 @@ def _serve(args: argparse.Namespace) -> int:
     if key:
         params.api_keys = [key]
     if args.slot_dir:
-        Path(args.slot_dir).mkdir(parents=True, exist_ok=True)
+        # The parent creates the folder before it saves a slot (or, if it cannot, never asks for a save):
+        # a read-only cache must not stop the model from starting.
         params.slot_save_path = args.slot_dir.rstrip("/") + "/"  # llama.cpp appends the file name as is
     server = xlc.Server(params)
     print(READY_PREFIX + server.listening_address, flush=True)
