@@ -26,13 +26,15 @@ import numpy as np
 
 from bench.common import emit, load_average, machine, print_table
 
-CANDIDATES = {  # name -> (early, unclear = min_silence, doubtful, late, pause margin) ms
-    "words only (doubtful 800, no pause habit)": (450, 800, 800, 1600, -1),
-    "doubtful 1,300, no pause habit": (450, 800, 1300, 1600, -1),
-    "doubtful 1,300, habit +200": (450, 800, 1300, 1600, 200),
-    "doubtful 1,300, habit +300": (450, 800, 1300, 1600, 300),
-    "doubtful 1,300, habit +400 (default)": (450, 800, 1300, 1600, 400),
-    "full stop 1,200, no habit": (450, 1200, 1300, 1600, -1),
+CANDIDATES = {  # name -> (early, unclear = min_silence, doubtful, late, pause margin, habit at most) ms
+    "words only (doubtful 800, no pause habit)": (450, 800, 800, 1600, -1, 1600),
+    "doubtful 1,300, no pause habit": (450, 800, 1300, 1600, -1, 1600),
+    "doubtful 1,300, habit +200": (450, 800, 1300, 1600, 200, 1600),
+    "doubtful 1,300, habit +300": (450, 800, 1300, 1600, 300, 1600),
+    "doubtful 1,300, habit +400": (450, 800, 1300, 1600, 400, 1600),
+    "doubtful 1,300, habit +400 up to 1,300 (default)": (450, 800, 1300, 1600, 400, 1300),
+    "doubtful 1,300, habit +400 up to 1,200": (450, 800, 1300, 1600, 400, 1200),
+    "full stop 1,200, no habit": (450, 1200, 1300, 1600, -1, 1600),
 }
 
 
@@ -70,9 +72,9 @@ def score(utterances: list[tuple[str, list[dict[str, object]]]], base_args, smar
     from speech.voice.turn_end import PauseHistory, end_silence_ms
 
     rows = []
-    for name, (early, unclear, doubt, late, margin) in CANDIDATES.items():
+    for name, (early, unclear, doubt, late, margin, habit_max) in CANDIDATES.items():
         args = replace(base_args, early_silence_ms=early, late_silence_ms=late, doubt_silence_ms=doubt,
-                       pause_margin_ms=margin)
+                       pause_margin_ms=margin, pause_habit_max_ms=habit_max)
         history = PauseHistory()
         outcome = []  # (set, premature, end wait)
         for kind, pauses in utterances:

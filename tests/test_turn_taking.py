@@ -52,6 +52,11 @@ def quiet(seconds: float) -> np.ndarray:
     ("I went to the market, and...", "incomplete"),
     ("so I bought the", "incomplete"),
     ("My favourite fruit is.", "incomplete"),  # Whisper's full stop after a dangling "is"
+    ("The problem is?", "incomplete"),
+    ("What I mean is.", "incomplete"),
+    # A copula that closes a wh-question ends it (bench.turn_end: this waited --late_silence_ms at its end).
+    ("Can you tell me? How far away the moon is?", "complete"),
+    ("Do you know what time it is?", "complete"),
     ("I would like to book a table,", "incomplete"),
     ("我昨天去了市场，然后", "incomplete"),
     ("我想问一下就是", "incomplete"),
@@ -80,10 +85,12 @@ def test_a_speaker_who_pauses_long_gets_longer_turn_ends() -> None:
     history.went_on_after(600.0)
     assert end_silence_ms("I went to the market.", 800, args, longest_pause_ms=history.longest_ms) == 1250
     # A question mark still ends early, a dangling word still waits the late silence, and the
-    # habit never stretches a turn end past the late silence.
+    # habit never stretches a turn end past --pause_habit_max_ms (1,300 ms: a silence that long ends it).
     assert end_silence_ms("Where is the station?", 800, args, longest_pause_ms=950) == 450
     assert end_silence_ms("I went to the market and", 800, args, longest_pause_ms=950) == 1600
-    assert end_silence_ms("I went to the market.", 800, args, longest_pause_ms=1500) == 1600
+    assert end_silence_ms("I went to the market.", 800, args, longest_pause_ms=1500) == 1300
+    assert end_silence_ms("I went to the market.", 800, TurnEndSettings(pause_margin_ms=300, pause_habit_max_ms=1500),
+                          longest_pause_ms=1400) == 1500
     assert end_silence_ms("I went to the market.", 800, TurnEndSettings(pause_margin_ms=-1),
                           longest_pause_ms=950) == 800
     for _ in range(3):  # forgotten after three utterances without such a pause

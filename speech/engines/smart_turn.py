@@ -32,7 +32,10 @@ class TurnEndSettings:
                 "mark, a trailing 'know'/'tell me'/'知道'), in ms."})
     pause_margin_ms: int = field(default=400, metadata={
         "help": "A turn that does not plainly end waits at least the longest pause the speaker went on from in "
-                "their last 3 utterances plus this, up to --late_silence_ms (negative: off)."})
+                "their last 3 utterances plus this, up to --pause_habit_max_ms (negative: off)."})
+    pause_habit_max_ms: int = field(default=1300, metadata={
+        "help": "The longest wait the speaker's pause habit can give a turn whose words do not say it goes on, "
+                "in ms: a silence this long ends the turn (bench.turn_end: the voice sets pause 0.4-1.1 s)."})
 
 
 class SmartTurn:

@@ -49,6 +49,8 @@ _QUESTION_OPENING = {
     "can", "could", "would", "will", "do", "does", "did", "is", "are", "was", "were", "what", "how", "why",
     "where", "when", "who", "which", "whose", "should", "shall", "may", "have", "has",
 }
+_COPULA = {"is", "are", "was", "were"}
+_WH = {"what", "how", "why", "where", "when", "who", "which", "whose"}
 # Last words that want an object or a clause after them ("I would like to know.", "Let me ask.").
 _WANTS_MORE_EN = {"know", "wonder", "wondering", "ask", "asking", "explain", "remember", "mean", "say", "want",
                   "wanted", "need"}
@@ -65,7 +67,8 @@ def ending_of(text: str) -> str:
         return "incomplete"
     core = t.rstrip("".join(SENTENCE_END) + " ")
     words = _WORD.findall(core[-40:].lower())
-    if (words and core[-1:].isascii() and words[-1] in _TRAILING_EN) or core.endswith(_TRAILING_ZH):
+    dangling = words and core[-1:].isascii() and words[-1] in _TRAILING_EN and not _closes_wh_question(t, core)
+    if dangling or core.endswith(_TRAILING_ZH):
         return "incomplete"
     if _wants_more(core, words):  # even with a question mark: "Can you tell me?" (bench.turn_end)
         return "doubtful"
@@ -82,6 +85,19 @@ def _wants_more(core: str, words: list[str]) -> bool:
                                                     or " ".join(words[-2:]) in _WANTS_MORE_EN2)
 
 
+def _closes_wh_question(t: str, core: str) -> bool:
+    """A question mark after a copula that closes a wh-clause: "How far away the moon is?", "what time it is?".
+
+    The copula is on the trailing-word list because "The problem is" goes on; after a wh-word and with
+    Whisper's question mark it ends the question instead (bench.turn_end: "Can you tell me? How far away
+    the moon is?" waited --late_silence_ms at its real end).
+    """
+    if t[-1] not in "?？":
+        return False
+    last = _WORD.findall(re.split(r"[.!?。！？]\s*", core)[-1].lower())
+    return len(last) > 2 and last[-1] in _COPULA and any(w in _WH for w in last[:-2])
+
+
 def _question_opening(core: str) -> bool:
     """The last sentence opens like a question (and Whisper did not close it with a question mark)."""
     last = re.split(r"[.!?。！？]\s*", core)[-1]  # the last sentence
@@ -95,7 +111,7 @@ def end_silence_ms(text: str, default_ms: int, args: TurnEndSettings, complete_p
 
     ``longest_pause_ms`` is the longest pause this speaker recently went on from
     (:class:`PauseHistory`): a turn that does not plainly end waits that long and
-    ``pause_margin_ms`` more, up to ``late_silence_ms``.
+    ``pause_margin_ms`` more, up to ``pause_habit_max_ms``.
     """
     if args.turn_end == "fixed":
         return default_ms
@@ -108,7 +124,7 @@ def end_silence_ms(text: str, default_ms: int, args: TurnEndSettings, complete_p
     if ending == "doubtful" and (complete_prob is None or complete_prob < 0.8):
         wait = max(default_ms, args.doubt_silence_ms)
     if args.pause_margin_ms >= 0 and longest_pause_ms > 0:
-        wait = max(wait, min(args.late_silence_ms, round(longest_pause_ms) + args.pause_margin_ms))
+        wait = max(wait, min(args.pause_habit_max_ms, round(longest_pause_ms) + args.pause_margin_ms))
     return wait
 
 
