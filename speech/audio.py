@@ -63,3 +63,19 @@ class PcmResampler:
         if self._stream is None:
             return pcm.copy()
         return self._stream.resample_chunk(pcm, last=last)
+
+    def flush(self) -> np.ndarray:
+        """What the filter still holds back of the input so far; the stream then starts afresh.
+
+        For the end of one stretch of audio (a committed turn) when more audio may follow.
+        """
+        if self._stream is None:
+            return np.zeros(0, np.int16)
+        tail = self._stream.resample_chunk(np.zeros(0, np.int16), last=True)
+        self._stream.clear()
+        return tail
+
+    def reset(self) -> None:
+        """Drop what the filter holds back (discarded audio must not leak into what comes next)."""
+        if self._stream is not None:
+            self._stream.clear()

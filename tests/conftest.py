@@ -131,17 +131,21 @@ def speech_engines():
 
 
 @pytest.fixture(scope="session")
-def spoken(speech_engines):
-    """Speech for a sentence, made by the embedded TTS, as 16 kHz int16 (cached per sentence)."""
+def spoken():
+    """Speech for a sentence, as 16 kHz int16 (cached per sentence): the same in every run.
+
+    Made by the embedded voices (tests/support/speech.py), with Piper's random noise off; the
+    server's own synthesizer keeps it.
+    """
     import numpy as np
 
-    from tests.support.speech import tts_speech16k
+    from tests.support.speech import tts_speech16k, voice
 
     cache: dict[tuple[str, str], np.ndarray] = {}
 
     def make(text: str, language: str) -> np.ndarray:
         if (text, language) not in cache:
-            cache[(text, language)] = tts_speech16k(speech_engines.tts, text, language)
+            cache[(text, language)] = tts_speech16k(voice(), text, language)
         return cache[(text, language)]
 
     return make

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from agent.embedded_llm import EmbeddedLLMServer
 from agent.embedded_models import EMBEDDED_MODELS, get_embedded_model, join_chunks
 from agent.graph.prompts import system_prompt
 from agent.llm import build_chat_models
+from agent.prompt_slots import slot_file_name
 from tests.support.paths import ROOT
 
 
@@ -203,6 +205,27 @@ def test_system_prompts_are_read_once_then_restored_at_later_starts(tmp_path, mo
         assert all(path.stat().st_size > 100_000 for path in saved)
     finally:
         second.stop()
+
+
+@pytest.mark.slow
+def test_a_slot_that_cannot_be_saved_is_logged_and_the_other_prompts_still_warm_up(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("PARLEY_CACHE_DIR", str(tmp_path))
+    prompts = [system_prompt("zh", "2026-12-03"), system_prompt("en", "2026-12-03")]
+    server = EmbeddedLLMServer("smollm2-135m").start()
+    try:
+        # A folder where slot 0's file goes: llama.cpp cannot write that file, even as root (a read-only
+        # folder would not stop root), while the folder itself is there and writable.
+        names = [slot_file_name(prompt, server._identity()) for prompt in prompts]
+        (server.slot_dir / names[0]).mkdir(parents=True)
+        with caplog.at_level(logging.WARNING, logger="agent.prompt_slots"):
+            assert server.warm_up(prompts) == {"restored": 0, "read": 2}
+        assert "slot 0 was not saved" in caplog.text
+        assert (server.slot_dir / names[1]).is_file(), "the other prompt was saved"
+        # Slot 0 still holds its prompt: a turn under it reads only its own new tokens.
+        reply = _chat(server, prompts[0], "你好", server.api_key)
+        assert reply["timings"]["cache_n"] >= 50, reply["timings"]
+    finally:
+        server.stop()
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 from speech.audio import resample_pcm16
 from tests.support.fakes.openai_server import Reply
 from tests.support.in_process import eventually, running_server
-from tests.support.realtime import TOKEN, append_audio, client, next_of, realtime_session, typed_turn
+from tests.support.realtime import TOKEN, append_audio, client, manual_turn, next_of, realtime_session, typed_turn
 from tests.support.voice_client import silence
 
 pytestmark = pytest.mark.slow
@@ -65,6 +65,43 @@ async def test_manual_clear_empties_the_buffer_and_commit_of_nothing_is_an_error
         await conn.input_audio_buffer.commit()
         heard = await next_of(conn, {"conversation.item.input_audio_transcription.completed"})
         assert "morning" in heard.transcript.lower()
+
+
+async def test_manual_commit_takes_every_sample_appended(make_config, embedder, fake_speech_engines, fake_llm):
+    # The link resamples 24 kHz to 16 kHz as audio comes; the filter's delay must reach the turn at commit.
+    asr = fake_speech_engines.asr
+    speech = np.concatenate([silence(0.2), asr.speak("count every sample", seconds=0.5), silence(0.3)])
+    pcm24 = resample_pcm16(speech, 16000, 24000)
+    assert pcm24.size % 3 == 0
+    async with running_server(make_config(), embedder, fake_speech_engines, auth_token=TOKEN) as srv, \
+            realtime_session(srv) as (conn, _):
+        await conn.session.update(session=MANUAL)
+        await next_of(conn, {"session.updated"})
+        heard = await manual_turn(conn, pcm24)
+        assert heard.transcript == "count every sample"
+        assert asr.decoded[-1].size == pcm24.size * 2 // 3, "every appended sample, resampled, is committed"
+        heard = await manual_turn(conn, pcm24)  # and the next turn the same, from a fresh filter
+        assert heard.transcript == "count every sample"
+        assert asr.decoded[-1].size == pcm24.size * 2 // 3
+
+
+async def test_manual_clear_leaves_nothing_for_the_next_turn(make_config, embedder, fake_speech_engines, fake_llm):
+    asr = fake_speech_engines.asr
+    cleared = resample_pcm16(asr.speak("cleared words", seconds=0.5), 16000, 24000)  # loud to its last sample
+    kept = np.concatenate([silence(0.2, 24000), resample_pcm16(asr.speak("kept words", seconds=0.5), 16000, 24000)])
+    async with running_server(make_config(), embedder, fake_speech_engines, auth_token=TOKEN) as srv, \
+            realtime_session(srv) as (conn, _):
+        await conn.session.update(session=MANUAL)
+        await next_of(conn, {"session.updated"})
+        await append_audio(conn, cleared, interval_s=0)
+        await conn.input_audio_buffer.clear()
+        await next_of(conn, {"input_audio_buffer.cleared"})
+        heard = await manual_turn(conn, kept)
+    assert heard.transcript == "kept words"
+    [turn] = asr.decoded
+    assert turn.size == kept.size * 2 // 3
+    # The cleared tone is at 0.3 of full scale; what the filter makes of silence is a few LSB at most.
+    assert np.abs(turn[:int(0.1 * 16000)]).max() < 0.001, "the leading silence holds none of the cleared tone"
 
 
 async def test_switch_to_text_output_stops_synthesis(make_config, embedder, speech_engines, fake_llm):

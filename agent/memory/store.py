@@ -1,8 +1,8 @@
 """MemoryStore: Parley's long-term memory (SQLite or PostgreSQL records + per-user FAISS and BM25 indexes).
 
 The store is the public face; the parts live beside it: :mod:`.user_cache` (each user's
-indexes, their locks, index files and the shared-mode catch-up), :mod:`.writes` (inserts
-and the fact policy), :mod:`.recall` (the fusion) and :mod:`.search_steps` (the other
+indexes, their locks, index files and the shared-mode catch-up), :mod:`.writes` (inserts,
+the fact policy and deletes), :mod:`.recall` (the fusion) and :mod:`.search_steps` (the other
 search steps).
 """
 
@@ -109,9 +109,7 @@ class MemoryStore:
         return self.cache.users
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        vecs = np.asarray(self.embedder.encode(texts), dtype=np.float32)
-        # Rows are stored as float16; index the same rounded values so a rebuilt index is identical.
-        return vecs.astype(np.float16).astype(np.float32)
+        return writes.as_stored(self.embedder.encode(texts))
 
     @contextlib.contextmanager
     def _user(self, user_id: str, create: bool = True) -> Iterator[UserState | None]:
@@ -182,43 +180,24 @@ class MemoryStore:
         vecs = np.asarray(vectors, dtype=np.float32)
         if vecs.shape != (len(parsed), self.embedder.dim):
             raise ValueError(f"vectors must have shape ({len(parsed)}, {self.embedder.dim})")
-        vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
-        vecs = vecs.astype(np.float16).astype(np.float32)
+        vecs = writes.as_stored(vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12))
         return self._write(user_id, parsed, vecs, fact_policy=False)
 
     def _write(self, user_id: str, items: list[Item], vecs: np.ndarray, fact_policy: bool = True) -> list[str]:
-        ids: list[str | None] = [None] * len(items)
-        pending: list[int] = []
-        model = self.embedder.name
         with self._user(user_id) as st:
             assert st is not None
-            for i, it in enumerate(items):
-                if it.kind == "fact" and fact_policy:
-                    writes.insert(self.records, model, user_id, st, items, vecs, pending, ids)
-                    pending = []
-                    ids[i] = writes.add_fact(self.records, model, user_id, st, it, vecs[i])
-                else:
-                    pending.append(i)
-            writes.insert(self.records, model, user_id, st, items, vecs, pending, ids)
+            ids = writes.write(self.records, self.embedder.name, user_id, st, items, vecs, fact_policy)
             self.cache.own_writes(user_id, st)
             self.cache.maybe_save(user_id, st)
-        return [i for i in ids if i is not None]
+        return ids
 
     def delete(self, user_id: str, memory_id: str) -> None:
         """Delete one memory for good (facts it had superseded become current again)."""
         validate_user_id(user_id)
         validate_memory_id(memory_id)
         with self._user(user_id, create=False) as st:
-            seq = self.records.delete(user_id, memory_id) if st is not None else None
-            if st is None or seq is None:
+            if st is None or not writes.delete(self.records, user_id, st, memory_id):
                 raise MemoryNotFoundError(f"no memory {memory_id!r} for user {user_id!r}")
-            current_again = self.records.seqs_superseded_by(user_id, memory_id)
-            self.records.unmark_superseded_by(user_id, memory_id)
-            st.index.remove([seq])
-            if st.columns.active:
-                st.columns.remove([seq])
-                st.columns.set_superseded(current_again, False)
-            st.lexical.remove(seq)
             self.cache.own_writes(user_id, st)
             self.cache.maybe_save(user_id, st)
 

@@ -1,4 +1,4 @@
-"""Writing memories into one user's records and indexes: plain inserts and the fact policy.
+"""Writing memories into one user's records and indexes: plain inserts, the fact policy and deletes.
 
 Callers hold the user's lock (:class:`~agent.memory.user_cache.UserState.lock`) and have
 embedded the texts already (outside any lock: that is the slow part).
@@ -15,6 +15,31 @@ from agent.memory.items import Item, MemoryNotFoundError
 from agent.memory.lexical import tokenize
 from agent.memory.records import NewRow, RecordStore
 from agent.memory.user_cache import UserState
+
+
+def as_stored(vecs: np.ndarray) -> np.ndarray:
+    """Vectors in float32, rounded as the rows store them (float16): an index rebuilt from the rows is identical."""
+    return np.asarray(vecs, dtype=np.float32).astype(np.float16).astype(np.float32)
+
+
+def write(records: RecordStore, model: str, user_id: str, st: UserState, items: list[Item], vecs: np.ndarray,
+          fact_policy: bool = True) -> list[str]:
+    """Store ``items`` (embedded as ``vecs``); returns their ids in order (for a duplicate fact: the existing id).
+
+    Turns go in batched inserts; with ``fact_policy`` each fact goes alone under :func:`add_fact`,
+    after the items before it are inserted (it may de-duplicate against them).
+    """
+    ids: list[str | None] = [None] * len(items)
+    pending: list[int] = []
+    for i, it in enumerate(items):
+        if it.kind == "fact" and fact_policy:
+            insert(records, model, user_id, st, items, vecs, pending, ids)
+            pending = []
+            ids[i] = add_fact(records, model, user_id, st, it, vecs[i])
+        else:
+            pending.append(i)
+    insert(records, model, user_id, st, items, vecs, pending, ids)
+    return [i for i in ids if i is not None]
 
 
 def insert(records: RecordStore, model: str, user_id: str, st: UserState, items: list[Item],
@@ -80,3 +105,21 @@ def add_fact(records: RecordStore, model: str, user_id: str, st: UserState, it: 
         if st.columns.active and old_rec is not None:
             st.columns.set_superseded([old_rec.seq], True)
     return new_id
+
+
+def delete(records: RecordStore, user_id: str, st: UserState, memory_id: str) -> bool:
+    """Delete one memory from the records and the user's indexes; False if the user has no such memory.
+
+    The facts it had superseded become current again.
+    """
+    seq = records.delete(user_id, memory_id)
+    if seq is None:
+        return False
+    current_again = records.seqs_superseded_by(user_id, memory_id)
+    records.unmark_superseded_by(user_id, memory_id)
+    st.index.remove([seq])
+    if st.columns.active:
+        st.columns.remove([seq])
+        st.columns.set_superseded(current_again, False)
+    st.lexical.remove(seq)
+    return True

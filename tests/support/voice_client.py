@@ -27,6 +27,18 @@ class Received:
 
 
 @dataclass
+class SpokenTurn:
+    """A turn :meth:`VoiceClient.speak_turn` streamed, and its answer."""
+
+    start: float
+    """perf_counter when the first frame left."""
+    last_word: float
+    """perf_counter when the speech's last sample was due (the silence after it not counted)."""
+    done: dict[str, Any]
+    """The turn's ``response.done``."""
+
+
+@dataclass
 class VoiceClient:
     """A connected session."""
 
@@ -79,6 +91,20 @@ class VoiceClient:
                 await asyncio.sleep(delay)
             await self.ws.send(pcm[offset : offset + frame].astype("<i2").tobytes())
         return time.perf_counter()
+
+    async def speak_turn(self, speech: np.ndarray, before_s: float = 0.4, after_s: float = 2.0,
+                         timeout: float = 60.0) -> SpokenTurn:  # noqa: ASYNC109 - as wait_for's
+        """Stream 16 kHz ``speech`` at real time with silence around it, then wait for the next ``response.done``.
+
+        ``before_s`` of silence goes ahead (the VAD hears where speech starts), ``after_s`` after (the
+        turn can end in it).
+        """
+        answered = len(self.events("response.done"))
+        start = time.perf_counter()
+        await self.stream_pcm(np.concatenate([silence(before_s), speech, silence(after_s)]))
+        last_word = start + before_s + speech.size / 16000
+        done = await self.wait_for("response.done", answered + 1, timeout=timeout)
+        return SpokenTurn(start, last_word, done)
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         return [r.event for r in self.received if r.event is not None and (kind is None or r.event["type"] == kind)]

@@ -136,6 +136,7 @@ class RealtimeLink:
         if isinstance(event, InputAudioBufferClearEvent | OutputAudioBufferClearEvent):
             if isinstance(event, InputAudioBufferClearEvent):
                 self._buffer.clear()
+                self._resampler.reset()  # what the filter holds back is cleared audio too
             await self.send(out.server_event(event.type.replace(".clear", ".cleared")))
             return []
         if isinstance(event, InputAudioBufferCommitEvent):
@@ -177,7 +178,10 @@ class RealtimeLink:
             raise RealtimeError("invalid_value", "audio is not valid base64", "audio", event_id) from None
         if len(raw) % 2:
             raise RealtimeError("invalid_value", "16-bit PCM needs an even number of bytes", "audio", event_id)
-        pcm = self._resampler.process(np.frombuffer(raw, dtype="<i2"))
+        return self._route(self._resampler.process(np.frombuffer(raw, dtype="<i2")), event_id)
+
+    def _route(self, pcm: np.ndarray, event_id: str | None) -> list[ClientInput]:
+        """16 kHz audio to where it goes: the manual turn's buffer, else the session (and its VAD)."""
         self._audio_ms += len(pcm) * 1000 / SESSION_RATE
         if self.settings.turn_detection is None:  # manual turns: held here until commit
             try:
@@ -215,6 +219,8 @@ class RealtimeLink:
         if self.settings.turn_detection is not None:
             raise RealtimeError("invalid_value", "with server VAD Parley ends turns itself: set "
                                 "audio.input.turn_detection to null for manual turns", None, event_id)
+        # A commit takes all audio appended so far, with the resampler's tail (its filter delay).
+        self._route(self._resampler.flush(), event_id)
         if self._buffer.ms < MIN_COMMIT_MS or self._transcribe is None:
             raise RealtimeError("input_audio_buffer_commit_empty", f"buffer too small: expected at least "
                                 f"{MIN_COMMIT_MS:.0f} ms of audio, have {self._buffer.ms:.0f} ms", None, event_id)
