@@ -173,7 +173,8 @@ class LexicalIndex:
             if not tf:
                 continue
             norm = K1 * (1 - B + B * len(toks) / avg_len)
-            out.append((seq, sum(idf[t] * c * (K1 + 1) / (c + norm) for t, c in tf.items())))
+            # bm25s' "lucene" term part has no (K1 + 1) factor: with it a new row scored 2.5x its twin.
+            out.append((seq, sum(idf[t] * c / (c + norm) for t, c in tf.items())))
         return out
 
 
