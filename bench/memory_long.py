@@ -39,7 +39,7 @@ def stages(base: RecallSettings) -> list[tuple[str, str, RecallSettings]]:
     """(name, search mode, params): each stage adds one thing to the one before."""
     off = replace(base, window_boost=0.0, fuzzy_window_boost=0.0, window_scan=0, event_windows=False,
                   neighbour_hits=0, recency_weight=0.0, current_recency_weight=0.0, bridge_weight=0.0,
-                  duplicate_cosine=1.0)
+                  duplicate_cosine=1.0, trusted_coverage=0.0)
     bm25 = replace(off, dense_weight=0.0, cjk_dense_weight=0.0)
     timed = replace(off, window_boost=base.window_boost, fuzzy_window_boost=base.fuzzy_window_boost,
                     window_scan=base.window_scan)
@@ -54,8 +54,9 @@ def stages(base: RecallSettings) -> list[tuple[str, str, RecallSettings]]:
         ("+event window", "hybrid", events),
         ("+second hop", "hybrid", bridged),
         ("+neighbours" if base.neighbour_hits else "(neighbours off)", "hybrid", neighbours),
-        ("+recency", "hybrid", replace(base, duplicate_cosine=1.0)),
-        ("+repeats last (default)", "hybrid", base),
+        ("+recency", "hybrid", replace(base, duplicate_cosine=1.0, trusted_coverage=0.0)),
+        ("+repeats last", "hybrid", replace(base, trusted_coverage=0.0)),
+        ("+BM25 by coverage (default)", "hybrid", base),
     ]
 
 

@@ -61,3 +61,14 @@ def test_empty_query_and_no_extra(index):
     assert index.search([], 10) == []
     scored = index.score(["w1"])
     assert scored.plus([], 10) == scored.top(10)
+
+
+def test_a_new_document_scores_like_the_same_one_in_the_main_index():
+    # New memories wait in the tail until a rebuild; they must not outrank an older twin meanwhile
+    # (a present-state question would otherwise prefer whatever was said since the last build).
+    rng = random.Random(5)
+    docs = [rng.choices(WORDS, k=6) for _ in range(2000)]
+    ix = LexicalIndex(list(range(len(docs))), docs)
+    ix.add(5000, list(docs[7]))
+    scores = dict(ix.search(docs[7][:3], 2000))
+    assert scores[5000] == pytest.approx(scores[7], rel=0.02)

@@ -111,6 +111,11 @@ class LexicalIndex:
         """Share of the user's memories that contain ``token`` (0 for an unknown one)."""
         return self._df[token] / max(1, self.size)
 
+    def idf(self, token: str) -> float:
+        """BM25's IDF of ``token`` (bm25s' default, "lucene"); an unknown word gets the highest."""
+        n_docs = len(self._main_seqs) + len(self._tail)
+        return math.log(1 + (n_docs - self._df[token] + 0.5) / (self._df[token] + 0.5))
+
     def contains(self, seq: int) -> bool:
         """True if ``seq`` is indexed (main rows are in seq order, as the store reads them)."""
         seq = int(seq)
@@ -161,14 +166,15 @@ class LexicalIndex:
         avg_len = max(1.0, self._total_len / max(1, n_docs))
         q = set(query_tokens)
         # bm25s' default idf ("lucene"): log(1 + (N - df + 0.5) / (df + 0.5)).
-        idf = {t: math.log(1 + (n_docs - self._df[t] + 0.5) / (self._df[t] + 0.5)) for t in q}
+        idf = {t: self.idf(t) for t in q}
         out = []
         for seq, toks in self._tail.items():
             tf = Counter(t for t in toks if t in q)
             if not tf:
                 continue
             norm = K1 * (1 - B + B * len(toks) / avg_len)
-            out.append((seq, sum(idf[t] * c * (K1 + 1) / (c + norm) for t, c in tf.items())))
+            # bm25s' "lucene" term part has no (K1 + 1) factor: with it a new row scored 2.5x its twin.
+            out.append((seq, sum(idf[t] * c / (c + norm) for t, c in tf.items())))
         return out
 
 
@@ -198,6 +204,18 @@ class LexicalScores:
         hits.sort(key=lambda h: -h[1])
         self._first = hits[:k]
         return self._first
+
+    def coverage(self) -> float:
+        """How much of the query the best hit matches, 0 to 1: its score over what a full match would score.
+
+        A full match is an average-length document holding each query word once: the sum of
+        the words' IDF times BM25's term part for one occurrence, 1 / (1 + K1). Words the
+        history never uses count in full, so a query BM25 can match only in part (a paraphrase
+        of the stored turn) covers little, and its ranking is mostly chance.
+        """
+        best = self._first if self._first else self.top(1)
+        ideal = sum(self._ix.idf(t) for t in dict.fromkeys(self.tokens)) / (1 + K1)
+        return min(1.0, best[0][1] / ideal) if best and ideal > 0 else 0.0
 
     def plus(self, extra_tokens: list[str], k: int) -> list[tuple[int, float]]:
         """Best ``k`` for the query's words plus ``extra_tokens`` (BM25 adds up over the query's words).

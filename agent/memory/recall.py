@@ -32,6 +32,17 @@ class RecallSettings:
     cjk_dense_weight: float = 0.5
     """...and for Chinese ones."""
     lexical_weight: float = 1.0
+    trusted_coverage: float = 0.5
+    """BM25 and its second hop count in full when the best BM25 hit covers at least this share of the
+    query (:meth:`LexicalScores.coverage`), and in proportion below; 0 turns this off.
+
+    "Which company do I work for now?" shares only "work" with the history ("the blender does not
+    work"), none with "I accepted an offer from Northwind": its BM25 hits are chance matches, and
+    at full weight any BM25 hit out-ranked dense's best find.
+    On ``bench.memory_long``'s tuning half 0.5 lifted update recall@10 0.54 -> 0.58 (en) and
+    0.42 -> 0.58 (zh) with no category lower; 0.625 cost English multi-hop 0.025 (its queries
+    cover 0.5 to 0.7; update questions 0 to 0.3, single-hop ones a median of 0.8 en, 0.4 zh).
+    """
     window_boost: float = 0.05
     """Added to memories inside the query's time window (about 3x a top-1 RRF score: in-window wins)."""
     fuzzy_window_boost: float = 0.0
@@ -94,8 +105,18 @@ def params_for(embedder_name: str) -> RecallSettings:
         # Repeats off: MiniLM puts unrelated Chinese sentences within 0.8 of each other (it has
         # almost no Chinese), so every Chinese candidate looked like a repeat (zh recall@5 0.73 on
         # bench/memory_recall.py against 1.00).
-        return RecallSettings(dense_weight=2.0, neighbour_hits=3, bridge_weight=0.0, duplicate_cosine=1.0)
+        # BM25 kept at full weight: trusting MiniLM's weak Chinese ranking more cost zh single-hop and
+        # MRR on the tuning half (0.899 -> 0.893, 0.498 -> 0.493) and zh recall@1 on bench/memory_recall.py.
+        return RecallSettings(dense_weight=2.0, neighbour_hits=3, bridge_weight=0.0, duplicate_cosine=1.0,
+                              trusted_coverage=0.0)
     return RecallSettings()
+
+
+def lexical_trust(params: RecallSettings, coverage: float) -> float:
+    """The share of their weight the BM25 rankings keep for a query whose best hit covers ``coverage``."""
+    if params.trusted_coverage <= 0:
+        return 1.0
+    return max(0.0, min(1.0, coverage / params.trusted_coverage))
 
 
 def _rrf(ranked: Sequence[tuple[int, float]], weight: float, k: float, into: dict[int, float]) -> None:
@@ -119,22 +140,26 @@ def fuse(
     include_superseded: bool = False,
     kinds: Sequence[str] | None = None,
     cjk_query: bool = False,
+    lexical_coverage: float = 1.0,
 ) -> list[MemoryRecord]:
     """Rank the candidates from every source and return the best ``k`` records with their scores.
 
     The candidates are ranked on the user's in-memory ``columns`` (kind, date, superseded)
     and ``vectors`` (the FAISS index's copies); only the final ``k`` rows are read from
-    ``records``.
+    ``records``. ``lexical_coverage`` is how much of the query the best BM25 hit matches
+    (see ``RecallSettings.trusted_coverage``).
     """
     p = params
     dense_weight = p.cjk_dense_weight if cjk_query else p.dense_weight
+    trust = lexical_trust(p, lexical_coverage)
     scores: dict[int, float] = {}
     _rrf(dense, dense_weight, p.rrf_k, scores)
-    _rrf(lexical, p.lexical_weight, p.rrf_k, scores)
+    _rrf(lexical, p.lexical_weight * trust, p.rrf_k, scores)
     # The window's own dense ranking brings in memories of that period that the global
     # top-N missed; it counts as a second dense vote, not a third independent signal.
     _rrf(window_ranked, dense_weight, p.rrf_k, scores)
-    _rrf(bridge, p.bridge_weight, p.rrf_k, scores)
+    # The second hop ranks by the query's words too, so it is as much chance as the first.
+    _rrf(bridge, p.bridge_weight * trust, p.rrf_k, scores)
     if not scores:
         return []
     cand = columns.usable(scores, include_superseded, kinds)  # ascending seq, as the SQL fetch returned them

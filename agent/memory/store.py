@@ -314,6 +314,7 @@ class MemoryStore:
                 include_superseded=include_superseded,
                 kinds=kinds,
                 cjk_query=search_steps.is_cjk(query),
+                lexical_coverage=scored.coverage() if scored is not None else 0.0,
             )
 
     # -- maintenance -------------------------------------------------------------------------
