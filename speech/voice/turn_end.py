@@ -85,6 +85,10 @@ def _wants_more(core: str, words: list[str]) -> bool:
                                                     or " ".join(words[-2:]) in _WANTS_MORE_EN2)
 
 
+def _last_sentence(core: str) -> str:
+    return re.split(r"[.!?。！？]\s*", core)[-1]
+
+
 def _closes_wh_question(t: str, core: str) -> bool:
     """A question mark after a copula that closes a wh-clause: "How far away the moon is?", "what time it is?".
 
@@ -94,13 +98,13 @@ def _closes_wh_question(t: str, core: str) -> bool:
     """
     if t[-1] not in "?？":
         return False
-    last = _WORD.findall(re.split(r"[.!?。！？]\s*", core)[-1].lower())
+    last = _WORD.findall(_last_sentence(core).lower())
     return len(last) > 2 and last[-1] in _COPULA and any(w in _WH for w in last[:-2])
 
 
 def _question_opening(core: str) -> bool:
     """The last sentence opens like a question (and Whisper did not close it with a question mark)."""
-    last = re.split(r"[.!?。！？]\s*", core)[-1]  # the last sentence
+    last = _last_sentence(core)
     opening = _WORD.findall(last[:30].lower())
     return bool(opening) and opening[0] in _QUESTION_OPENING and last.isascii()
 
