@@ -19,22 +19,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from agent.language import HAN_RANGES
 from bench.common import emit, load_average, machine, print_table
 
-CANDIDATES = {  # name -> (early, unclear = min_silence, doubtful, late, pause margin, habit at most) ms
-    "words only (doubtful 800, no pause habit)": (450, 800, 800, 1600, -1, 1600),
-    "doubtful 1,300, no pause habit": (450, 800, 1300, 1600, -1, 1600),
-    "doubtful 1,300, habit +200": (450, 800, 1300, 1600, 200, 1600),
-    "doubtful 1,300, habit +300": (450, 800, 1300, 1600, 300, 1600),
-    "doubtful 1,300, habit +400": (450, 800, 1300, 1600, 400, 1600),
-    "doubtful 1,300, habit +400 up to 1,300 (default)": (450, 800, 1300, 1600, 400, 1300),
-    "doubtful 1,300, habit +400 up to 1,200": (450, 800, 1300, 1600, 400, 1200),
-    "full stop 1,200, no habit": (450, 1200, 1300, 1600, -1, 1600),
+HAN = re.compile(f"[{HAN_RANGES}]")
+
+CANDIDATES = {  # name -> (early, unclear = min_silence, doubtful, late, pause margin, habit at most, prior) ms
+    "words only (doubtful 800, no pause habit)": (450, 800, 800, 1600, -1, 1600, 0),
+    "doubtful 1,300, no pause habit": (450, 800, 1300, 1600, -1, 1600, 0),
+    "doubtful 1,300, habit +200": (450, 800, 1300, 1600, 200, 1600, 0),
+    "doubtful 1,300, habit +300": (450, 800, 1300, 1600, 300, 1600, 0),
+    "doubtful 1,300, habit +400": (450, 800, 1300, 1600, 400, 1600, 0),
+    "doubtful 1,300, habit +400 up to 1,300": (450, 800, 1300, 1600, 400, 1300, 0),
+    "doubtful 1,300, habit +400 up to 1,300, new speaker 800 (default)": (450, 800, 1300, 1600, 400, 1300, 800),
+    "doubtful 1,300, habit +400 up to 1,200, new speaker 800": (450, 800, 1300, 1600, 400, 1200, 800),
+    "full stop 1,200, no habit": (450, 1200, 1300, 1600, -1, 1600, 0),
 }
 
 
@@ -72,10 +77,10 @@ def score(utterances: list[tuple[str, list[dict[str, object]]]], base_args, smar
     from speech.voice.turn_end import PauseHistory, end_silence_ms
 
     rows = []
-    for name, (early, unclear, doubt, late, margin, habit_max) in CANDIDATES.items():
+    for name, (early, unclear, doubt, late, margin, habit_max, prior) in CANDIDATES.items():
         args = replace(base_args, early_silence_ms=early, late_silence_ms=late, doubt_silence_ms=doubt,
-                       pause_margin_ms=margin, pause_habit_max_ms=habit_max)
-        history = PauseHistory()
+                       pause_margin_ms=margin, pause_habit_max_ms=habit_max, pause_habit_prior_ms=prior)
+        history = PauseHistory(prior_ms=args.pause_habit_prior_ms)
         outcome = []  # (set, premature, end wait)
         for kind, pauses in utterances:
             history.new_utterance()
@@ -99,12 +104,25 @@ def score(utterances: list[tuple[str, list[dict[str, object]]]], base_args, smar
     return rows
 
 
+Heard = list[tuple[str, list[dict[str, object]]]]
+
+
+def alone(heard: Heard, language: str | None) -> Heard:
+    """The utterances of one language only (None: all), by the script of their final transcript."""
+    if language is None:
+        return heard
+    return [(k, ps) for k, ps in heard if bool(HAN.search(str(ps[-1]["text"]))) == (language == "zh")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="The voice bench's quick sets.")
     parser.add_argument("--smart", action="store_true", help="Load smart-turn v3.2 and let it vote (--turn_end smart).")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--pauses", help="Score the pauses of an earlier --json run (no decoding).")
+    parser.add_argument("--alone", choices=("zh", "en"),
+                        help="Score one language's utterances alone, as one speaker's session (no pause habit "
+                             "carried in from the other language's long sentences).")
     args = parser.parse_args()
     if args.pauses:
         old = json.loads(Path(args.pauses).read_text())
@@ -119,6 +137,7 @@ def main() -> None:
             heard = [h for i, h in enumerate(heard) if [k for k, _ in heard[: i + 1]].count(h[0]) <= limits[h[0]]]
         from speech.engines.factory import EngineSettings
 
+        heard = alone(heard, args.alone)
         rows = score(heard, EngineSettings(), False) + (score(heard, EngineSettings(), True) if old["smart"] else [])
         print_table("Premature turn ends and the end-of-turn wait, per setting", rows)  # type: ignore[arg-type]
         return
@@ -130,7 +149,7 @@ def main() -> None:
     engines = build_engines(speech.parse_args(["--turn_end", "smart"] if args.smart else []))
     engines.warm_up()
     sets = make_utterances(engines.tts, engines.tts.sample_rate, args.quick)
-    heard = [(kind, pauses_of(engines, u)) for kind, utts in sets.items() for u in utts]
+    heard = alone([(kind, pauses_of(engines, u)) for kind, utts in sets.items() for u in utts], args.alone)
     rows = score(heard, engines.args, False) + (score(heard, engines.args, True) if args.smart else [])
     result: dict[str, object] = {"machine": machine(), "smart": args.smart, "rows": rows,
                                  "pauses": [{"set": k, **p} for k, ps in heard for p in ps],

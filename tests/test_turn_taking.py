@@ -103,6 +103,22 @@ def test_a_speaker_who_pauses_long_gets_longer_turn_ends() -> None:
     assert end_silence_ms("Where is the station?", 800, TurnEndSettings(turn_end="fixed")) == 800
 
 
+def test_a_new_speaker_is_assumed_to_pause_until_their_own_pauses_are_known() -> None:
+    # bench.turn_end --alone zh: a first utterance paused 1.06 s after "我昨天去了车站旁边的市场。" and went on;
+    # with no habit known yet the full stop ended the turn at 800 ms.
+    args = TurnEndSettings()
+    assert args.pause_habit_prior_ms == 800
+    history = PauseHistory(prior_ms=args.pause_habit_prior_ms)
+    history.new_utterance()
+    wait = end_silence_ms("我昨天去了车站旁边的市场。", 800, args, longest_pause_ms=history.longest_ms)
+    assert wait == 1200 and wait > 1056
+    assert end_silence_ms("今天天气怎么样？", 800, args, longest_pause_ms=history.longest_ms) == 450
+    history.new_utterance()
+    history.new_utterance()  # the speaker's own last 3 utterances: the prior is forgotten
+    assert history.longest_ms == 0
+    assert end_silence_ms("我昨天去了车站旁边的市场。", 800, args, longest_pause_ms=history.longest_ms) == 800
+
+
 def test_the_vad_ends_a_pause_at_the_silence_it_is_told() -> None:
     stream = VADStream(energy_scorer(), VADSettings(min_silence_ms=800, speculative_silence_ms=300))
     events = stream.process(tone(1.0)) + stream.process(quiet(0.35))

@@ -36,6 +36,10 @@ class TurnEndSettings:
     pause_habit_max_ms: int = field(default=1300, metadata={
         "help": "The longest wait the speaker's pause habit can give a turn whose words do not say it goes on, "
                 "in ms: a silence this long ends the turn (bench.turn_end: the voice sets pause 0.4-1.1 s)."})
+    pause_habit_prior_ms: int = field(default=800, metadata={
+        "help": "The longest pause assumed of a new speaker until their own first utterances are done, in ms: "
+                "a first pause of 1.06 s after a full stop was answered at 800 ms (bench.turn_end, Mandarin "
+                "alone); 0: none."})
 
 
 class SmartTurn:

@@ -105,7 +105,7 @@ class VoiceSession:
         """The reply whose audio is paused because speech may be starting."""
         self.false_stops = 0
         """Replies paused at a probable onset that turned out not to be speech."""
-        self._pauses = PauseHistory()
+        self._pauses = PauseHistory(prior_ms=engines.args.pause_habit_prior_ms)
         """The pauses this user went on from: a turn end waits longer than their habit."""
 
     @property

@@ -140,8 +140,10 @@ class PauseHistory:
     the speaker's own habit can: someone who has paused 1 s and gone on gets more than 1 s.
     """
 
-    def __init__(self, utterances: int = 3) -> None:
-        self._per_utterance: deque[float] = deque([0.0], maxlen=utterances)
+    def __init__(self, utterances: int = 3, prior_ms: float = 0.0) -> None:
+        # The prior stands for what came before this speaker's first utterance; it is forgotten
+        # like any older utterance once ``utterances`` more have begun.
+        self._per_utterance: deque[float] = deque([prior_ms], maxlen=utterances)
 
     def new_utterance(self) -> None:
         """A new utterance starts (the oldest is forgotten)."""
