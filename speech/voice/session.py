@@ -177,6 +177,8 @@ class VoiceSession:
             await self.send(error_event("empty_input" if "empty" in str(exc) else "input_too_long", str(exc)))
             return
         await self._drop_speculation()
+        if self.vad.paused:  # a spoken utterance waiting out its end silence: superseded like a confirmed one
+            self.vad.reset()
         self._drop_unanswered_voice_turn()
         await self._interrupt()
         if not await self._rate_limited():
