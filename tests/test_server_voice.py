@@ -140,6 +140,25 @@ async def test_interrupt_message_stops_a_reply_with_fake_engines(make_config, em
         await client.close()
 
 
+async def test_an_interrupt_drops_an_utterance_still_waiting_for_its_turn_end_with_fake_engines(
+        make_config, embedder, fake_speech_engines, fake_llm):
+    # "New topic" (interrupt) while the user's last words wait out their end silence (a new speaker's
+    # full stop: 1,200 ms): they are dropped like a confirmed turn still being transcribed, not answered later.
+    async with running_server(make_config(), embedder, fake_speech_engines) as srv:
+        client = await VoiceClient.open(srv.ws_url, "new-topic")
+        await client.stream_pcm(with_silence(fake_speech_engines.asr.speak("I went to the market."), after=0.6))
+        assert client.events("vad.start") and not client.events("vad.end"), "still in the pause"
+        await client.send_json({"type": "interrupt"})
+        await client.stream_pcm(silence(2.0))  # longer than any end silence
+        assert not client.events("vad.end") and not client.events("transcript.final")
+        await client.say_text("hello")
+        done = await client.wait_for("response.done", timeout=30)
+        assert done["text"] == "You said: hello"
+        assert len(client.events("response.done")) == 1
+        assert [e["text"] for e in client.events("transcript.final")] == ["hello"], "the spoken words are not a turn"
+        await client.close()
+
+
 async def test_half_duplex_ignores_speech_while_speaking_with_fake_engines(
         make_config, embedder, fake_speech_engines, fake_llm):
     fake_llm.default = long_story

@@ -177,8 +177,6 @@ class VoiceSession:
             await self.send(error_event("empty_input" if "empty" in str(exc) else "input_too_long", str(exc)))
             return
         await self._drop_speculation()
-        if self.vad.paused:  # a spoken utterance waiting out its end silence: superseded like a confirmed one
-            self.vad.reset()
         self._drop_unanswered_voice_turn()
         await self._interrupt()
         if not await self._rate_limited():
@@ -193,6 +191,8 @@ class VoiceSession:
         pending, self._pending = self._pending, None
         if pending is not None and pending.reply is None:
             pending.dropped = True
+        if self.vad.paused:  # an utterance still waiting out its end silence would be confirmed after this
+            self.vad.reset()
         self._prefix = ""
 
     # --- audio -------------------------------------------------------------------
